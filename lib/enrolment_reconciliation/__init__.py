@@ -1,0 +1,1 @@
+"""Sunbird Lern enrolment-reconciliation on Apache Spark."""

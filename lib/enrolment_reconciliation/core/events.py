@@ -1,0 +1,161 @@
+"""Output events as DataFrames of JSON strings, in the shapes of spec.md §6.
+
+Event ids are derived from keys, never random: ``mid`` (and the AUDIT ``sid``/``did``) are
+name-based UUIDs of (userId, courseId, batchId, kind), so a duplicate published after a crash
+is recognisable (design.md §3.3).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from enrolment_reconciliation.schemas import AUDIT, CERTIFICATE, ENROLMENT_KEY
+
+AUDIT_KIND = "enrol-complete"
+CERTIFICATE_KIND = "issue-certificate"
+
+
+def deterministic_uuid(*parts: Column) -> Column:
+    """A UUID-formatted SHA-256 digest of the parts joined by ``|``.
+
+    Example: ``deterministic_uuid(F.col("userId"), F.lit("x"))`` gives the same id for the same
+    user every time.
+    """
+    digest = F.sha2(F.concat_ws("|", *parts), 256)
+    pieces = [(1, 8), (9, 4), (13, 4), (17, 4), (21, 12)]
+    return F.concat_ws("-", *[F.substring(digest, start, n) for start, n in pieces])
+
+
+def _key_uuid(kind: str) -> Column:
+    return deterministic_uuid(*(F.col(c) for c in ENROLMENT_KEY), F.lit(kind))
+
+
+def _epoch_ms(now: datetime) -> Column:
+    return F.lit(int(now.timestamp() * 1000)).cast("long")
+
+
+def to_audit_events(completed: DataFrame, now: datetime) -> DataFrame:
+    """AUDIT ``enrol-complete`` telemetry for each newly completed enrolment (spec.md §6.1)."""
+    ets = _epoch_ms(now)
+    mid = F.concat(F.lit("LP.AUDIT."), _key_uuid(AUDIT_KIND))
+    event = F.struct(
+        F.struct(F.col("userId").alias("id"), F.lit("User").alias("type")).alias("actor"),
+        F.lit("AUDIT").alias("eid"),
+        F.struct(
+            F.array(F.lit("status"), F.lit("completedon")).alias("props"),
+            F.lit(AUDIT_KIND).alias("type"),
+        ).alias("edata"),
+        F.lit("3.0").alias("ver"),
+        ets.alias("syncts"),
+        ets.alias("ets"),
+        F.struct(
+            F.lit("in.sunbird").alias("channel"),
+            F.lit("Course").alias("env"),
+            _key_uuid(AUDIT_KIND + ":sid").alias("sid"),
+            _key_uuid(AUDIT_KIND + ":did").alias("did"),
+            F.struct(
+                F.lit("3.0").alias("ver"),
+                F.lit("org.sunbird.learning.platform").alias("id"),
+                F.lit("course-progress-updater").alias("pid"),
+            ).alias("pdata"),
+            F.array(
+                F.struct(F.lit("CourseBatch").alias("type"), F.col("batchId").alias("id")),
+                F.struct(F.lit("Course").alias("type"), F.col("courseId").alias("id")),
+            ).alias("cdata"),
+        ).alias("context"),
+        mid.alias("mid"),
+        F.struct(
+            F.col("userId").alias("id"),
+            F.lit("User").alias("type"),
+            F.struct(F.col("courseId").alias("l1")).alias("rollup"),
+        ).alias("object"),
+        F.array().cast("array<string>").alias("tags"),
+    )
+    return completed.select(
+        F.lit(AUDIT).alias("kind"), mid.alias("mid"), *ENROLMENT_KEY, F.to_json(event).alias("value")
+    )
+
+
+def to_certificate_events(completed: DataFrame, now: datetime) -> DataFrame:
+    """BE_JOB_REQUEST ``issue-certificate`` for each newly completed enrolment (spec.md §6.2)."""
+    mid = F.concat(F.lit("LP."), _key_uuid(CERTIFICATE_KIND))
+    event = F.struct(
+        F.lit("BE_JOB_REQUEST").alias("eid"),
+        _epoch_ms(now).alias("ets"),
+        mid.alias("mid"),
+        F.struct(
+            F.lit("Course Certificate Generator").alias("id"), F.lit("System").alias("type")
+        ).alias("actor"),
+        F.struct(
+            F.struct(F.lit("1.0").alias("ver"), F.lit("org.sunbird.platform").alias("id")).alias(
+                "pdata"
+            )
+        ).alias("context"),
+        F.struct(
+            F.concat_ws("_", F.col("batchId"), F.col("courseId")).alias("id"),
+            F.lit("CourseCertificateGeneration").alias("type"),
+        ).alias("object"),
+        F.struct(
+            F.array(F.col("userId")).alias("userIds"),
+            F.lit(CERTIFICATE_KIND).alias("action"),
+            F.lit(1).alias("iteration"),
+            F.lit("auto-issue").alias("trigger"),
+            F.col("batchId").alias("batchId"),
+            F.lit(False).alias("reIssue"),
+            F.col("courseId").alias("courseId"),
+        ).alias("edata"),
+    )
+    return completed.select(
+        F.lit(CERTIFICATE).alias("kind"),
+        mid.alias("mid"),
+        *ENROLMENT_KEY,
+        F.to_json(event).alias("value"),
+    )
+
+
+def to_completion_events(enrolment_updates: DataFrame, now: datetime) -> DataFrame:
+    """AUDIT and certificate events for the enrolments that completed in this batch."""
+    completed = enrolment_updates.where(F.col("newlyCompleted")).select(
+        F.col("userid").alias("userId"),
+        F.col("courseid").alias("courseId"),
+        F.col("batchid").alias("batchId"),
+    )
+    return to_audit_events(completed, now).unionByName(to_certificate_events(completed, now))
+
+
+def to_missing_leafnodes_failures(unresolved: DataFrame) -> DataFrame:
+    """Failed-topic rows for enrolments whose published course has no leafnodes (spec.md §7).
+
+    Clean JSON instead of the original's Gson dump (design.md §3.6):
+    ``{userId, batchId, courseId, contents: {id: {status, viewCount, completedCount}}, reason}``.
+    """
+    contents = F.map_from_entries(
+        F.transform(
+            F.col("consumedContents"),
+            lambda c: F.struct(
+                c["contentId"],
+                F.struct(c["status"], c["viewCount"], c["completedCount"]),
+            ),
+        )
+    )
+    reason = F.when(
+        F.col("collectionStatus").isNull(),
+        F.concat(F.lit("There are no published or retired collection with id: "), "courseId"),
+    ).otherwise(
+        F.concat(F.lit("leaf nodes are not available for a published collection: "), "courseId")
+    )
+    return unresolved.select(
+        reason.alias("reason"),
+        F.to_json(
+            F.struct(
+                F.col("userId"),
+                F.col("batchId"),
+                F.col("courseId"),
+                contents.alias("contents"),
+                reason.alias("reason"),
+            )
+        ).alias("value"),
+    )

@@ -1,0 +1,171 @@
+"""Explicit schemas at every boundary, and the column names in Sunbird's vocabulary.
+
+Camel-case names (userId, courseId, batchId, contentId, completedCount) are the event and
+aggregate vocabulary; lower-case ones (userid, courseid, ...) are Cassandra columns.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql.types import (
+    ArrayType,
+    BinaryType,
+    BooleanType,
+    DoubleType,
+    IntegerType,
+    LongType,
+    MapType,
+    StringType,
+    StructField,
+    StructType,
+    TimestampType,
+)
+
+SYNC_ACTION = "user-enrolment-sync"
+COURSE_ACTIVITY_TYPE = "Course"  # also for unit rows: readers expect it (spec.md §10.1)
+COMPLETED_COUNT = "completedCount"
+CONTEXT_PREFIX = "cb:"
+
+# Enrolment status values (LMS ProjectUtil.ProgressStatus).
+NOT_STARTED, IN_PROGRESS, COMPLETED = 0, 1, 2
+
+# --- Kafka ----------------------------------------------------------------------------------
+# The columns of Spark's Kafka source that the job keeps.
+RAW_REQUEST_SCHEMA = StructType(
+    [
+        StructField("value", BinaryType(), True),
+        StructField("topic", StringType(), True),
+        StructField("partition", IntegerType(), True),
+        StructField("offset", LongType(), True),
+    ]
+)
+
+# The sync request (spec.md §1.2). Ids are read as strings; a non-string JSON value is detected
+# separately (Spark renders it as its JSON text), see core.requests.
+SYNC_REQUEST_JSON_SCHEMA = StructType(
+    [
+        StructField("eid", StringType(), True),
+        StructField("mid", StringType(), True),
+        StructField(
+            "edata",
+            StructType(
+                [
+                    StructField("action", StringType(), True),
+                    StructField("userId", StringType(), True),
+                    StructField("courseId", StringType(), True),
+                    StructField("batchId", StringType(), True),
+                ]
+            ),
+            True,
+        ),
+        StructField("_corrupt_record", StringType(), True),
+    ]
+)
+
+ENROLMENT_KEY = ["userId", "courseId", "batchId"]
+ENROLMENT_KEY_SCHEMA = StructType([StructField(c, StringType(), False) for c in ENROLMENT_KEY])
+
+# --- Cassandra rows as the core sees them ------------------------------------------------------
+CONSUMPTION_SCHEMA = StructType(
+    [
+        StructField("userid", StringType(), False),
+        StructField("courseid", StringType(), False),
+        StructField("batchid", StringType(), False),
+        StructField("contentid", StringType(), False),
+        StructField("status", IntegerType(), True),
+        StructField("viewcount", IntegerType(), True),
+        StructField("completedcount", IntegerType(), True),
+    ]
+)
+CONSUMPTION_COLUMNS = [f.name for f in CONSUMPTION_SCHEMA.fields]
+
+ENROLMENT_SCHEMA = StructType(
+    [
+        StructField("userid", StringType(), False),
+        StructField("courseid", StringType(), False),
+        StructField("batchid", StringType(), False),
+        StructField("status", IntegerType(), True),
+        StructField("completedon", TimestampType(), True),
+    ]
+)
+ENROLMENT_COLUMNS = [f.name for f in ENROLMENT_SCHEMA.fields]
+
+# --- relation cache as small broadcast frames ------------------------------------------------
+COURSE_NODES_SCHEMA = StructType(
+    [
+        StructField("courseId", StringType(), False),
+        StructField("leafnodes", ArrayType(StringType(), False), False),
+        StructField("optionalnodes", ArrayType(StringType(), False), False),
+    ]
+)
+UNIT_NODES_SCHEMA = StructType(
+    [
+        StructField("courseId", StringType(), False),
+        StructField("unitId", StringType(), False),
+        StructField("leafnodes", ArrayType(StringType(), False), False),
+        StructField("optionalnodes", ArrayType(StringType(), False), False),
+    ]
+)
+ANCESTORS_SCHEMA = StructType(
+    [
+        StructField("courseId", StringType(), False),
+        StructField("contentId", StringType(), False),
+        StructField("ancestors", ArrayType(StringType(), False), False),
+    ]
+)
+# Search-service status of courses whose leafnodes key is missing (spec.md §7).
+COLLECTION_STATUS_SCHEMA = StructType(
+    [
+        StructField("courseId", StringType(), False),
+        StructField("collectionStatus", StringType(), True),
+    ]
+)
+
+# --- outputs ---------------------------------------------------------------------------------
+ACTIVITY_AGG_SCHEMA = StructType(
+    [
+        StructField("activity_type", StringType(), False),
+        StructField("activity_id", StringType(), False),
+        StructField("user_id", StringType(), False),
+        StructField("context_id", StringType(), False),
+        StructField("aggregates", MapType(StringType(), DoubleType(), False), False),
+        StructField("agg_last_updated", MapType(StringType(), TimestampType(), False), False),
+    ]
+)
+
+ENROLMENT_UPDATE_SCHEMA = StructType(
+    [
+        StructField("userid", StringType(), False),
+        StructField("courseid", StringType(), False),
+        StructField("batchid", StringType(), False),
+        StructField("status", IntegerType(), False),
+        StructField("progress", IntegerType(), False),
+        StructField("contentstatus", MapType(StringType(), IntegerType(), True), True),
+        StructField("completedon", TimestampType(), True),
+        StructField("datetime", TimestampType(), False),
+        StructField("newlyCompleted", BooleanType(), False),
+    ]
+)
+# The columns written to user_enrolments (newlyCompleted only routes events).
+ENROLMENT_WRITE_COLUMNS = [
+    "userid", "courseid", "batchid", "status", "progress", "contentstatus", "completedon",
+    "datetime",
+]
+
+EVENT_SCHEMA = StructType(
+    [
+        StructField("kind", StringType(), False),  # audit | certificate
+        StructField("mid", StringType(), False),
+        StructField("userId", StringType(), False),
+        StructField("courseId", StringType(), False),
+        StructField("batchId", StringType(), False),
+        StructField("value", StringType(), False),
+    ]
+)
+AUDIT, CERTIFICATE = "audit", "certificate"
+
+FAILED_EVENT_SCHEMA = StructType(
+    [
+        StructField("reason", StringType(), False),
+        StructField("value", StringType(), False),
+    ]
+)

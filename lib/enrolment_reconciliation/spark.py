@@ -1,0 +1,94 @@
+"""SparkSession factory: connector and Kafka jars, the connector's SQL extensions, Cassandra host.
+
+The jars are resolved by Maven into ``.stack/lib/spark`` (``stack/fetch-jars.sh``); set
+``ER_SPARK_JARS_DIR`` to use another folder, or ``ER_SPARK_JARS`` to a comma-separated list.
+When the job runs under ``spark-submit.sh`` the jars are already on the classpath and the
+builder's settings only fill what spark-submit left unset.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pyspark.sql import SparkSession
+
+if TYPE_CHECKING:
+    from enrolment_reconciliation.config import JobConfig
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_JARS_DIR = PROJECT_ROOT / ".stack" / "lib" / "spark"
+CASSANDRA_EXTENSIONS = "com.datastax.spark.connector.CassandraSparkExtensions"
+
+
+def _under_spark_submit() -> bool:
+    """True inside a Python app launched by spark-submit (its gateway is already up)."""
+    return "PYSPARK_GATEWAY_PORT" in os.environ
+
+
+def spark_jars() -> list[str]:
+    """Absolute paths of the connector and Kafka jars handed to Spark."""
+    if os.environ.get("ER_SPARK_JARS"):
+        return [j for j in os.environ["ER_SPARK_JARS"].split(",") if j]
+    folder = Path(os.environ.get("ER_SPARK_JARS_DIR", DEFAULT_JARS_DIR))
+    jars = sorted(str(p) for p in folder.glob("*.jar"))
+    if not jars:
+        raise FileNotFoundError(
+            f"no Spark jars in {folder}: run `bash stack/fetch-jars.sh` (or ./dev.sh setup) first"
+        )
+    return jars
+
+
+def cassandra_conf(cfg: JobConfig) -> dict[str, str]:
+    """Connector settings for the configured Cassandra (credentials only when set)."""
+    conf = {
+        "spark.cassandra.connection.host": cfg.cassandra_host,
+        "spark.cassandra.connection.port": str(cfg.cassandra_port),
+        # user_enrolments updates leave unset columns (e.g. completedon) untouched
+        "spark.cassandra.output.ignoreNulls": "true",
+        "spark.cassandra.output.batch.size.rows": str(cfg.write_batch_size),
+    }
+    if cfg.credentials.cassandra_username:
+        conf["spark.cassandra.auth.username"] = cfg.credentials.cassandra_username
+        conf["spark.cassandra.auth.password"] = cfg.credentials.cassandra_password or ""
+    return conf
+
+
+def build_spark_session(
+    cfg: JobConfig,
+    *,
+    app_name: str = "enrolment-reconciliation",
+    master: str | None = None,
+    extra_conf: dict[str, str] | None = None,
+) -> SparkSession:
+    """Create (or reuse) the SparkSession with the jars, extensions and Cassandra connection.
+
+    Example::
+
+        spark = build_spark_session(load_config(), master="local[2]")
+    """
+    builder = SparkSession.builder.appName(app_name)
+    if master:
+        builder = builder.master(master)
+    elif not _under_spark_submit():
+        builder = builder.master(os.environ.get("ER_SPARK_MASTER", "local[*]"))
+    if not _under_spark_submit():
+        builder = builder.config("spark.jars", ",".join(spark_jars()))
+    settings = {
+        "spark.sql.extensions": CASSANDRA_EXTENSIONS,
+        "spark.sql.shuffle.partitions": "8",
+        "spark.sql.session.timeZone": "UTC",
+        "spark.ui.showConsoleProgress": "false",
+        # direct joins for a micro-batch's keys (unprefixed connector key, read from SQL conf)
+        "directJoinSetting": "auto",
+        **cassandra_conf(cfg),
+        **(extra_conf or {}),
+    }
+    for key, value in settings.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    # Session-level values win over whatever an earlier getOrCreate left behind.
+    for key, value in cassandra_conf(cfg).items():
+        spark.conf.set(key, value)
+    return spark

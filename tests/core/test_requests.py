@@ -1,0 +1,97 @@
+"""Parsing and classifying sync requests (spec.md §1, design.md §3.2)."""
+
+from __future__ import annotations
+
+import json
+
+from chispa import assert_df_equality
+from pyspark.sql.types import StringType, StructField, StructType
+
+from enrolment_reconciliation.core.requests import (
+    to_enrolment_keys,
+    to_request_failures,
+)
+from enrolment_reconciliation.schemas import ENROLMENT_KEY_SCHEMA
+from tests.core.helpers import parsed_requests, sync_request
+
+CLASSIFIED = StructType(
+    [
+        StructField("userId", StringType(), True),
+        StructField("requestStatus", StringType(), True),
+        StructField("reason", StringType(), True),
+    ]
+)
+
+
+def _edata(**edata) -> str:
+    return json.dumps({"eid": "BE_JOB_REQUEST", "edata": edata})
+
+
+def test_requests_are_classified_valid_skipped_or_failed_with_reasons(spark):
+    payloads = [
+        sync_request("u1", "c1", "b1"),
+        sync_request("u2", "c1", "b1", action="USER-Enrolment-Sync"),
+        sync_request("u3", "c1", "b1", action="batch-enrolment-update"),
+        _edata(userId="u4", courseId="c1", batchId="b1"),  # no action: skipped like the original
+        "not json at all",
+        "[1, 2]",
+        "",
+        None,
+        _edata(action="user-enrolment-sync", userId=5, courseId="c1", batchId="b1"),
+        _edata(action="user-enrolment-sync", userId="u6", courseId="", batchId=None),
+        _edata(action="user-enrolment-sync", userId="u7", courseId={"id": 1}, batchId=["b"]),
+        _edata(action=True, userId="u8", courseId="c1", batchId="b1"),
+        json.dumps({"edata": "user-enrolment-sync"}),
+    ]
+    actual = parsed_requests(spark, payloads).select("userId", "requestStatus", "reason")
+    expected = spark.createDataFrame(
+        [
+            ("u1", "valid", None),
+            ("u2", "valid", None),
+            ("u3", "skipped", None),
+            ("u4", "skipped", None),
+            (None, "failed", "malformed JSON: not a JSON object"),
+            (None, "failed", "malformed JSON: not a JSON object"),
+            (None, "failed", "empty message"),
+            (None, "failed", "empty message"),
+            ("5", "failed", "edata.userId is not a string"),
+            (
+                "u6",
+                "failed",
+                "edata.courseId is missing or empty; edata.batchId is missing or empty",
+            ),
+            ("u7", "failed", "edata.courseId is not a string; edata.batchId is not a string"),
+            ("u8", "failed", "edata.action is not a string"),
+            (None, "failed", "malformed JSON: not a JSON object"),
+        ],
+        CLASSIFIED,
+    )
+    assert_df_equality(actual, expected, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_duplicate_requests_for_one_enrolment_are_reconciled_once(spark):
+    payloads = [
+        sync_request("u1", "c1", "b1"),
+        sync_request("u1", "c1", "b1"),
+        sync_request("u1", "c1", "b2"),
+        sync_request("u1", "c1", "b1", action="User-Enrolment-Sync"),
+        sync_request("u2", "c1", "b1", action="other"),
+    ]
+    actual = to_enrolment_keys(parsed_requests(spark, payloads))
+    expected = spark.createDataFrame([("u1", "c1", "b1"), ("u1", "c1", "b2")], ENROLMENT_KEY_SCHEMA)
+    assert_df_equality(actual, expected, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_failed_requests_carry_the_raw_payload_reason_and_source(spark):
+    actual = to_request_failures(parsed_requests(spark, ["{broken", sync_request("u", "c", "b")]))
+    rows = [(r.reason, json.loads(r.value)) for r in actual.collect()]
+    assert rows == [
+        (
+            "malformed JSON: not a JSON object",
+            {
+                "reason": "malformed JSON: not a JSON object",
+                "payload": "{broken",
+                "source": {"topic": "sync", "partition": 0, "offset": 0},
+            },
+        )
+    ]
