@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 
 import pytest
 import redis
 from cassandra.cluster import Session
 
-from enrolment_reconciliation.config import JobConfig, load_config
+from enrolment_reconciliation.config import JobConfig
 from enrolment_reconciliation.io.cassandra import connect
 from enrolment_reconciliation.io.sample_loader import load_sample
 from enrolment_reconciliation.sample_data import SampleData, generate_sample
+from tests.conftest import stack_config
 
 pytestmark = pytest.mark.integration
 
@@ -20,31 +20,9 @@ KEYSPACE = "er_test_loader"
 REDIS_DB = 11  # not the job's relation-cache db 10
 
 
-def _reachable(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=2):
-            return True
-    except OSError:
-        return False
-
-
 @pytest.fixture(scope="module")
 def cfg() -> JobConfig:
-    config = load_config(
-        overrides=[
-            f"lms-cassandra.keyspace={KEYSPACE}",
-            "lms-cassandra.host=127.0.0.1",
-            "redis.host=127.0.0.1",
-            f"redis.database.relationCache.id={REDIS_DB}",
-        ]
-    )
-    for name, host, port in (
-        ("Cassandra", config.cassandra_host, config.cassandra_port),
-        ("Redis", config.redis_host, config.redis_port),
-    ):
-        if not _reachable(host, port):
-            pytest.skip(f"{name} is not listening on {host}:{port}; run stack/stack.sh start")
-    return config
+    return stack_config(f"redis.database.relationCache.id={REDIS_DB}", keyspace=KEYSPACE)
 
 
 @pytest.fixture(scope="module")
