@@ -24,7 +24,13 @@ from typing import Any
 
 from pyhocon import ConfigFactory, ConfigTree
 
-DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[2] / "conf" / "enrolment-reconciliation.conf"
+# spark-submit.sh sets ER_CONFIG: the package then runs from a zip, away from the checkout.
+DEFAULT_CONFIG_PATH = Path(
+    os.environ.get(
+        "ER_CONFIG",
+        Path(__file__).resolve().parents[2] / "conf" / "enrolment-reconciliation.conf",
+    )
+)
 
 # Environment variables holding secrets; never part of the HOCON file.
 CREDENTIAL_ENV = {

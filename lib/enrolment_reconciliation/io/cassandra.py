@@ -8,16 +8,25 @@ map column replaces the whole map and would destroy other jobs' keys (design.md 
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cassandra.auth import PlainTextAuthProvider
-from cassandra.cluster import Cluster, Session
+from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, Session
+from cassandra.concurrent import execute_concurrent
 from cassandra.policies import DCAwareRoundRobinPolicy
+from cassandra.query import BatchStatement, BatchType
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from enrolment_reconciliation.schemas import CONSUMPTION_COLUMNS, ENROLMENT_COLUMNS
+from enrolment_reconciliation.schemas import (
+    CONSUMPTION_COLUMNS,
+    ENROLMENT_COLUMNS,
+    ENROLMENT_WRITE_COLUMNS,
+)
 
 if TYPE_CHECKING:
     from enrolment_reconciliation.config import JobConfig
@@ -37,13 +46,14 @@ def connect(
 ) -> tuple[Cluster, Session]:
     """Open a driver session (protocol v5, Cassandra 5.0); the caller shuts the cluster down."""
     auth = PlainTextAuthProvider(username, password) if username else None
+    profile = ExecutionProfile(load_balancing_policy=DCAwareRoundRobinPolicy(), request_timeout=30)
     cluster = Cluster(
         [host],
         port=port,
         protocol_version=5,
         auth_provider=auth,
         connect_timeout=connect_timeout,
-        load_balancing_policy=DCAwareRoundRobinPolicy(),
+        execution_profiles={EXEC_PROFILE_DEFAULT: profile},
     )
     return cluster, cluster.connect(keyspace)
 
@@ -115,4 +125,138 @@ def read_enrolments_for(spark: SparkSession, keys: DataFrame, cfg: JobConfig) ->
     table = read_table(spark, cfg.keyspace, cfg.enrolments_table, direct_join="on")
     return _join_keys(keys).join(
         table.select(*ENROLMENT_COLUMNS), ["userid", "courseid", "batchid"], "inner"
+    )
+
+
+# --- writers ----------------------------------------------------------------------------------
+APPEND_AGGREGATES_CQL = (
+    "UPDATE {keyspace}.{table} SET aggregates = aggregates + ?,"
+    " agg_last_updated = agg_last_updated + ?"
+    " WHERE activity_type = ? AND activity_id = ? AND user_id = ? AND context_id = ?"
+)
+
+# One driver session per executor Python worker (workers are reused across tasks).
+_EXECUTOR_SESSIONS: dict[tuple, tuple[Cluster, Session]] = {}
+
+
+@dataclass(frozen=True)
+class AggregateWriteSettings:
+    """Plain values the executors need to append aggregates (picklable, no secrets in repr)."""
+
+    host: str
+    port: int
+    keyspace: str
+    table: str
+    batch_size: int
+    concurrency: int
+    retries: int
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_config(cls, cfg: JobConfig) -> AggregateWriteSettings:
+        return cls(
+            host=cfg.cassandra_host,
+            port=cfg.cassandra_port,
+            keyspace=cfg.keyspace,
+            table=cfg.activity_agg_table,
+            batch_size=cfg.write_batch_size,
+            concurrency=cfg.write_concurrency,
+            retries=cfg.write_retries,
+            username=cfg.credentials.cassandra_username,
+            password=cfg.credentials.cassandra_password,
+        )
+
+
+def _executor_session(settings: AggregateWriteSettings) -> Session:
+    key = (settings.host, settings.port, settings.username)
+    if key not in _EXECUTOR_SESSIONS:
+        _EXECUTOR_SESSIONS[key] = connect(
+            settings.host,
+            settings.port,
+            username=settings.username,
+            password=settings.password,
+        )
+    return _EXECUTOR_SESSIONS[key][1]
+
+
+def _append_partition(settings: AggregateWriteSettings, rows: Iterable) -> Iterator[int]:
+    """Append one partition's aggregate rows as logged batches of ``batch_size`` UPDATEs,
+    ``concurrency`` batches in flight; retried ``retries`` times. Yields the batch count."""
+    session = _executor_session(settings)
+    statement = session.prepare(
+        APPEND_AGGREGATES_CQL.format(keyspace=settings.keyspace, table=settings.table)
+    )
+    batches: list[BatchStatement] = []
+    current = BatchStatement(batch_type=BatchType.LOGGED)
+    for row in rows:
+        current.add(
+            statement,
+            (
+                row.aggregates,
+                row.agg_last_updated,
+                row.activity_type,
+                row.activity_id,
+                row.user_id,
+                row.context_id,
+            ),
+        )
+        if len(current) >= settings.batch_size:
+            batches.append(current)
+            current = BatchStatement(batch_type=BatchType.LOGGED)
+    if len(current):
+        batches.append(current)
+    pending = batches
+    for attempt in range(settings.retries + 1):
+        results = execute_concurrent(
+            session,
+            [(b, ()) for b in pending],
+            concurrency=settings.concurrency,
+            raise_on_first_error=False,
+        )
+        failed = [b for b, (ok, _) in zip(pending, results, strict=True) if not ok]
+        if not failed:
+            break
+        if attempt == settings.retries:
+            errors = [r for ok, r in results if not ok]
+            raise RuntimeError(
+                f"{len(failed)} user_activity_agg batches failed after "
+                f"{settings.retries + 1} attempts: {errors[0]!r}"
+            )
+        time.sleep(min(2**attempt, 8))
+        pending = failed
+    yield len(batches)
+
+
+def write_activity_aggregates(aggregates: DataFrame, cfg: JobConfig) -> int:
+    """Append ``aggregates``/``agg_last_updated`` at the server (``m = m + ?``), from executors.
+
+    Never a connector DataFrame write: that would replace the whole maps and destroy keys other
+    jobs own (``score:*``, ``max_score:*``, ...). Returns the number of CQL batches executed
+    (the original's ``db-update-count``).
+    """
+    settings = AggregateWriteSettings.from_config(cfg)
+    return int(
+        aggregates.rdd.mapPartitions(lambda rows: _append_partition(settings, rows)).sum()
+    )
+
+
+def write_enrolment_updates(updates: DataFrame, cfg: JobConfig) -> None:
+    """Write status, progress, contentstatus, completedon, datetime through the connector.
+
+    ``ignoreNulls`` leaves a null ``completedon`` unset, so the column keeps its value.
+    """
+    (
+        updates.select(*ENROLMENT_WRITE_COLUMNS)
+        .write.format(CASSANDRA_FORMAT)
+        .mode("append")
+        .options(
+            keyspace=cfg.keyspace,
+            table=cfg.enrolments_table,
+            **{
+                "spark.cassandra.output.ignoreNulls": "true",
+                "spark.cassandra.output.batch.size.rows": str(cfg.write_batch_size),
+            },
+        )
+        .save()
     )

@@ -1,0 +1,8 @@
+"""Entry point for spark-submit: ``./spark-submit.sh <stream|sync> [options]``."""
+
+import sys
+
+from enrolment_reconciliation.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""Durable outbox for AUDIT and certificate events (design.md §3.3): no lost certificate.
+
+Per batch: events are written under ``<outbox>/<batch>`` *before* the enrolment status write,
+an ``_APPLIED`` marker is added right *after* it, the events are published, then the folder is
+removed. On every start, applied folders still present are published first (a crash hit between
+the status write and the publish). A folder without the marker belongs to a batch whose writes
+may be partial; the stream re-runs that batch id from its checkpoint and merges the folder's
+events with the recomputed ones (deduplicated by the deterministic ``mid``), so an enrolment
+that was already switched to status 2 before the crash still gets its events.
+
+Paths go through Hadoop's FileSystem, so the outbox can live on HDFS or an object store next to
+the checkpoint when the job runs on a cluster.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from pyspark.sql import DataFrame, SparkSession
+
+from enrolment_reconciliation.schemas import EVENT_SCHEMA
+
+log = logging.getLogger(__name__)
+APPLIED_MARKER = "_APPLIED"
+
+
+class Outbox:
+    """Events of a batch kept on durable storage until they are published."""
+
+    def __init__(self, spark: SparkSession, location: str) -> None:
+        self._spark = spark
+        self.location = location.rstrip("/")
+        jvm = spark.sparkContext._jvm
+        self._path_cls = jvm.org.apache.hadoop.fs.Path
+        root = self._path_cls(self.location)
+        self._fs = root.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+        self._fs.mkdirs(root)
+
+    def _path(self, *parts: str):
+        return self._path_cls("/".join([self.location, *parts]))
+
+    def folder(self, batch: str) -> str:
+        return f"{self.location}/{batch}"
+
+    def pending(self, batch: str) -> DataFrame | None:
+        """Events left by an earlier attempt of this batch (complete writes only)."""
+        if not self._fs.exists(self._path(batch, "_SUCCESS")):
+            return None
+        return self._spark.read.schema(EVENT_SCHEMA).parquet(self.folder(batch))
+
+    def stage(self, batch: str, events: DataFrame) -> bool:
+        """Persist this batch's events before the status write; False if there are none."""
+        previous = self.pending(batch)
+        if previous is not None:
+            events = events.unionByName(previous).dropDuplicates(["mid"])
+        events = events.localCheckpoint(eager=True)  # detach from the folder being replaced
+        if events.isEmpty():
+            self.discard(batch)
+            return False
+        staging = f"{self.folder(batch)}.staging"
+        events.coalesce(1).write.mode("overwrite").parquet(staging)
+        self.discard(batch)
+        if not self._fs.rename(self._path(f"{batch}.staging"), self._path(batch)):
+            raise OSError(f"could not move the outbox of batch {batch} into place")
+        return True
+
+    def mark_applied(self, batch: str) -> None:
+        """Record that the enrolment writes of this batch are done (events may go out)."""
+        self._fs.create(self._path(batch, APPLIED_MARKER), True).close()
+
+    def publish(self, batch: str, publish: Callable[[DataFrame], None]) -> None:
+        """Publish an applied batch's events, then remove them."""
+        events = self.pending(batch)
+        if events is not None:
+            publish(events)
+        self.discard(batch)
+
+    def discard(self, batch: str) -> None:
+        self._fs.delete(self._path(batch), True)
+
+    def applied_batches(self) -> list[str]:
+        """Batches whose writes completed but whose events may not have been published."""
+        batches = []
+        for status in self._fs.listStatus(self._path_cls(self.location)):
+            name = status.getPath().getName()
+            if status.isDirectory() and self._fs.exists(self._path(name, APPLIED_MARKER)):
+                batches.append(name)
+        return sorted(batches)
+
+    def recover(self, publish: Callable[[DataFrame], None]) -> int:
+        """Publish every applied batch left by a crash; returns how many were published."""
+        batches = self.applied_batches()
+        for batch in batches:
+            log.warning("publishing the pending outbox of batch %s", batch)
+            self.publish(batch, publish)
+        return len(batches)

@@ -1,0 +1,108 @@
+"""Streaming mode: Kafka Structured Streaming with foreachBatch into the batch function.
+
+Offsets live in the checkpoint; a micro-batch is fully applied or re-run with the same input
+(design.md §4). An exception in a micro-batch stops the query before its offsets are committed;
+this loop restarts it from the checkpoint with exponential backoff, up to
+``stream.restart.max.attempts`` consecutive failures.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+
+from pyspark.errors import StreamingQueryException
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from enrolment_reconciliation.config import JobConfig
+from enrolment_reconciliation.core.requests import FAILED, SKIPPED, VALID, to_sync_requests
+from enrolment_reconciliation.io.kafka import read_sync_request_stream
+from enrolment_reconciliation.io.outbox import Outbox
+from enrolment_reconciliation.pipeline import BatchResources
+from enrolment_reconciliation.sinks import apply_batch, outbox_location, recover_outbox
+
+log = logging.getLogger("enrolment_reconciliation.stream")
+OBSERVATION = "enrolment-reconciliation"
+
+
+def observed_requests(spark: SparkSession, cfg: JobConfig) -> DataFrame:
+    """The parsed request stream with request counters as Spark observed metrics.
+
+    A StreamingQueryListener finds them in ``progress.observedMetrics["enrolment-reconciliation"]``.
+    """
+    status = F.col("requestStatus")
+    return to_sync_requests(read_sync_request_stream(spark, cfg)).observe(
+        OBSERVATION,
+        F.count(F.lit(1)).alias("total-events-count"),
+        F.sum(F.when(status == SKIPPED, 1).otherwise(0)).alias("skipped-events-count"),
+        F.sum(F.when(status == FAILED, 1).otherwise(0)).alias("failed-events-count"),
+        F.sum(F.when(status == VALID, 1).otherwise(0)).alias("valid-events-count"),
+    )
+
+
+def batch_handler(
+    spark: SparkSession, cfg: JobConfig, resources: BatchResources, outbox: Outbox
+) -> Callable[[DataFrame, int], None]:
+    """The foreachBatch function: apply the batch, log one JSON line with its counters."""
+
+    def handle(batch: DataFrame, batch_id: int) -> None:
+        started = time.monotonic()
+        counters = apply_batch(spark, batch, f"batch-{batch_id}", cfg, resources, outbox)
+        log.info(
+            json.dumps(
+                {
+                    "event": "micro-batch",
+                    "batchId": batch_id,
+                    "seconds": round(time.monotonic() - started, 3),
+                    "counters": counters,
+                },
+                sort_keys=True,
+            )
+        )
+
+    return handle
+
+
+def run_stream(spark: SparkSession, cfg: JobConfig) -> None:
+    """Run until stopped (processing-time) or until the topic is drained (available-now)."""
+    resources = BatchResources.from_config(cfg)
+    failures = 0
+    while True:
+        published = recover_outbox(spark, cfg)
+        if published:
+            log.warning(json.dumps({"event": "outbox-recovered", "batches": published}))
+        outbox = Outbox(spark, outbox_location(cfg))
+        writer = (
+            observed_requests(spark, cfg)
+            .writeStream.queryName("enrolment-reconciliation")
+            .option("checkpointLocation", cfg.checkpoint_location.rstrip("/") + "/query")
+            .foreachBatch(batch_handler(spark, cfg, resources, outbox))
+        )
+        if cfg.trigger == "available-now":
+            writer = writer.trigger(availableNow=True)
+        else:
+            writer = writer.trigger(processingTime=cfg.trigger_interval)
+        query = writer.start()
+        try:
+            query.awaitTermination()
+            return
+        except StreamingQueryException as error:
+            failures += 1
+            if failures > cfg.restart_max_attempts:
+                log.error(json.dumps({"event": "giving-up", "failures": failures}))
+                raise
+            backoff = min(cfg.restart_backoff_seconds * 2 ** (failures - 1), 300)
+            log.error(
+                json.dumps(
+                    {
+                        "event": "query-failed",
+                        "failures": failures,
+                        "restartInSeconds": backoff,
+                        "error": str(error).splitlines()[0][:500],
+                    }
+                )
+            )
+            time.sleep(backoff)

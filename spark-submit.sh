@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# ./spark-submit.sh <stream|sync> [--master URL] [--config FILE] [--env NAME] [--set k=v]... [mode options]
+# Wraps Spark's spark-submit with the connector and Kafka jars, the packaged library and the
+# config. The library is shipped to executors as a zip (--py-files); executors need the Python
+# dependencies of pyproject.toml installed (see README, "Beyond one machine").
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+STACK_DIR="${STACK_DIR:-$ROOT/.stack}"
+PY="${ER_PYTHON:-$ROOT/.venv/bin/python}"
+SPARK_SUBMIT="${SPARK_SUBMIT:-$(dirname "$PY")/spark-submit}"
+
+if [ $# -lt 1 ] || [[ "$1" == -* ]]; then
+  echo "usage: $0 <stream|sync> [--master URL] [options]  (see --help of a mode)" >&2
+  exit 2
+fi
+
+master="${ER_SPARK_MASTER:-local[*]}"
+args=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --master) master="$2"; shift 2 ;;
+    --master=*) master="${1#--master=}"; shift ;;
+    *) args+=("$1"); shift ;;
+  esac
+done
+
+jars_dir="${ER_SPARK_JARS_DIR:-$STACK_DIR/lib/spark}"
+if [ -z "${ER_SPARK_JARS:-}" ]; then
+  [ -n "$(ls "$jars_dir"/*.jar 2>/dev/null)" ] || bash "$ROOT/stack/fetch-jars.sh" >&2
+  ER_SPARK_JARS="$(ls "$jars_dir"/*.jar | paste -sd, -)"
+fi
+
+# Package lib/ as a zip for the executors (rebuilt each run: cheap, never stale).
+mkdir -p "$ROOT/build"
+zip_path="$ROOT/build/enrolment_reconciliation.zip"
+(cd "$ROOT/lib" && rm -f "$zip_path" && "$PY" - "$zip_path" <<'PYZIP'
+import sys, zipfile, pathlib
+with zipfile.ZipFile(sys.argv[1], "w", zipfile.ZIP_DEFLATED) as z:
+    for p in sorted(pathlib.Path("enrolment_reconciliation").rglob("*.py")):
+        z.write(p)
+PYZIP
+)
+
+export ER_CONFIG="${ER_CONFIG:-$ROOT/conf/enrolment-reconciliation.conf}"
+export PYSPARK_PYTHON="${PYSPARK_PYTHON:-$PY}"
+export PYSPARK_DRIVER_PYTHON="${PYSPARK_DRIVER_PYTHON:-$PY}"
+# The config file and CQL live beside the package in a checkout; ship the conf path explicitly.
+exec "$SPARK_SUBMIT" \
+  --master "$master" \
+  --name "enrolment-reconciliation-${args[0]}" \
+  --jars "$ER_SPARK_JARS" \
+  --py-files "$zip_path" \
+  --conf spark.sql.extensions=com.datastax.spark.connector.CassandraSparkExtensions \
+  --conf spark.ui.showConsoleProgress=false \
+  "$ROOT/jobs/enrolment_reconciliation_job.py" "${args[@]}" --master "$master"
