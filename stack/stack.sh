@@ -19,6 +19,8 @@
 #      REDIS_PORT (6379) CASSANDRA_HEAP (1g) KAFKA_HEAP (512m) CASSANDRA_TIMEOUT (240) KAFKA_TIMEOUT (120)
 #      REDIS_TIMEOUT (30) STOP_TIMEOUT (60) STACK_DIR STACK_PYTHON (<repo>/.venv/bin/python) JAVA (java)
 #      CASSANDRA_JVM_OPTS / KAFKA_JVM_OPTS (extra JVM flags) CASSANDRA_MLOCK=1 (let Cassandra mlock its heap)
+#      READY_VERBOSE=1 (log every failed readiness probe to run/<svc>.ready)
+#      Faster Cassandra boot (~40%, C1 JIT only, lower peak throughput): CASSANDRA_JVM_OPTS=-XX:TieredStopAtLevel=1
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

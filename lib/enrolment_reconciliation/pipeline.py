@@ -128,7 +128,8 @@ def reconcile_batch(
     *,
     now: datetime | None = None,
 ) -> BatchResult:
-    """Reconcile one batch of raw sync requests (Kafka ``value`` with partition/offset).
+    """Reconcile one batch of raw sync requests (Kafka ``value`` with partition/offset, or the
+    output of ``to_sync_requests``).
 
     Reads only what the batch needs: consumption and enrolment rows by connector direct joins of
     the distinct enrolment keys, relation-cache keys of the consumed contents (pipelined,
@@ -142,7 +143,8 @@ def reconcile_batch(
         persisted.append(df.persist(StorageLevel.MEMORY_AND_DISK))
         return persisted[-1]
 
-    requests = keep(to_sync_requests(raw))
+    # The stream hands over requests it already parsed (to observe their counters).
+    requests = keep(raw if "requestStatus" in raw.columns else to_sync_requests(raw))
     counters = _request_counters(requests)
     keys = keep(requests.where(F.col("requestStatus") == VALID).select(*ENROLMENT_KEY).distinct())
     counters["consumption.db-read-count"] = keys.count()

@@ -49,6 +49,9 @@ LEAF_MIME_TYPES = (
     "application/vnd.ekstep.html-archive",
     "application/vnd.sunbird.questionset",
 )
+# Share of in-progress enrolments whose consumption is already complete: the learners who ask
+# for a sync because their course progress did not update.
+STUCK_RATE = 0.2
 ENROLMENT_STATUS_WEIGHTS = ((0, 0.25), (1, 0.5), (2, 0.25))
 # Consumption status of a content touched by an in-progress learner; None is a null column.
 CONSUMPTION_STATUS_WEIGHTS: tuple[tuple[int | None, float], ...] = (
@@ -456,6 +459,9 @@ def _generate_user(sample: SampleData, index: int) -> UserActivity:
         if status == 2:
             skip = set(course.optional_ids) if rng.random() < 0.3 else set()
             statuses = {c: 2 for c in leaves if c not in skip}
+        elif status == 1 and rng.random() < STUCK_RATE:
+            # progress did not update: every leaf is done but the enrolment still says 1
+            statuses = {c: 2 for c in leaves}
         elif status == 1:
             touched = rng.sample(leaves, 1 + _below(rng, len(leaves)))
             statuses = {c: _weighted(rng, CONSUMPTION_STATUS_WEIGHTS) for c in touched}

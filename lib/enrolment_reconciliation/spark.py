@@ -9,6 +9,7 @@ builder's settings only fill what spark-submit left unset.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -68,6 +69,8 @@ def build_spark_session(
 
         spark = build_spark_session(load_config(), master="local[2]")
     """
+    # Python workers must see the same packages as the driver (cassandra-driver for the writer).
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = SparkSession.builder.appName(app_name)
     if master:
         builder = builder.master(master)

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# The project's two commands (README):
+#   ./dev.sh run    set up, start the local stack, load sample data, publish sample sync requests,
+#                   run the streaming job (available-now) and print a summary
+#   ./dev.sh test   set up, start the local stack, run the whole test suite
+# and their parts: setup | stack-start | stack-stop | status | lint
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+cd "$ROOT"
+VENV="$ROOT/.venv"
+PY="$VENV/bin/python"
+STACK_DIR="${STACK_DIR:-$ROOT/.stack}"
+
+log() { printf '[dev] %s\n' "$*"; }
+
+setup() {
+  local stamp="$VENV/.installed" want
+  want="$(sha256sum pyproject.toml | cut -c1-16)"
+  if [ ! -x "$PY" ]; then
+    log "creating the virtualenv in .venv"
+    python3 -m venv "$VENV"
+  fi
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    log "installing Python dependencies from pyproject.toml"
+    "$PY" -m pip install -q --upgrade pip
+    "$PY" -m pip install -q -e ".[test]"
+    echo "$want" > "$stamp"
+  fi
+  if ! command -v java >/dev/null; then
+    log "installing a JDK (Debian openjdk-17-jre-headless)"
+    apt-get update -qq && apt-get install -y -qq openjdk-17-jre-headless >/dev/null
+  fi
+  bash stack/fetch-jars.sh
+}
+
+stack_args() {
+  # --set overrides for the job, from the ports the stack really uses
+  # shellcheck disable=SC1091
+  . "$STACK_DIR/stack.env"
+  printf -- '--set\nlms-cassandra.host=%s\n--set\nlms-cassandra.port=%s\n--set\nkafka.broker-servers=%s\n--set\nredis.host=%s\n--set\nredis.port=%s\n' \
+    "$CASSANDRA_HOST" "$CASSANDRA_PORT" "$KAFKA_BOOTSTRAP" "$REDIS_HOST" "$REDIS_PORT"
+}
+
+run() {
+  setup
+  bash stack/stack.sh start
+  mapfile -t overrides < <(stack_args)
+  # a fresh env per run: its own topics and checkpoint, so the summary shows this run only
+  local env_name="demo$(date +%s)"
+  overrides+=(--env "$env_name" --set "stream.checkpoint.location=$STACK_DIR/checkpoints/$env_name")
+  local conf="$ROOT/conf/local.conf" started
+  log "loading sample data and publishing sample sync requests"
+  "$PY" jobs/demo.py prepare --config "$conf" "${overrides[@]}"
+  started="$(date +%s%3N)"
+  log "running the streaming job: ./spark-submit.sh stream --trigger available-now"
+  ./spark-submit.sh stream --trigger available-now --config "$conf" "${overrides[@]}" \
+    2>"$STACK_DIR/logs/demo-spark.log" | grep -E '"event"|ERROR' || true
+  "$PY" jobs/demo.py summary --config "$conf" "${overrides[@]}" --since "$started"
+  log "the stack is still running: ./dev.sh stack-stop stops it (logs in $STACK_DIR/logs)"
+}
+
+test_suite() {
+  setup
+  bash stack/stack.sh start
+  log "ruff"
+  "$VENV/bin/ruff" check lib jobs tests
+  log "pytest"
+  "$VENV/bin/pytest" -q "$@"
+}
+
+case "${1:-}" in
+  setup) setup ;;
+  run) run ;;
+  test) shift; test_suite "$@" ;;
+  stack-start) bash stack/stack.sh start ;;
+  stack-stop) bash stack/stack.sh stop ;;
+  status) bash stack/stack.sh status ;;
+  lint) "$VENV/bin/ruff" check lib jobs tests ;;
+  *) echo "usage: $0 run|test|setup|stack-start|stack-stop|status|lint" >&2; exit 2 ;;
+esac

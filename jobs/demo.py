@@ -1,0 +1,128 @@
+"""The README's run command, step by step: prepare sample data and requests, then summarise.
+
+    python jobs/demo.py prepare [--config ...] [--set k=v]   load sample data, publish requests
+    python jobs/demo.py summary [--config ...] [--since MS]   what the job changed and emitted
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections import Counter
+
+from kafka import KafkaConsumer, KafkaProducer
+from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.errors import TopicAlreadyExistsError
+
+from enrolment_reconciliation.config import DEFAULT_CONFIG_PATH, JobConfig, load_config
+from enrolment_reconciliation.io.cassandra import connect_from_config
+from enrolment_reconciliation.io.sample_loader import load_sample
+from enrolment_reconciliation.sample_data import generate_sample
+
+BAD_MESSAGES = [
+    b"this is not JSON",
+    json.dumps({"edata": {"action": "user-enrolment-sync", "userId": 42, "courseId": "do_x",
+                          "batchId": "1"}}).encode(),
+    json.dumps({"edata": {"action": "user-enrolment-sync", "userId": "u", "courseId": ""}}).encode(),
+]
+
+
+def sync_request(user: str, course: str, batch: str) -> bytes:
+    ets = int(time.time() * 1000)
+    return json.dumps(
+        {
+            "eid": "BE_JOB_REQUEST", "ets": ets, "mid": f"LP.{ets}.{user}",
+            "actor": {"type": "System", "id": "Course Batch Updater"},
+            "context": {"pdata": {"ver": "1.0", "id": "org.sunbird.platform"}},
+            "object": {"type": "CourseBatchEnrolment", "id": f"{batch}_{user}"},
+            "edata": {"action": "user-enrolment-sync", "iteration": 1, "batchId": batch,
+                      "userId": user, "courseId": course},
+        }
+    ).encode()
+
+
+def ensure_topics(cfg: JobConfig) -> None:
+    admin = KafkaAdminClient(bootstrap_servers=cfg.kafka_broker_servers)
+    try:
+        for topic in (cfg.input_topic, cfg.failed_topic, cfg.audit_topic, cfg.certissue_topic):
+            try:
+                admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=1)])
+            except TopicAlreadyExistsError:
+                pass
+    finally:
+        admin.close()
+
+
+def prepare(cfg: JobConfig, seed: int, courses: int, users: int) -> None:
+    sample = generate_sample(seed=seed, courses=courses, users=users)
+    counts = load_sample(sample, cfg, truncate=True)
+    ensure_topics(cfg)
+    producer = KafkaProducer(bootstrap_servers=cfg.kafka_broker_servers, acks="all")
+    requests = 0
+    for enrolment in sample.enrolments():
+        producer.send(cfg.input_topic, sync_request(*enrolment[:3]), key=enrolment[0].encode())
+        requests += 1
+    for message in BAD_MESSAGES:
+        producer.send(cfg.input_topic, message)
+    producer.flush()
+    producer.close()
+    print(
+        f"Loaded {counts['enrolments']} enrolments, {counts['consumption']} consumption rows and "
+        f"{counts['relation_cache_keys']} relation-cache keys; published {requests} sync "
+        f"requests and {len(BAD_MESSAGES)} bad messages to {cfg.input_topic}."
+    )
+
+
+def _drain(cfg: JobConfig, topic: str) -> list[dict]:
+    consumer = KafkaConsumer(
+        topic, bootstrap_servers=cfg.kafka_broker_servers, auto_offset_reset="earliest",
+        enable_auto_commit=False, consumer_timeout_ms=5000, group_id=None,
+    )
+    try:
+        return [json.loads(m.value) for m in consumer]
+    finally:
+        consumer.close()
+
+
+def summary(cfg: JobConfig, since_ms: int) -> None:
+    cluster, session = connect_from_config(cfg, keyspace=cfg.keyspace)
+    try:
+        rows = session.execute(f"SELECT status, datetime FROM {cfg.enrolments_table}")
+        touched = Counter(r.status for r in rows if r.datetime and
+                          r.datetime.timestamp() * 1000 >= since_ms - 1000)
+    finally:
+        cluster.shutdown()
+    audit = [e for e in _drain(cfg, cfg.audit_topic) if e.get("ets", 0) >= since_ms - 1000]
+    certs = [e for e in _drain(cfg, cfg.certissue_topic) if e.get("ets", 0) >= since_ms - 1000]
+    failed = _drain(cfg, cfg.failed_topic)
+    print("\n=== enrolment-reconciliation: summary ===")
+    print(f"enrolments updated: {sum(touched.values())} "
+          f"(in progress: {touched.get(1, 0)}, completed: {touched.get(2, 0)})")
+    print(f"AUDIT enrol-complete events: {len(audit)} on {cfg.audit_topic}")
+    print(f"certificate requests: {len(certs)} on {cfg.certissue_topic}")
+    print(f"failed events: {len(failed)} on {cfg.failed_topic}")
+    for reason, n in Counter(f["reason"] for f in failed).most_common():
+        print(f"  {n} x {reason}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("step", choices=["prepare", "summary"])
+    parser.add_argument("--config", default=str(DEFAULT_CONFIG_PATH))
+    parser.add_argument("--env")
+    parser.add_argument("--set", dest="overrides", action="append", default=[])
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--courses", type=int, default=5)
+    parser.add_argument("--users", type=int, default=200)
+    parser.add_argument("--since", type=int, default=0, help="epoch ms the job run started")
+    args = parser.parse_args()
+    cfg = load_config(args.config, env=args.env, overrides=args.overrides)
+    if args.step == "prepare":
+        prepare(cfg, args.seed, args.courses, args.users)
+    else:
+        summary(cfg, args.since)
+
+
+if __name__ == "__main__":
+    main()
