@@ -1,12 +1,13 @@
 """The README's run command, step by step: prepare sample data and requests, then summarise.
 
-    python jobs/demo.py prepare [--config ...] [--set k=v]   load sample data, publish requests
-    python jobs/demo.py summary [--config ...] [--since MS]   what the job changed and emitted
+python jobs/demo.py prepare [--config ...] [--set k=v]   load sample data, publish requests
+python jobs/demo.py summary [--config ...] [--since MS]   what the job changed and emitted
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import time
 from collections import Counter
@@ -22,9 +23,19 @@ from enrolment_reconciliation.sample_data import generate_sample
 
 BAD_MESSAGES = [
     b"this is not JSON",
-    json.dumps({"edata": {"action": "user-enrolment-sync", "userId": 42, "courseId": "do_x",
-                          "batchId": "1"}}).encode(),
-    json.dumps({"edata": {"action": "user-enrolment-sync", "userId": "u", "courseId": ""}}).encode(),
+    json.dumps(
+        {
+            "edata": {
+                "action": "user-enrolment-sync",
+                "userId": 42,
+                "courseId": "do_x",
+                "batchId": "1",
+            }
+        }
+    ).encode(),
+    json.dumps(
+        {"edata": {"action": "user-enrolment-sync", "userId": "u", "courseId": ""}}
+    ).encode(),
 ]
 
 
@@ -32,12 +43,19 @@ def sync_request(user: str, course: str, batch: str) -> bytes:
     ets = int(time.time() * 1000)
     return json.dumps(
         {
-            "eid": "BE_JOB_REQUEST", "ets": ets, "mid": f"LP.{ets}.{user}",
+            "eid": "BE_JOB_REQUEST",
+            "ets": ets,
+            "mid": f"LP.{ets}.{user}",
             "actor": {"type": "System", "id": "Course Batch Updater"},
             "context": {"pdata": {"ver": "1.0", "id": "org.sunbird.platform"}},
             "object": {"type": "CourseBatchEnrolment", "id": f"{batch}_{user}"},
-            "edata": {"action": "user-enrolment-sync", "iteration": 1, "batchId": batch,
-                      "userId": user, "courseId": course},
+            "edata": {
+                "action": "user-enrolment-sync",
+                "iteration": 1,
+                "batchId": batch,
+                "userId": user,
+                "courseId": course,
+            },
         }
     ).encode()
 
@@ -46,10 +64,8 @@ def ensure_topics(cfg: JobConfig) -> None:
     admin = KafkaAdminClient(bootstrap_servers=cfg.kafka_broker_servers)
     try:
         for topic in (cfg.input_topic, cfg.failed_topic, cfg.audit_topic, cfg.certissue_topic):
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):
                 admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=1)])
-            except TopicAlreadyExistsError:
-                pass
     finally:
         admin.close()
 
@@ -76,8 +92,12 @@ def prepare(cfg: JobConfig, seed: int, courses: int, users: int) -> None:
 
 def _drain(cfg: JobConfig, topic: str) -> list[dict]:
     consumer = KafkaConsumer(
-        topic, bootstrap_servers=cfg.kafka_broker_servers, auto_offset_reset="earliest",
-        enable_auto_commit=False, consumer_timeout_ms=5000, group_id=None,
+        topic,
+        bootstrap_servers=cfg.kafka_broker_servers,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        consumer_timeout_ms=5000,
+        group_id=None,
     )
     try:
         return [json.loads(m.value) for m in consumer]
@@ -89,16 +109,21 @@ def summary(cfg: JobConfig, since_ms: int) -> None:
     cluster, session = connect_from_config(cfg, keyspace=cfg.keyspace)
     try:
         rows = session.execute(f"SELECT status, datetime FROM {cfg.enrolments_table}")
-        touched = Counter(r.status for r in rows if r.datetime and
-                          r.datetime.timestamp() * 1000 >= since_ms - 1000)
+        touched = Counter(
+            r.status
+            for r in rows
+            if r.datetime and r.datetime.timestamp() * 1000 >= since_ms - 1000
+        )
     finally:
         cluster.shutdown()
     audit = [e for e in _drain(cfg, cfg.audit_topic) if e.get("ets", 0) >= since_ms - 1000]
     certs = [e for e in _drain(cfg, cfg.certissue_topic) if e.get("ets", 0) >= since_ms - 1000]
     failed = _drain(cfg, cfg.failed_topic)
     print("\n=== enrolment-reconciliation: summary ===")
-    print(f"enrolments updated: {sum(touched.values())} "
-          f"(in progress: {touched.get(1, 0)}, completed: {touched.get(2, 0)})")
+    print(
+        f"enrolments updated: {sum(touched.values())} "
+        f"(in progress: {touched.get(1, 0)}, completed: {touched.get(2, 0)})"
+    )
     print(f"AUDIT enrol-complete events: {len(audit)} on {cfg.audit_topic}")
     print(f"certificate requests: {len(certs)} on {cfg.certissue_topic}")
     print(f"failed events: {len(failed)} on {cfg.failed_topic}")

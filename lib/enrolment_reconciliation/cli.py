@@ -18,7 +18,11 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--config", default=str(DEFAULT_CONFIG_PATH), help="HOCON file")
     common.add_argument("--env", help="fills ${env} in topic and group names")
     common.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="override any config key (repeatable)",
     )
     common.add_argument("--master", help="Spark master (spark-submit.sh passes it to Spark)")
@@ -73,7 +77,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from enrolment_reconciliation.spark import build_spark_session
 
-    spark = build_spark_session(cfg, master=args.master, app_name=f"enrolment-reconciliation-{args.mode}")
+    spark = build_spark_session(
+        cfg, master=args.master, app_name=f"enrolment-reconciliation-{args.mode}"
+    )
     spark.sparkContext.setLogLevel("WARN")
     try:
         if args.mode == "stream":

@@ -265,7 +265,8 @@ def load_config(
         values[name] = _coerce(keys[0], value, kind)
     if values["trigger"] not in ("processing-time", "available-now"):
         raise ConfigError(
-            f"stream.trigger.mode must be processing-time or available-now, got {values['trigger']!r}"
+            "stream.trigger.mode must be processing-time or available-now, "
+            f"got {values['trigger']!r}"
         )
     if values["write_batch_size"] < 1:
         raise ConfigError("threshold.batch.write.size must be at least 1")

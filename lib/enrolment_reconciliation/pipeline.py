@@ -168,9 +168,7 @@ def reconcile_batch(
     calls_before = resources.search.calls
     statuses = resources.search.statuses(missing_courses)
     counters["search.search-call-count"] = resources.search.calls - calls_before
-    collection_status = spark.createDataFrame(
-        sorted(statuses.items()), COLLECTION_STATUS_SCHEMA
-    )
+    collection_status = spark.createDataFrame(sorted(statuses.items()), COLLECTION_STATUS_SCHEMA)
 
     enrolments = read_enrolments_for(spark, user_consumption.select(*ENROLMENT_KEY), cfg)
     result = reconcile(

@@ -147,7 +147,13 @@ ENROLMENT_UPDATE_SCHEMA = StructType(
 )
 # The columns written to user_enrolments (newlyCompleted only routes events).
 ENROLMENT_WRITE_COLUMNS = [
-    "userid", "courseid", "batchid", "status", "progress", "contentstatus", "completedon",
+    "userid",
+    "courseid",
+    "batchid",
+    "status",
+    "progress",
+    "contentstatus",
+    "completedon",
     "datetime",
 ]
 

@@ -53,7 +53,12 @@ def run_sync(
     before = _state(cfg, user, course, batch)
     batch_id = f"sync-{int(time.time() * 1000)}"
     counters = apply_batch(
-        spark, raw, batch_id, cfg, BatchResources.from_config(cfg), Outbox(spark, outbox_location(cfg))
+        spark,
+        raw,
+        batch_id,
+        cfg,
+        BatchResources.from_config(cfg),
+        Outbox(spark, outbox_location(cfg)),
     )
     after = _state(cfg, user, course, batch)
     return {

@@ -117,7 +117,10 @@ def assert_updates(actual, expected):
 @pytest.mark.parametrize("settings", [EXCLUDE, INCLUDE], ids=["exclude-optional", "all-leaves"])
 def test_er1_partial_progress_without_enrolment_writes_only_aggregates(spark, settings):
     result = run(
-        spark, [sync_request(ER1_USER, ER1_COURSE, ER1_BATCH)], ER1_ROWS, ER1_KEYS,
+        spark,
+        [sync_request(ER1_USER, ER1_COURSE, ER1_BATCH)],
+        ER1_ROWS,
+        ER1_KEYS,
         settings=settings,
     )
     ctx = f"cb:{ER1_BATCH}"
@@ -145,8 +148,17 @@ def test_er1_with_an_in_progress_enrolment_updates_status_progress_and_contentst
         expected_updates(
             spark,
             [
-                (ER1_USER, ER1_COURSE, ER1_BATCH, 1, 2, {C299: 2, C300: 2, C301: 1}, None,
-                 NOW_NAIVE, False),
+                (
+                    ER1_USER,
+                    ER1_COURSE,
+                    ER1_BATCH,
+                    1,
+                    2,
+                    {C299: 2, C300: 2, C301: 1},
+                    None,
+                    NOW_NAIVE,
+                    False,
+                ),
             ],
         ),
     )
@@ -191,7 +203,10 @@ def test_er3_all_leaves_done_completes_enrolment_and_emits_audit_and_certificate
     cert = events["certificate"]
     assert cert["object"] == {"id": "Batch1_course001", "type": "CourseCertificateGeneration"}
     assert cert["edata"]["userIds"] == ["user001"]
-    assert events["audit"]["edata"] == {"props": ["status", "completedon"], "type": "enrol-complete"}
+    assert events["audit"]["edata"] == {
+        "props": ["status", "completedon"],
+        "type": "enrol-complete",
+    }
 
 
 def test_er4_no_consumption_rows_writes_and_emits_nothing(spark):
@@ -200,7 +215,10 @@ def test_er4_no_consumption_rows_writes_and_emits_nothing(spark):
         "C11:R11:ancestors": {"C11"},
     }
     result = run(
-        spark, [sync_request("U11", "C11", "B11")], [], keys,
+        spark,
+        [sync_request("U11", "C11", "B11")],
+        [],
+        keys,
         enrolment_rows=[("U11", "C11", "B11", 1, None)],
     )
     assert result.activity_aggregates.count() == 0
@@ -250,7 +268,10 @@ def test_er6_missing_leafnodes_of_a_retired_course_writes_only_unit_rows(spark):
         statuses={COURSE: "Retired"},
     )
     # only the course's own leafnodes key is missing: the unit keys still count
-    assert agg_rows(result) == {("unit1", USER, "cb:Batch1", 2.0), ("unit2", USER, "cb:Batch1", 2.0)}
+    assert agg_rows(result) == {
+        ("unit1", USER, "cb:Batch1", 2.0),
+        ("unit2", USER, "cb:Batch1", 2.0),
+    }
     assert result.enrolment_updates.count() == 0
     assert result.events.count() == 0
     assert result.failed.count() == 0
@@ -342,8 +363,12 @@ def test_optional_leaf_does_not_block_completion(spark, settings, status, progre
     keys = {**CASE_2, f"{COURSE}:{COURSE}:optionalnodes": {"R3"}}
     rows = [(USER, COURSE, BATCH, "R1", 2), (USER, COURSE, BATCH, "R2", 2)]
     result = run(
-        spark, [sync_request(USER, COURSE, BATCH)], rows, keys,
-        enrolment_rows=[(USER, COURSE, BATCH, 1, None)], settings=settings,
+        spark,
+        [sync_request(USER, COURSE, BATCH)],
+        rows,
+        keys,
+        enrolment_rows=[(USER, COURSE, BATCH, 1, None)],
+        settings=settings,
     )
     assert [(r.status, r.progress) for r in result.enrolment_updates.collect()] == [
         (status, progress)
@@ -376,8 +401,14 @@ def test_course_whose_leaves_are_all_optional(spark, settings, complete):
         "C:L1:ancestors": {"C"},
     }
     rows = [("u", "C", "b", "L1", 1)]
-    result = run(spark, [sync_request("u", "C", "b")], rows, keys,
-                 enrolment_rows=[("u", "C", "b", 0, None)], settings=settings)
+    result = run(
+        spark,
+        [sync_request("u", "C", "b")],
+        rows,
+        keys,
+        enrolment_rows=[("u", "C", "b", 0, None)],
+        settings=settings,
+    )
     progress = result.course_progress.select("requiredCount", "completedCount", "complete")
     assert [tuple(r) for r in progress.collect()] == [(0 if complete else 2, 0, complete)]
 
@@ -426,8 +457,17 @@ def test_edge_cases_in_one_course(spark):
         expected_updates(
             spark,
             [
-                ("u", "C", "b1", 1, 2, {"GONE": 2, "L1": 2, "L2": 0, "L3": 1, "L4": 2}, None,
-                 NOW_NAIVE, False),
+                (
+                    "u",
+                    "C",
+                    "b1",
+                    1,
+                    2,
+                    {"GONE": 2, "L1": 2, "L2": 0, "L3": 1, "L4": 2},
+                    None,
+                    NOW_NAIVE,
+                    False,
+                ),
                 ("u", "C", "b2", 1, 1, {"L1": 2}, None, NOW_NAIVE, False),
             ],
         ),

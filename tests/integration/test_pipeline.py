@@ -155,8 +155,17 @@ def test_batch_on_the_real_stack_returns_the_expected_frames(spark, cfg, clean, 
         expected_updates(
             spark,
             [
-                ("user001", "course001", "Batch1", 1, 2, {"R1": 2, "R2": 2, "R3": 1}, None,
-                 NOW_NAIVE, False)
+                (
+                    "user001",
+                    "course001",
+                    "Batch1",
+                    1,
+                    2,
+                    {"R1": 2, "R2": 2, "R3": 1},
+                    None,
+                    NOW_NAIVE,
+                    False,
+                )
             ],
         ),
     )
@@ -252,7 +261,7 @@ def _oracle(sample, requested):
         statuses = rows[key]
         done = {c for c, s in statuses.items() if s == 2}
 
-        def required(node):
+        def required(node, course=course):
             leaves = keys.get(f"{course}:{node}:leafnodes", set())
             return leaves - keys.get(f"{course}:{node}:optionalnodes", set())
 
@@ -284,8 +293,14 @@ def test_core_over_generated_sample_data_matches_the_spec_rules(spark, cfg, cql,
         for r in result.activity_aggregates.collect()
     }
     actual_updates = {
-        (r.userid, r.courseid, r.batchid, r.status, r.progress,
-         tuple(sorted(r.contentstatus.items())))
+        (
+            r.userid,
+            r.courseid,
+            r.batchid,
+            r.status,
+            r.progress,
+            tuple(sorted(r.contentstatus.items())),
+        )
         for r in result.enrolment_updates.collect()
     }
     assert actual_aggs == expected_aggs
@@ -294,5 +309,7 @@ def test_core_over_generated_sample_data_matches_the_spec_rules(spark, cfg, cql,
     assert result.counters["enrolment.cert-issue-events-count"] == len(completed)
     assert result.events.count() == 2 * len(completed)
     assert result.counters["search.search-call-count"] == 0
-    assert all(isinstance(r.completedon, datetime) == r.newlyCompleted
-               for r in result.enrolment_updates.collect())
+    assert all(
+        isinstance(r.completedon, datetime) == r.newlyCompleted
+        for r in result.enrolment_updates.collect()
+    )

@@ -75,7 +75,10 @@ def to_audit_events(completed: DataFrame, now: datetime) -> DataFrame:
         F.array().cast("array<string>").alias("tags"),
     )
     return completed.select(
-        F.lit(AUDIT).alias("kind"), mid.alias("mid"), *ENROLMENT_KEY, F.to_json(event).alias("value")
+        F.lit(AUDIT).alias("kind"),
+        mid.alias("mid"),
+        *ENROLMENT_KEY,
+        F.to_json(event).alias("value"),
     )
 
 

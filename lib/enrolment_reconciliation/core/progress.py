@@ -51,9 +51,9 @@ def to_user_consumption(consumption: DataFrame) -> DataFrame:
         F.col("batchid").alias("batchId"),
     ).agg(
         F.array_sort(F.collect_set("contentid")).alias("contents"),
-        F.array_sort(
-            F.collect_set(F.when(F.col("status") == COMPLETED, F.col("contentid")))
-        ).alias("completed"),
+        F.array_sort(F.collect_set(F.when(F.col("status") == COMPLETED, F.col("contentid")))).alias(
+            "completed"
+        ),
         F.map_from_entries(F.array_sort(F.collect_list(entry))).alias("contentstatus"),
         F.collect_list(
             F.struct(
@@ -109,9 +109,8 @@ def filter_missing_leafnodes(user_consumption: DataFrame, course_nodes: DataFram
 
 def with_collection_status(missing: DataFrame, collection_status: DataFrame) -> DataFrame:
     """Attach the search service's status; ``retired`` marks the ones to skip quietly."""
-    return (
-        missing.join(F.broadcast(collection_status), "courseId", "left")
-        .withColumn("retired", F.coalesce(F.col("collectionStatus") == RETIRED, F.lit(False)))
+    return missing.join(F.broadcast(collection_status), "courseId", "left").withColumn(
+        "retired", F.coalesce(F.col("collectionStatus") == RETIRED, F.lit(False))
     )
 
 

@@ -59,8 +59,9 @@ def to_sync_requests(raw: DataFrame) -> DataFrame:
         | ~F.ltrim(F.col("payload")).startswith("{")
     )
     id_problems = [
-        F.when(_is_non_string(F.col("_edata_text"), name), F.lit(f"edata.{name} is not a string"))
-        .when(_blank(value), F.lit(f"edata.{name} is missing or empty"))
+        F.when(
+            _is_non_string(F.col("_edata_text"), name), F.lit(f"edata.{name} is not a string")
+        ).when(_blank(value), F.lit(f"edata.{name} is missing or empty"))
         for name, value in (("userId", user), ("courseId", course), ("batchId", batch))
     ]
     id_reason = F.concat_ws("; ", *id_problems)
@@ -71,9 +72,7 @@ def to_sync_requests(raw: DataFrame) -> DataFrame:
         .when(~is_sync, F.lit(None))
         .when(id_reason != "", id_reason)
     )
-    status = (
-        F.when(reason.isNotNull(), FAILED).when(~is_sync, SKIPPED).otherwise(VALID)
-    )
+    status = F.when(reason.isNotNull(), FAILED).when(~is_sync, SKIPPED).otherwise(VALID)
     return (
         df.withColumn("action", action)
         .withColumn("userId", user)

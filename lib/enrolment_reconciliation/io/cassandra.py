@@ -236,9 +236,7 @@ def write_activity_aggregates(aggregates: DataFrame, cfg: JobConfig) -> int:
     (the original's ``db-update-count``).
     """
     settings = AggregateWriteSettings.from_config(cfg)
-    return int(
-        aggregates.rdd.mapPartitions(lambda rows: _append_partition(settings, rows)).sum()
-    )
+    return int(aggregates.rdd.mapPartitions(lambda rows: _append_partition(settings, rows)).sum())
 
 
 def write_enrolment_updates(updates: DataFrame, cfg: JobConfig) -> None:
