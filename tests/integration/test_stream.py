@@ -1,0 +1,303 @@
+"""The streaming job end to end: `./spark-submit.sh stream --trigger available-now` on the real
+stack, then the exact rows in Cassandra and the exact messages on the topics."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import time
+import uuid
+from datetime import datetime
+
+import pytest
+import redis
+from kafka import KafkaConsumer, KafkaProducer
+
+from enrolment_reconciliation.config import JobConfig
+from enrolment_reconciliation.io.cassandra import apply_schema, connect_from_config
+from enrolment_reconciliation.sinks import AFTER_ENROLMENT_WRITE, FAULT_POINT_ENV
+from tests.conftest import ROOT, stack_config
+from tests.core.helpers import sync_request
+from tests.core.test_reconcile import CASE_2
+
+pytestmark = pytest.mark.integration
+KEYSPACE, REDIS_DB = "er_test_stream", 14
+SCORES = {"score:do_x": 7.0, "max_score:do_x": 10.0, "attempts_count:do_x": 2.0}
+
+
+def config_for(env: str, tmp_path) -> tuple[JobConfig, list[str]]:
+    overrides = [
+        f"redis.database.relationCache.id={REDIS_DB}",
+        f"stream.checkpoint.location={tmp_path}/checkpoint",
+        "service.search.basePath=http://127.0.0.1:9/search",
+    ]
+    cfg = stack_config(*overrides, f"env={env}", keyspace=KEYSPACE)
+    args = [
+        "--env",
+        env,
+        "--set",
+        f"lms-cassandra.host={cfg.cassandra_host}",
+        "--set",
+        f"lms-cassandra.port={cfg.cassandra_port}",
+        "--set",
+        f"kafka.broker-servers={cfg.kafka_broker_servers}",
+        "--set",
+        f"redis.host={cfg.redis_host}",
+        "--set",
+        f"redis.port={cfg.redis_port}",
+        "--set",
+        f"lms-cassandra.keyspace={KEYSPACE}",
+    ]
+    for o in overrides:
+        args += ["--set", o]
+    return cfg, args
+
+
+def run_job(args: list[str], **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(ROOT / "spark-submit.sh"), "stream", "--trigger", "available-now", *args],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def produce(cfg: JobConfig, messages: list[bytes]) -> None:
+    producer = KafkaProducer(bootstrap_servers=cfg.kafka_broker_servers, acks="all")
+    for m in messages:
+        producer.send(cfg.input_topic, m)
+    producer.flush()
+    producer.close()
+
+
+def messages_on(cfg: JobConfig, topic: str) -> list[dict]:
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=cfg.kafka_broker_servers,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        consumer_timeout_ms=4000,
+        group_id=None,
+    )
+    try:
+        return [json.loads(m.value) for m in consumer]
+    finally:
+        consumer.close()
+
+
+def name_uuid(*parts: str) -> str:
+    h = hashlib.sha256("|".join(parts).encode()).hexdigest()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}"
+
+
+@pytest.fixture(scope="module")
+def cql():
+    cfg = stack_config(keyspace=KEYSPACE)
+    cluster, session = connect_from_config(cfg)
+    apply_schema(session, KEYSPACE)
+    session.set_keyspace(KEYSPACE)
+    yield session
+    cluster.shutdown()
+
+
+def seed(cql, cfg: JobConfig) -> None:
+    """CASE_2 (user001 completes course001) and a partial learner; user001 already has
+    assessment scores in user_activity_agg that the job must keep."""
+    for table in ("user_content_consumption", "user_enrolments", "user_activity_agg"):
+        cql.execute(f"TRUNCATE {table}", timeout=60)
+    client = redis.Redis(host=cfg.redis_host, port=cfg.redis_port, db=REDIS_DB)
+    client.flushdb()
+    for key, members in CASE_2.items():
+        client.sadd(key, *members)
+    client.close()
+    ins = cql.prepare(
+        "INSERT INTO user_content_consumption (userid, courseid, batchid, contentid, status)"
+        " VALUES (?, ?, ?, ?, ?)"
+    )
+    for user, content, status in [
+        ("user001", "R1", 2),
+        ("user001", "R2", 2),
+        ("user001", "R3", 2),
+        ("user002", "R1", 2),
+        ("user002", "R2", 1),
+    ]:
+        cql.execute(ins, (user, "course001", "Batch1", content, status))
+    enrol = cql.prepare(
+        "INSERT INTO user_enrolments (userid, courseid, batchid, status, active)"
+        " VALUES (?, ?, ?, ?, true)"
+    )
+    for user in ("user001", "user002"):
+        cql.execute(enrol, (user, "course001", "Batch1", 1))
+    cql.execute(
+        "UPDATE user_activity_agg SET aggregates = aggregates + %s,"
+        " agg_last_updated = agg_last_updated + %s"
+        " WHERE activity_type='Course' AND activity_id='course001' AND user_id='user001'"
+        " AND context_id='cb:Batch1'",
+        (SCORES, {k: datetime(2026, 1, 1) for k in SCORES}),
+    )
+
+
+BAD = [
+    b"definitely not json",
+    json.dumps({"edata": {"action": "user-enrolment-sync", "userId": 1}}).encode(),
+]
+
+
+@pytest.fixture(scope="module")
+def streamed(cql, tmp_path_factory):
+    """One available-now run over valid, duplicate, skipped and bad messages."""
+    env = f"t{uuid.uuid4().hex[:10]}"
+    cfg, args = config_for(env, tmp_path_factory.mktemp("stream"))
+    seed(cql, cfg)
+    produce(
+        cfg,
+        [
+            sync_request("user001", "course001", "Batch1").encode(),
+            sync_request("user002", "course001", "Batch1").encode(),
+            sync_request("user001", "course001", "Batch1").encode(),  # duplicate
+            sync_request("user001", "course001", "Batch1", action="other").encode(),
+            *BAD,
+        ],
+    )
+    started = int(time.time() * 1000)
+    result = run_job(args)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return cfg, result, started
+
+
+def test_stream_writes_the_exact_aggregate_rows_and_keeps_foreign_map_keys(streamed, cql):
+    rows = {
+        (r.activity_id, r.user_id, r.context_id): dict(r.aggregates)
+        for r in cql.execute("SELECT * FROM user_activity_agg")
+    }
+    assert rows == {
+        ("course001", "user001", "cb:Batch1"): {"completedCount": 3.0, **SCORES},
+        ("unit1", "user001", "cb:Batch1"): {"completedCount": 2.0},
+        ("unit2", "user001", "cb:Batch1"): {"completedCount": 2.0},
+        ("course001", "user002", "cb:Batch1"): {"completedCount": 1.0},
+        ("unit1", "user002", "cb:Batch1"): {"completedCount": 1.0},
+        ("unit2", "user002", "cb:Batch1"): {"completedCount": 0.0},
+    }
+    updated = cql.execute(
+        "SELECT agg_last_updated FROM user_activity_agg WHERE activity_type='Course'"
+        " AND activity_id='course001' AND user_id='user001'"
+    ).one()
+    assert set(updated.agg_last_updated) == {"completedCount", *SCORES}
+
+
+def test_stream_writes_the_exact_enrolment_rows(streamed, cql):
+    _, _, started = streamed
+    rows = {
+        r.userid: r
+        for r in cql.execute(
+            "SELECT userid, status, progress, contentstatus, completedon, datetime"
+            " FROM user_enrolments"
+        )
+    }
+    assert {u: (r.status, r.progress, dict(r.contentstatus)) for u, r in rows.items()} == {
+        "user001": (2, 3, {"R1": 2, "R2": 2, "R3": 2}),
+        "user002": (1, 1, {"R1": 2, "R2": 1}),
+    }
+    assert rows["user002"].completedon is None
+    completed_ms = rows["user001"].completedon.timestamp() * 1000
+    assert completed_ms >= started - 1000
+
+
+def test_stream_publishes_exactly_one_audit_and_one_certificate_event(streamed):
+    cfg, _, started = streamed
+    certs = messages_on(cfg, cfg.certissue_topic)
+    audits = messages_on(cfg, cfg.audit_topic)
+    assert len(certs) == 1 and len(audits) == 1
+    cert, audit = certs[0], audits[0]
+    assert cert["ets"] >= started - 1000
+    assert cert == {
+        "eid": "BE_JOB_REQUEST",
+        "ets": cert["ets"],
+        "mid": "LP." + name_uuid("user001", "course001", "Batch1", "issue-certificate"),
+        "actor": {"id": "Course Certificate Generator", "type": "System"},
+        "context": {"pdata": {"ver": "1.0", "id": "org.sunbird.platform"}},
+        "object": {"id": "Batch1_course001", "type": "CourseCertificateGeneration"},
+        "edata": {
+            "userIds": ["user001"],
+            "action": "issue-certificate",
+            "iteration": 1,
+            "trigger": "auto-issue",
+            "batchId": "Batch1",
+            "reIssue": False,
+            "courseId": "course001",
+        },
+    }
+    assert audit == {
+        "actor": {"id": "user001", "type": "User"},
+        "eid": "AUDIT",
+        "edata": {"props": ["status", "completedon"], "type": "enrol-complete"},
+        "ver": "3.0",
+        "syncts": cert["ets"],
+        "ets": cert["ets"],
+        "context": {
+            "channel": "in.sunbird",
+            "env": "Course",
+            "sid": name_uuid("user001", "course001", "Batch1", "enrol-complete:sid"),
+            "did": name_uuid("user001", "course001", "Batch1", "enrol-complete:did"),
+            "pdata": {
+                "ver": "3.0",
+                "id": "org.sunbird.learning.platform",
+                "pid": "course-progress-updater",
+            },
+            "cdata": [
+                {"type": "CourseBatch", "id": "Batch1"},
+                {"type": "Course", "id": "course001"},
+            ],
+        },
+        "mid": "LP.AUDIT." + name_uuid("user001", "course001", "Batch1", "enrol-complete"),
+        "object": {"id": "user001", "type": "User", "rollup": {"l1": "course001"}},
+        "tags": [],
+    }
+
+
+def test_bad_messages_go_to_the_failed_topic_while_valid_ones_are_applied(streamed, cql):
+    cfg, result, _ = streamed
+    failed = messages_on(cfg, cfg.failed_topic)
+    assert [(f["reason"], f["payload"]) for f in failed] == [
+        ("malformed JSON: not a JSON object", BAD[0].decode()),
+        (
+            "edata.userId is not a string; edata.courseId is missing or empty;"
+            " edata.batchId is missing or empty",
+            BAD[1].decode(),
+        ),
+    ]
+    assert all(f["source"]["topic"] == cfg.input_topic for f in failed)
+    status = cql.execute("SELECT status FROM user_enrolments WHERE userid='user001'").one()
+    assert status.status == 2
+    # one JSON log line per micro-batch with the counters
+    lines = [json.loads(line.split(": ", 1)[1]) for line in result.stdout.splitlines()
+             if '"event": "micro-batch"' in line]
+    assert [line["counters"]["requests.total-events-count"] for line in lines] == [6]
+    assert lines[0]["counters"]["requests.skipped-events-count"] == 1
+    assert lines[0]["counters"]["failed.failed-events-count"] == 2
+
+
+def test_crash_between_status_write_and_publish_loses_no_certificate(cql, tmp_path):
+    env = f"crash{uuid.uuid4().hex[:8]}"
+    cfg, args = config_for(env, tmp_path)
+    seed(cql, cfg)
+    produce(cfg, [sync_request("user001", "course001", "Batch1").encode()])
+
+    crashed = run_job(args, **{FAULT_POINT_ENV: AFTER_ENROLMENT_WRITE})
+    assert crashed.returncode != 0
+    status = cql.execute("SELECT status FROM user_enrolments WHERE userid='user001'").one()
+    assert status.status == 2  # the status write happened ...
+    assert messages_on(cfg, cfg.certissue_topic) == []  # ... the publish did not
+
+    restarted = run_job(args)
+    assert restarted.returncode == 0, restarted.stdout[-3000:] + restarted.stderr[-3000:]
+    certs = messages_on(cfg, cfg.certissue_topic)
+    audits = messages_on(cfg, cfg.audit_topic)
+    key = ("user001", "course001", "Batch1")
+    assert [c["mid"] for c in certs] == ["LP." + name_uuid(*key, "issue-certificate")]
+    assert [a["mid"] for a in audits] == ["LP.AUDIT." + name_uuid(*key, "enrol-complete")]
+    assert '"event": "outbox-recovered"' in restarted.stdout
