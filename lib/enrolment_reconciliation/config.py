@@ -130,7 +130,11 @@ _KEYS: tuple[tuple[str, tuple[str, ...], type], ...] = (
     ("cassandra_host", ("lms-cassandra.host",), str),
     ("cassandra_port", ("lms-cassandra.port",), int),
     ("keyspace", ("lms-cassandra.keyspace",), str),
-    ("consumption_table", ("lms-cassandra.content_consumption.table",), str),
+    (
+        "consumption_table",
+        ("lms-cassandra.content_consumption.table", "lms-cassandra.consumption.table"),
+        str,
+    ),
     ("enrolments_table", ("lms-cassandra.user_enrolments.table",), str),
     ("activity_agg_table", ("lms-cassandra.user_activity_agg.table",), str),
     ("redis_host", ("redis.host",), str),

@@ -83,8 +83,6 @@ def build_spark_session(
         "spark.sql.shuffle.partitions": "8",
         "spark.sql.session.timeZone": "UTC",
         "spark.ui.showConsoleProgress": "false",
-        # direct joins for a micro-batch's keys (unprefixed connector key, read from SQL conf)
-        "directJoinSetting": "auto",
         **cassandra_conf(cfg),
         **(extra_conf or {}),
     }

@@ -274,8 +274,11 @@ def test_bad_messages_go_to_the_failed_topic_while_valid_ones_are_applied(stream
     status = cql.execute("SELECT status FROM user_enrolments WHERE userid='user001'").one()
     assert status.status == 2
     # one JSON log line per micro-batch with the counters
-    lines = [json.loads(line.split(": ", 1)[1]) for line in result.stdout.splitlines()
-             if '"event": "micro-batch"' in line]
+    lines = [
+        json.loads(line.split(": ", 1)[1])
+        for line in result.stdout.splitlines()
+        if '"event": "micro-batch"' in line
+    ]
     assert [line["counters"]["requests.total-events-count"] for line in lines] == [6]
     assert lines[0]["counters"]["requests.skipped-events-count"] == 1
     assert lines[0]["counters"]["failed.failed-events-count"] == 2

@@ -1,0 +1,111 @@
+"""The HOCON config: seed defaults, --env, --set, an operator's Flink-job .conf, credentials."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from enrolment_reconciliation.config import ConfigError, load_config
+
+FLINK_CONF = Path(__file__).parent / "fixtures" / "flink-enrolment-reconciliation.conf"
+
+
+def test_defaults_are_the_seed_tables_values():
+    cfg = load_config()
+    assert (
+        cfg.input_topic,
+        cfg.failed_topic,
+        cfg.audit_topic,
+        cfg.certissue_topic,
+        cfg.group_id,
+    ) == (
+        "sunbirddev.batch.enrolment.sync.request",
+        "sunbirddev.enrolment.reconciliation.failed",
+        "sunbirddev.telemetry.raw",
+        "sunbirddev.issue.certificate.request",
+        "sunbirddev-enrolment-reconciliation-group",
+    )
+    assert (cfg.keyspace, cfg.consumption_table, cfg.enrolments_table, cfg.activity_agg_table) == (
+        "sunbird_courses",
+        "user_content_consumption",
+        "user_enrolments",
+        "user_activity_agg",
+    )
+    assert cfg.relation_cache_db == 10
+    assert cfg.write_batch_size == 10
+    assert cfg.module_aggs_enabled is True
+    assert cfg.filter_processed_enrolments is True
+    assert cfg.collection_status_cache_expiry == 3600
+    assert cfg.exclude_optional_nodes is True
+    assert (cfg.kafka_broker_servers, cfg.cassandra_host, cfg.cassandra_port) == (
+        "localhost:9092",
+        "localhost",
+        9042,
+    )
+    assert (cfg.redis_host, cfg.redis_port) == ("localhost", 6379)
+
+
+def test_env_fills_every_topic_and_the_group():
+    cfg = load_config(env="prod")
+    assert cfg.input_topic == "prod.batch.enrolment.sync.request"
+    assert cfg.failed_topic == "prod.enrolment.reconciliation.failed"
+    assert cfg.audit_topic == "prod.telemetry.raw"
+    assert cfg.certissue_topic == "prod.issue.certificate.request"
+    assert cfg.group_id == "prod-enrolment-reconciliation-group"
+
+
+def test_set_overrides_any_key_with_its_type():
+    cfg = load_config(
+        env="qa",
+        overrides=[
+            "threshold.batch.write.size=25",
+            "activity.filter.processed.enrolments=false",
+            "kafka.input.topic=custom.topic:v2",
+            "service.search.basePath=http://search:9000/api",
+            "env=staging",
+        ],
+    )
+    assert cfg.write_batch_size == 25
+    assert cfg.filter_processed_enrolments is False
+    assert cfg.input_topic == "custom.topic:v2"
+    assert cfg.search_base_path == "http://search:9000/api"
+    assert cfg.failed_topic == "staging.enrolment.reconciliation.failed"  # --set env wins last
+
+
+def test_bad_values_are_clear_errors():
+    with pytest.raises(ConfigError, match="threshold.batch.write.size"):
+        load_config(overrides=["threshold.batch.write.size=many"])
+    with pytest.raises(ConfigError, match="key=value"):
+        load_config(overrides=["no-equals-sign"])
+    with pytest.raises(ConfigError, match="not found"):
+        load_config("/nonexistent.conf")
+
+
+def test_an_operators_flink_job_conf_works_unchanged():
+    cfg = load_config(FLINK_CONF)
+    assert cfg.kafka_broker_servers == "kafka-1.prod:9092"
+    assert cfg.input_topic == "prod.batch.enrolment.sync.request"
+    assert cfg.failed_topic == "prod.activity.agg.failed"
+    assert cfg.audit_topic == "prod.telemetry.raw"  # kafka.output.audit.topic
+    assert cfg.certissue_topic == "prod.issue.certificate.request"
+    assert (cfg.cassandra_host, cfg.cassandra_port) == ("cassandra-1.prod", 9042)
+    assert (cfg.redis_host, cfg.relation_cache_db) == ("redis-1.prod", 10)
+    assert cfg.search_base_path == "http://10.0.0.5/search"
+    # keys the Flink file does not have take our defaults
+    assert cfg.exclude_optional_nodes is True
+    assert cfg.trigger == "processing-time"
+
+
+def test_credentials_come_from_the_environment_and_never_show_in_repr():
+    environ = {
+        "LMS_CASSANDRA_USERNAME": "lms",
+        "LMS_CASSANDRA_PASSWORD": "s3cr3t-pw",
+        "REDIS_PASSWORD": "r3d1s-pw",
+    }
+    cfg = load_config(environ=environ)
+    assert cfg.credentials.cassandra_password == "s3cr3t-pw"
+    assert cfg.credentials.redis_password == "r3d1s-pw"
+    text = repr(cfg) + str(cfg)
+    assert "s3cr3t-pw" not in text and "r3d1s-pw" not in text
+    assert "cassandra_password" in text  # says which are set
