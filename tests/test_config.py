@@ -74,7 +74,7 @@ def test_set_overrides_any_key_with_its_type():
 
 
 def test_bad_values_are_clear_errors():
-    with pytest.raises(ConfigError, match="threshold.batch.write.size"):
+    with pytest.raises(ConfigError, match=r"threshold\.batch\.write\.size"):
         load_config(overrides=["threshold.batch.write.size=many"])
     with pytest.raises(ConfigError, match="key=value"):
         load_config(overrides=["no-equals-sign"])

@@ -1,4 +1,4 @@
-"""The foundation: Spark talks to the real Cassandra (connector) and Kafka (Structured Streaming)."""
+"""The foundation: Spark talks to the real Cassandra (connector) and Kafka (streaming)."""
 
 from __future__ import annotations
 

@@ -16,7 +16,6 @@ import redis
 from kafka import KafkaConsumer, KafkaProducer
 
 from enrolment_reconciliation.config import JobConfig
-from enrolment_reconciliation.io.cassandra import apply_schema, connect_from_config
 from enrolment_reconciliation.sinks import AFTER_ENROLMENT_WRITE, FAULT_POINT_ENV
 from tests.conftest import ROOT, stack_config
 from tests.core.helpers import sync_request
@@ -92,16 +91,6 @@ def messages_on(cfg: JobConfig, topic: str) -> list[dict]:
 def name_uuid(*parts: str) -> str:
     h = hashlib.sha256("|".join(parts).encode()).hexdigest()
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}"
-
-
-@pytest.fixture(scope="module")
-def cql():
-    cfg = stack_config(keyspace=KEYSPACE)
-    cluster, session = connect_from_config(cfg)
-    apply_schema(session, KEYSPACE)
-    session.set_keyspace(KEYSPACE)
-    yield session
-    cluster.shutdown()
 
 
 def seed(cql, cfg: JobConfig) -> None:

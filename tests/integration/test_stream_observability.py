@@ -11,8 +11,7 @@ from pyspark.sql.streaming import StreamingQueryListener
 
 from enrolment_reconciliation.streaming import OBSERVATION, run_stream
 from tests.core.helpers import sync_request
-from tests.integration.test_stream import (  # noqa: F401 (cql is a fixture)
-    cql,
+from tests.integration.test_stream import (
     config_for,
     messages_on,
     produce,
