@@ -92,15 +92,17 @@ def utc_now_ms() -> datetime:
 
 
 def _course_contents(user_consumption: DataFrame) -> dict[str, set[str]]:
-    """Distinct (course, content) pairs of the batch: bounded by the catalogue, not by users."""
-    pairs = (
+    """Consumed content ids per course: bounded by the catalogue, not by users."""
+    rows = (
         user_consumption.select("courseId", F.explode("contents").alias("contentId"))
         .distinct()
+        .groupBy("courseId")
+        .agg(F.collect_list("contentId").alias("contents"))
         .collect()
     )
     grouped: dict[str, set[str]] = defaultdict(set)
-    for row in pairs:
-        grouped[row.courseId].add(row.contentId)
+    for row in rows:
+        grouped[row.courseId].update(row.contents)
     return grouped
 
 
@@ -111,12 +113,16 @@ def _request_counters(requests: DataFrame) -> dict[str, int]:
         F.sum(F.when(status == SKIPPED, 1).otherwise(0)).alias("skipped"),
         F.sum(F.when(status == FAILED, 1).otherwise(0)).alias("failed"),
         F.sum(F.when(status == VALID, 1).otherwise(0)).alias("valid"),
+        F.count_distinct(
+            F.when(status == VALID, F.concat_ws("\u0001", *[F.col(c) for c in ENROLMENT_KEY]))
+        ).alias("keys"),
     ).first()
     return {
         "requests.total-events-count": row.total or 0,
         "requests.skipped-events-count": row.skipped or 0,
         "requests.failed-events-count": row.failed or 0,
         "requests.valid-events-count": row.valid or 0,
+        "_distinct-valid-keys": row.keys or 0,
     }
 
 
@@ -146,13 +152,12 @@ def reconcile_batch(
     # The stream hands over requests it already parsed (to observe their counters).
     requests = keep(raw if "requestStatus" in raw.columns else to_sync_requests(raw))
     counters = _request_counters(requests)
-    keys = keep(requests.where(F.col("requestStatus") == VALID).select(*ENROLMENT_KEY).distinct())
-    counters["consumption.db-read-count"] = keys.count()
+    # one keyed read per distinct valid enrolment (the original's db-read-count per request)
+    counters["consumption.db-read-count"] = counters.pop("_distinct-valid-keys")
+    keys = requests.where(F.col("requestStatus") == VALID).select(*ENROLMENT_KEY).distinct()
 
     consumption = with_consumption_defaults(read_consumption_for(spark, keys, cfg))
     user_consumption = keep(to_user_consumption(consumption))
-    counters["consumption.enrolments-with-consumption-count"] = user_consumption.count()
-
     course_contents = _course_contents(user_consumption)
     snapshot = resources.relation_cache.fetch(
         course_contents,
@@ -188,22 +193,35 @@ def reconcile_batch(
     events = keep(result.events)
     failed = keep(result.failed)
 
-    missing = result.missing_leafnodes.agg(
-        F.sum(F.when(F.col("retired"), 1).otherwise(0)).alias("retired"),
-        F.sum(F.when(~F.col("retired"), 1).otherwise(0)).alias("unresolved"),
-    ).first()
-    event_counts = dict(events.groupBy("kind").count().collect())
+    # Every output count in one Spark job (it also materialises the persisted outputs).
+    tally = dict(
+        aggregates.select(F.lit("aggregates").alias("k"))
+        .unionByName(user_consumption.select(F.lit("consumed").alias("k")))
+        .unionByName(course_progress.select(F.lit("progress").alias("k")))
+        .unionByName(updates.select(F.lit("updates").alias("k")))
+        .unionByName(events.select(F.col("kind").alias("k")))
+        .unionByName(failed.select(F.lit("failed").alias("k")))
+        .unionByName(
+            result.missing_leafnodes.select(
+                F.when(F.col("retired"), "retired").otherwise("unresolved").alias("k")
+            )
+        )
+        .groupBy("k")
+        .count()
+        .collect()
+    )
     counters.update(
         {
-            "progress.retired-consumption-events-count": missing.retired or 0,
-            "progress.failed-events-count": missing.unresolved or 0,
-            "aggregates.activity-agg-rows-count": aggregates.count(),
-            "enrolment.db-read-count": course_progress.count(),
-            "enrolment.enrolment-update-count": updates.count(),
-            "enrolment.enrolment-complete-count": event_counts.get(CERTIFICATE, 0),
-            "enrolment.cert-issue-events-count": event_counts.get(CERTIFICATE, 0),
-            "enrolment.audit-events-count": event_counts.get(AUDIT, 0),
-            "failed.failed-events-count": failed.count(),
+            "consumption.enrolments-with-consumption-count": tally.get("consumed", 0),
+            "progress.retired-consumption-events-count": tally.get("retired", 0),
+            "progress.failed-events-count": tally.get("unresolved", 0),
+            "aggregates.activity-agg-rows-count": tally.get("aggregates", 0),
+            "enrolment.db-read-count": tally.get("progress", 0),
+            "enrolment.enrolment-update-count": tally.get("updates", 0),
+            "enrolment.enrolment-complete-count": tally.get(CERTIFICATE, 0),
+            "enrolment.cert-issue-events-count": tally.get(CERTIFICATE, 0),
+            "enrolment.audit-events-count": tally.get(AUDIT, 0),
+            "failed.failed-events-count": tally.get("failed", 0),
         }
     )
     return BatchResult(
