@@ -19,6 +19,9 @@ import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ helpers
 
+from tests.conftest import stack_config
+from tests.core.helpers import raw_requests, sync_request
+
 from enrolment_reconciliation.io.cassandra import connect_from_config, read_consumption_for
 from enrolment_reconciliation.io.relation_cache import RelationCacheReader
 from enrolment_reconciliation.io.sample_loader import load_sample
@@ -27,8 +30,6 @@ from enrolment_reconciliation.pipeline import BatchResources, reconcile_batch
 from enrolment_reconciliation.sample_data import generate_sample
 from enrolment_reconciliation.schemas import ENROLMENT_KEY_SCHEMA
 from enrolment_reconciliation.spark import build_spark_session
-from tests.conftest import stack_config
-from tests.core.helpers import raw_requests, sync_request
 
 KEYSPACE, REDIS_DB = "er_bench", 15
 
