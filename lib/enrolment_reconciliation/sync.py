@@ -33,7 +33,15 @@ def _state(cfg: JobConfig, user: str, course: str, batch: str) -> dict[str, Any]
                 "completedon": row.completedon.isoformat() if row.completedon else None,
                 "contentstatus": dict(row.contentstatus or {}),
             }
-        return {"enrolment": enrolment}
+        agg = session.execute(
+            f"SELECT aggregates FROM {cfg.activity_agg_table} WHERE activity_type = 'Course'"
+            " AND activity_id = %s AND user_id = %s AND context_id = %s",
+            (course, user, f"cb:{batch}"),
+        ).one()
+        return {
+            "enrolment": enrolment,
+            "courseAggregates": dict(agg.aggregates or {}) if agg else None,
+        }
     finally:
         cluster.shutdown()
 
@@ -63,8 +71,8 @@ def run_sync(
     after = _state(cfg, user, course, batch)
     return {
         "enrolment": {"userId": user, "courseId": course, "batchId": batch},
-        "before": before["enrolment"],
-        "after": after["enrolment"],
+        "before": before,
+        "after": after,
         "changed": before != after,
         "counters": counters,
     }

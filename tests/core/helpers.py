@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import UTC, datetime
 
@@ -83,3 +84,9 @@ def enrolments(spark: SparkSession, rows: list[tuple]) -> DataFrame:
 
 def collection_status(spark: SparkSession, statuses: dict[str, str | None]) -> DataFrame:
     return spark.createDataFrame(sorted(statuses.items()), COLLECTION_STATUS_SCHEMA)
+
+
+def name_uuid(*parts: str) -> str:
+    """The mid suffix the job derives: SHA-256 of the parts joined by '|', UUID-formatted."""
+    digest = hashlib.sha256("|".join(parts).encode()).hexdigest()
+    return f"{digest[:8]}-{digest[8:12]}-{digest[12:16]}-{digest[16:20]}-{digest[20:32]}"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 
 from chispa import assert_df_equality
@@ -10,12 +9,7 @@ from pyspark.sql import functions as F
 
 from enrolment_reconciliation.core.events import deterministic_uuid, to_completion_events
 from enrolment_reconciliation.schemas import ENROLMENT_UPDATE_SCHEMA, EVENT_SCHEMA
-from tests.core.helpers import NOW, NOW_MS, NOW_NAIVE
-
-
-def name_uuid(*parts: str) -> str:
-    h = hashlib.sha256("|".join(parts).encode()).hexdigest()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}"
+from tests.core.helpers import NOW, NOW_MS, NOW_NAIVE, name_uuid
 
 
 def test_deterministic_uuid_is_the_sha256_of_the_parts(spark):

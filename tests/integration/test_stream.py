@@ -3,7 +3,6 @@ stack, then the exact rows in Cassandra and the exact messages on the topics."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -18,7 +17,7 @@ from kafka import KafkaConsumer, KafkaProducer
 from enrolment_reconciliation.config import JobConfig
 from enrolment_reconciliation.sinks import AFTER_ENROLMENT_WRITE, FAULT_POINT_ENV
 from tests.conftest import ROOT, stack_config
-from tests.core.helpers import sync_request
+from tests.core.helpers import name_uuid, sync_request
 from tests.core.test_reconcile import CASE_2
 
 pytestmark = pytest.mark.integration
@@ -86,11 +85,6 @@ def messages_on(cfg: JobConfig, topic: str) -> list[dict]:
         return [json.loads(m.value) for m in consumer]
     finally:
         consumer.close()
-
-
-def name_uuid(*parts: str) -> str:
-    h = hashlib.sha256("|".join(parts).encode()).hexdigest()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}"
 
 
 def seed(cql, cfg: JobConfig) -> None:
