@@ -49,8 +49,35 @@ def stack_config(*overrides: str, keyspace: str = TEST_KEYSPACE) -> JobConfig:
     )
 
 
+# Every keyspace the integration tests use. They are created before the SparkSession starts:
+# the connector caches schema metadata, and a keyspace created a moment before a Spark read
+# may not be in its cache yet.
+TEST_KEYSPACES = (
+    TEST_KEYSPACE,
+    "er_test_core",
+    "er_test_stream",
+    "er_test_connectors",
+    "er_test_cluster",
+    "er_test_loader",
+)
+
+
+def _create_test_keyspaces() -> None:
+    from enrolment_reconciliation.io.cassandra import apply_schema, connect_from_config
+
+    cluster, session = connect_from_config(stack_config())
+    try:
+        for keyspace in TEST_KEYSPACES:
+            apply_schema(session, keyspace)
+        cluster.control_connection.wait_for_schema_agreement()
+    finally:
+        cluster.shutdown()
+
+
 @pytest.fixture(scope="session")
-def spark() -> SparkSession:
+def spark(request: pytest.FixtureRequest) -> SparkSession:
+    if any(item.get_closest_marker("integration") for item in request.session.items):
+        _create_test_keyspaces()
     session = build_spark_session(
         stack_config(),
         app_name="enrolment-reconciliation-tests",
