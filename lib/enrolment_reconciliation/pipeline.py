@@ -122,7 +122,8 @@ def _request_counters(requests: DataFrame) -> dict[str, int]:
         "requests.skipped-events-count": row.skipped or 0,
         "requests.failed-events-count": row.failed or 0,
         "requests.valid-events-count": row.valid or 0,
-        "_distinct-valid-keys": row.keys or 0,
+        # one keyed read per distinct valid enrolment (the original: one per request)
+        "consumption.db-read-count": row.keys or 0,
     }
 
 
@@ -152,8 +153,6 @@ def reconcile_batch(
     # The stream hands over requests it already parsed (to observe their counters).
     requests = keep(raw if "requestStatus" in raw.columns else to_sync_requests(raw))
     counters = _request_counters(requests)
-    # one keyed read per distinct valid enrolment (the original's db-read-count per request)
-    counters["consumption.db-read-count"] = counters.pop("_distinct-valid-keys")
     keys = requests.where(F.col("requestStatus") == VALID).select(*ENROLMENT_KEY).distinct()
 
     consumption = with_consumption_defaults(read_consumption_for(spark, keys, cfg))

@@ -3,7 +3,7 @@
 Offsets live in the checkpoint; a micro-batch is fully applied or re-run with the same input
 (design.md §4). An exception in a micro-batch stops the query before its offsets are committed;
 this loop restarts it from the checkpoint with exponential backoff, up to
-``stream.restart.max.attempts`` consecutive failures.
+``stream.restart.max.attempts`` consecutive failures (a successful micro-batch resets the count).
 """
 
 from __future__ import annotations
@@ -44,13 +44,18 @@ def observed_requests(spark: SparkSession, cfg: JobConfig) -> DataFrame:
 
 
 def batch_handler(
-    spark: SparkSession, cfg: JobConfig, resources: BatchResources, outbox: Outbox
+    spark: SparkSession,
+    cfg: JobConfig,
+    resources: BatchResources,
+    outbox: Outbox,
+    on_success: Callable[[], None] = lambda: None,
 ) -> Callable[[DataFrame, int], None]:
     """The foreachBatch function: apply the batch, log one JSON line with its counters."""
 
     def handle(batch: DataFrame, batch_id: int) -> None:
         started = time.monotonic()
         counters = apply_batch(spark, batch, f"batch-{batch_id}", cfg, resources, outbox)
+        on_success()
         log.info(
             json.dumps(
                 {
@@ -70,6 +75,11 @@ def run_stream(spark: SparkSession, cfg: JobConfig) -> None:
     """Run until stopped (processing-time) or until the topic is drained (available-now)."""
     resources = BatchResources.from_config(cfg)
     failures = 0
+    applied = [False]  # a batch succeeded since the last restart: consecutive failures reset
+
+    def mark_applied() -> None:
+        applied[0] = True
+
     while True:
         published = recover_outbox(spark, cfg)
         if published:
@@ -79,7 +89,7 @@ def run_stream(spark: SparkSession, cfg: JobConfig) -> None:
             observed_requests(spark, cfg)
             .writeStream.queryName("enrolment-reconciliation")
             .option("checkpointLocation", cfg.checkpoint_location.rstrip("/") + "/query")
-            .foreachBatch(batch_handler(spark, cfg, resources, outbox))
+            .foreachBatch(batch_handler(spark, cfg, resources, outbox, mark_applied))
         )
         if cfg.trigger == "available-now":
             writer = writer.trigger(availableNow=True)
@@ -90,7 +100,8 @@ def run_stream(spark: SparkSession, cfg: JobConfig) -> None:
             query.awaitTermination()
             return
         except StreamingQueryException as error:
-            failures += 1
+            failures = 1 if applied[0] else failures + 1
+            applied[0] = False
             if failures > cfg.restart_max_attempts:
                 log.error(json.dumps({"event": "giving-up", "failures": failures}))
                 raise
