@@ -16,7 +16,7 @@ from kafka import KafkaConsumer, KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
-from enrolment_reconciliation.config import DEFAULT_CONFIG_PATH, JobConfig, load_config
+from enrolment_reconciliation.config import JobConfig, add_config_arguments, load_config
 from enrolment_reconciliation.io.cassandra import connect_from_config
 from enrolment_reconciliation.io.sample_loader import load_sample
 from enrolment_reconciliation.sample_data import generate_sample
@@ -132,11 +132,8 @@ def summary(cfg: JobConfig, since_ms: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = add_config_arguments(argparse.ArgumentParser(description=__doc__))
     parser.add_argument("step", choices=["prepare", "summary"])
-    parser.add_argument("--config", default=str(DEFAULT_CONFIG_PATH))
-    parser.add_argument("--env")
-    parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--courses", type=int, default=5)
     parser.add_argument("--users", type=int, default=200)

@@ -19,23 +19,13 @@ try:
 except ImportError:  # run from a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
 
-from enrolment_reconciliation.config import load_config
+from enrolment_reconciliation.config import add_config_arguments, load_config
 from enrolment_reconciliation.io.sample_loader import load_sample
 from enrolment_reconciliation.sample_data import generate_sample
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", help="HOCON file (default: conf/enrolment-reconciliation.conf)")
-    parser.add_argument("--env", help="environment name that fills ${env}")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config key (repeatable)",
-    )
+    parser = add_config_arguments(argparse.ArgumentParser(description=__doc__.splitlines()[0]))
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--courses", type=int, default=5)
     parser.add_argument("--users", type=int, default=50)

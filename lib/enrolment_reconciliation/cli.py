@@ -8,23 +8,13 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from enrolment_reconciliation.config import DEFAULT_CONFIG_PATH, JobConfig, load_config
+from enrolment_reconciliation.config import JobConfig, add_config_arguments, load_config
 
 log = logging.getLogger("enrolment_reconciliation")
 
 
 def _parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", default=str(DEFAULT_CONFIG_PATH), help="HOCON file")
-    common.add_argument("--env", help="fills ${env} in topic and group names")
-    common.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override any config key (repeatable)",
-    )
+    common = add_config_arguments(argparse.ArgumentParser(add_help=False))
     common.add_argument("--master", help="Spark master (spark-submit.sh passes it to Spark)")
     parser = argparse.ArgumentParser(prog="enrolment-reconciliation")
     modes = parser.add_subparsers(dest="mode", required=True)

@@ -14,6 +14,7 @@ Example::
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
@@ -275,3 +276,18 @@ def load_config(
     if values["write_batch_size"] < 1:
         raise ConfigError("threshold.batch.write.size must be at least 1")
     return JobConfig(**values, credentials=Credentials.from_environ(environ))
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The options every entry point takes: ``--config``, ``--env``, ``--set key=value``."""
+    parser.add_argument("--config", help=f"HOCON file (default: {DEFAULT_CONFIG_PATH})")
+    parser.add_argument("--env", help="fills ${env} in topic and group names")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any config key (repeatable)",
+    )
+    return parser

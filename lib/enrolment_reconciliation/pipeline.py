@@ -27,7 +27,12 @@ from pyspark.sql import functions as F
 from enrolment_reconciliation.config import JobConfig
 from enrolment_reconciliation.core.progress import to_user_consumption, with_consumption_defaults
 from enrolment_reconciliation.core.reconcile import ReconcileSettings, reconcile
-from enrolment_reconciliation.core.requests import FAILED, SKIPPED, VALID, to_sync_requests
+from enrolment_reconciliation.core.requests import (
+    VALID,
+    request_counter_columns,
+    to_enrolment_keys,
+    to_sync_requests,
+)
 from enrolment_reconciliation.io.cassandra import read_consumption_for, read_enrolments_for
 from enrolment_reconciliation.io.relation_cache import (
     LEAFNODES,
@@ -107,23 +112,17 @@ def _course_contents(user_consumption: DataFrame) -> dict[str, set[str]]:
 
 
 def _request_counters(requests: DataFrame) -> dict[str, int]:
-    status = F.col("requestStatus")
+    valid_key = F.when(
+        F.col("requestStatus") == VALID, F.concat_ws("\u0001", *[F.col(c) for c in ENROLMENT_KEY])
+    )
     row = requests.agg(
-        F.count(F.lit(1)).alias("total"),
-        F.sum(F.when(status == SKIPPED, 1).otherwise(0)).alias("skipped"),
-        F.sum(F.when(status == FAILED, 1).otherwise(0)).alias("failed"),
-        F.sum(F.when(status == VALID, 1).otherwise(0)).alias("valid"),
-        F.count_distinct(
-            F.when(status == VALID, F.concat_ws("\u0001", *[F.col(c) for c in ENROLMENT_KEY]))
-        ).alias("keys"),
+        *request_counter_columns(),
+        # one keyed read per distinct valid enrolment (the original: one per request)
+        F.count_distinct(valid_key).alias("consumption.db-read-count"),
     ).first()
     return {
-        "requests.total-events-count": row.total or 0,
-        "requests.skipped-events-count": row.skipped or 0,
-        "requests.failed-events-count": row.failed or 0,
-        "requests.valid-events-count": row.valid or 0,
-        # one keyed read per distinct valid enrolment (the original: one per request)
-        "consumption.db-read-count": row.keys or 0,
+        (name if name.startswith("consumption.") else f"requests.{name}"): value or 0
+        for name, value in row.asDict().items()
     }
 
 
@@ -153,7 +152,7 @@ def reconcile_batch(
     # The stream hands over requests it already parsed (to observe their counters).
     requests = keep(raw if "requestStatus" in raw.columns else to_sync_requests(raw))
     counters = _request_counters(requests)
-    keys = requests.where(F.col("requestStatus") == VALID).select(*ENROLMENT_KEY).distinct()
+    keys = to_enrolment_keys(requests)
 
     consumption = with_consumption_defaults(read_consumption_for(spark, keys, cfg))
     user_consumption = keep(to_user_consumption(consumption))

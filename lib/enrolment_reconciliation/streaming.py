@@ -15,10 +15,9 @@ from collections.abc import Callable
 
 from pyspark.errors import StreamingQueryException
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
 
 from enrolment_reconciliation.config import JobConfig
-from enrolment_reconciliation.core.requests import FAILED, SKIPPED, VALID, to_sync_requests
+from enrolment_reconciliation.core.requests import request_counter_columns, to_sync_requests
 from enrolment_reconciliation.io.kafka import read_sync_request_stream
 from enrolment_reconciliation.io.outbox import Outbox
 from enrolment_reconciliation.pipeline import BatchResources
@@ -33,13 +32,8 @@ def observed_requests(spark: SparkSession, cfg: JobConfig) -> DataFrame:
 
     A StreamingQueryListener finds them in ``progress.observedMetrics["enrolment-reconciliation"]``.
     """
-    status = F.col("requestStatus")
     return to_sync_requests(read_sync_request_stream(spark, cfg)).observe(
-        OBSERVATION,
-        F.count(F.lit(1)).alias("total-events-count"),
-        F.sum(F.when(status == SKIPPED, 1).otherwise(0)).alias("skipped-events-count"),
-        F.sum(F.when(status == FAILED, 1).otherwise(0)).alias("failed-events-count"),
-        F.sum(F.when(status == VALID, 1).otherwise(0)).alias("valid-events-count"),
+        OBSERVATION, *request_counter_columns()
     )
 
 

@@ -84,6 +84,17 @@ def to_sync_requests(raw: DataFrame) -> DataFrame:
     )
 
 
+def request_counter_columns() -> list[Column]:
+    """Aggregate columns counting requests by classification, named as the original counters."""
+    status = F.col("requestStatus")
+    return [
+        F.count(F.lit(1)).alias("total-events-count"),
+        F.sum(F.when(status == SKIPPED, 1).otherwise(0)).alias("skipped-events-count"),
+        F.sum(F.when(status == FAILED, 1).otherwise(0)).alias("failed-events-count"),
+        F.sum(F.when(status == VALID, 1).otherwise(0)).alias("valid-events-count"),
+    ]
+
+
 def filter_valid_requests(requests: DataFrame) -> DataFrame:
     """Keep the requests to reconcile."""
     return requests.where(F.col("requestStatus") == VALID)
