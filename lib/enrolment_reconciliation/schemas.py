@@ -25,6 +25,15 @@ COURSE_ACTIVITY_TYPE = "Course"  # also for unit rows: readers expect it (spec.m
 COMPLETED_COUNT = "completedCount"
 CONTEXT_PREFIX = "cb:"
 
+# Ids a request may carry. The stores' own limits are far larger but shared: Cassandra refuses
+# partition keys over 65,535 bytes, and a user_activity_agg key holds the userId together with a
+# course or unit id. Real Sunbird ids are UUIDs and do_ ids (under 40 bytes), so a request with
+# a longer id is refused before any read instead of failing the batch inside the connector.
+MAX_ID_BYTES = 1024
+# A failed event echoes the request's payload, cut to this many characters so that the failed
+# event always fits in a Kafka message (the producer's max.request.size is 1 MB by default).
+FAILED_PAYLOAD_MAX_CHARS = 16_384
+
 # Enrolment status values (LMS ProjectUtil.ProgressStatus).
 NOT_STARTED, IN_PROGRESS, COMPLETED = 0, 1, 2
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 
 from chispa import assert_df_equality
@@ -10,9 +11,14 @@ from pyspark.sql.types import StringType, StructField, StructType
 from enrolment_reconciliation.core.requests import (
     to_enrolment_keys,
     to_request_failures,
+    to_sync_requests,
 )
-from enrolment_reconciliation.schemas import ENROLMENT_KEY_SCHEMA
-from tests.core.helpers import parsed_requests, sync_request
+from enrolment_reconciliation.schemas import (
+    ENROLMENT_KEY_SCHEMA,
+    FAILED_PAYLOAD_MAX_CHARS,
+    RAW_REQUEST_SCHEMA,
+)
+from tests.core.helpers import parsed_requests, raw_requests, sync_request
 
 CLASSIFIED = StructType(
     [
@@ -42,6 +48,15 @@ def test_requests_are_classified_valid_skipped_or_failed_with_reasons(spark):
         _edata(action="user-enrolment-sync", userId="u7", courseId={"id": 1}, batchId=["b"]),
         _edata(action=True, userId="u8", courseId="c1", batchId="b1"),
         json.dumps({"edata": "user-enrolment-sync"}),
+        json.dumps({"edata": []}),
+        _edata(action="user-enrolment-sync", userId="x" * 200_000, courseId="c1", batchId="b1"),
+        _edata(action="user-enrolment-sync", userId="a\x00b", courseId="c1", batchId="b1"),
+        '{"edata": {"action": "user-enrolment-sync", "userId": "a", "userId": "b",'
+        ' "courseId": "c1", "batchId": "b1"}}',
+        '{"edata": {"action": "user-enrolment-sync", "userId": "u\\ud800",'
+        ' "courseId": "c1", "batchId": "b1"}}',
+        _edata(action="user-enrolment-sync", userId="u'; DROP TABLE x; --", courseId="c", batchId="b"),
+        '{"eid": "BE_JOB_REQUEST"} trailing text',
     ]
     actual = parsed_requests(spark, payloads).select("userId", "requestStatus", "reason")
     expected = spark.createDataFrame(
@@ -50,10 +65,10 @@ def test_requests_are_classified_valid_skipped_or_failed_with_reasons(spark):
             ("u2", "valid", None),
             ("u3", "skipped", None),
             ("u4", "skipped", None),
-            (None, "failed", "malformed JSON: not a JSON object"),
-            (None, "failed", "malformed JSON: not a JSON object"),
+            (None, "failed", "malformed JSON"),
+            (None, "failed", "the message is JSON but not an object"),
             (None, "failed", "empty message"),
-            (None, "failed", "empty message"),
+            (None, "failed", "empty message: the Kafka record has no value (a tombstone)"),
             ("5", "failed", "edata.userId is not a string"),
             (
                 "u6",
@@ -62,7 +77,22 @@ def test_requests_are_classified_valid_skipped_or_failed_with_reasons(spark):
             ),
             ("u7", "failed", "edata.courseId is not a string; edata.batchId is not a string"),
             ("u8", "failed", "edata.action is not a string"),
-            (None, "failed", "malformed JSON: not a JSON object"),
+            (None, "failed", "edata is not a JSON object"),
+            (None, "failed", "edata is not a JSON object"),
+            (
+                "x" * 200_000,
+                "failed",
+                "edata.userId is 200000 bytes long; ids are limited to 1024 bytes",
+            ),
+            ("a\x00b", "failed", "edata.userId contains control characters"),
+            ("b", "failed", "edata.userId appears more than once"),
+            (
+                "u?",
+                "failed",
+                "the message holds an unpaired UTF-16 surrogate escape: not Unicode text",
+            ),
+            ("u'; DROP TABLE x; --", "valid", None),  # only ever a bound value, never CQL text
+            (None, "failed", "malformed JSON"),
         ],
         CLASSIFIED,
     )
@@ -87,11 +117,35 @@ def test_failed_requests_carry_the_raw_payload_reason_and_source(spark):
     rows = [(r.reason, json.loads(r.value)) for r in actual.collect()]
     assert rows == [
         (
-            "malformed JSON: not a JSON object",
+            "malformed JSON",
             {
-                "reason": "malformed JSON: not a JSON object",
+                "reason": "malformed JSON",
                 "payload": "{broken",
                 "source": {"topic": "sync", "partition": 0, "offset": 0},
             },
         )
+    ]
+
+
+def test_a_failed_event_never_outgrows_a_kafka_message(spark):
+    huge = "x" * 2_000_000
+    binary = b'{"edata": {"userId": "\xff\xfe"}}'
+    raw = raw_requests(spark, [huge]).unionByName(
+        spark.createDataFrame([(binary, "sync", 0, 1)], RAW_REQUEST_SCHEMA)
+    )
+    rows = [json.loads(r.value) for r in to_request_failures(to_sync_requests(raw)).collect()]
+    assert rows == [
+        {
+            "reason": "malformed JSON",
+            "payload": "x" * FAILED_PAYLOAD_MAX_CHARS,
+            "payloadTruncated": True,
+            "payloadBytes": 2_000_000,
+            "source": {"topic": "sync", "partition": 0, "offset": 0},
+        },
+        {
+            "reason": "not UTF-8 text",
+            "payloadBase64": base64.b64encode(binary).decode(),
+            "payloadBytes": len(binary),
+            "source": {"topic": "sync", "partition": 0, "offset": 1},
+        },
     ]

@@ -15,6 +15,7 @@ import redis
 from kafka import KafkaConsumer, KafkaProducer
 
 from enrolment_reconciliation.config import JobConfig
+from enrolment_reconciliation.schemas import FAILED_PAYLOAD_MAX_CHARS
 from enrolment_reconciliation.sinks import AFTER_ENROLMENT_WRITE, FAULT_POINT_ENV
 from tests.conftest import ROOT, stack_config
 from tests.core.helpers import name_uuid, sync_request
@@ -124,9 +125,11 @@ def seed(cql, cfg: JobConfig) -> None:
     )
 
 
+LONG_ID = "u" * 200_000  # past Cassandra's 65,535-byte key limit: a poison pill before
 BAD = [
     b"definitely not json",
     json.dumps({"edata": {"action": "user-enrolment-sync", "userId": 1}}).encode(),
+    sync_request(LONG_ID, "course001", "Batch1").encode(),
 ]
 
 
@@ -246,11 +249,15 @@ def test_bad_messages_go_to_the_failed_topic_while_valid_ones_are_applied(stream
     cfg, result, _ = streamed
     failed = messages_on(cfg, cfg.failed_topic)
     assert [(f["reason"], f["payload"]) for f in failed] == [
-        ("malformed JSON: not a JSON object", BAD[0].decode()),
+        ("malformed JSON", BAD[0].decode()),
         (
             "edata.userId is not a string; edata.courseId is missing or empty;"
             " edata.batchId is missing or empty",
             BAD[1].decode(),
+        ),
+        (
+            "edata.userId is 200000 bytes long; ids are limited to 1024 bytes",
+            BAD[2].decode()[:FAILED_PAYLOAD_MAX_CHARS],
         ),
     ]
     assert all(f["source"]["topic"] == cfg.input_topic for f in failed)
@@ -262,9 +269,9 @@ def test_bad_messages_go_to_the_failed_topic_while_valid_ones_are_applied(stream
         for line in result.stdout.splitlines()
         if '"event": "micro-batch"' in line
     ]
-    assert [line["counters"]["requests.total-events-count"] for line in lines] == [6]
+    assert [line["counters"]["requests.total-events-count"] for line in lines] == [7]
     assert lines[0]["counters"]["requests.skipped-events-count"] == 1
-    assert lines[0]["counters"]["failed.failed-events-count"] == 2
+    assert lines[0]["counters"]["failed.failed-events-count"] == 3
 
 
 def test_crash_between_status_write_and_publish_loses_no_certificate(cql, tmp_path):

@@ -1,11 +1,16 @@
 """Sync requests: parse raw Kafka values, classify them, and reduce them to enrolment keys.
 
-Classification of every raw message (spec.md §1, design.md §3.2):
+Classification of every raw message (spec.md §1, design.md §3.2 and §4):
 
-* ``valid``   — ``edata.action`` is ``user-enrolment-sync`` (any case) with non-empty string ids;
+* ``valid``   — ``edata.action`` is ``user-enrolment-sync`` (any case) with ids the stores can
+  take as keys;
 * ``skipped`` — parsed, but another action (or none): counted, no output, like the original;
-* ``failed``  — unparseable JSON, a non-object, a non-string action or id, missing or empty ids:
-  sent to the failed topic with the raw payload and a reason.
+* ``failed``  — anything else: sent to the failed topic with a reason that names exactly what is
+  wrong, and the raw payload (truncated, so the failed event itself always fits in a Kafka
+  message).
+
+Every check here runs before any read: a request that Cassandra, Redis or Kafka could not take
+never reaches them, so one bad request can never fail a batch (a poison pill).
 """
 
 from __future__ import annotations
@@ -13,11 +18,26 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from enrolment_reconciliation.schemas import ENROLMENT_KEY, SYNC_ACTION, SYNC_REQUEST_JSON_SCHEMA
+from enrolment_reconciliation.schemas import (
+    ENROLMENT_KEY,
+    FAILED_PAYLOAD_MAX_CHARS,
+    MAX_ID_BYTES,
+    SYNC_ACTION,
+    SYNC_REQUEST_JSON_SCHEMA,
+)
 
 VALID, SKIPPED, FAILED = "valid", "skipped", "failed"
 _JSON_OPTIONS = {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": "_corrupt_record"}
-_EDATA_AS_TEXT = "struct<edata:string,_corrupt_record:string>"
+_AS_TEXT = "struct<edata:string,_corrupt_record:string>"
+_FIELDS = ("action", "userId", "courseId", "batchId")
+# A \uXXXX escape of a UTF-16 surrogate without its partner (an odd number of backslashes before
+# the u, so it is an escape): not a Unicode character, and Spark would silently turn it into '?',
+# i.e. into another id.
+_ESCAPE = r"(?<!\\)(?:\\\\)*"
+_UNPAIRED_SURROGATE = (
+    rf"(?i){_ESCAPE}\\ud[89ab][0-9a-f]{{2}}(?!\\ud[c-f][0-9a-f]{{2}})"
+    rf"|(?i){_ESCAPE}(?<!\\ud[89ab][0-9a-f]{{2}})\\ud[c-f][0-9a-f]{{2}}"
+)
 
 
 def _is_non_string(edata_json: Column, field: str) -> Column:
@@ -33,6 +53,48 @@ def _blank(col: Column) -> Column:
     return col.isNull() | (F.trim(col) == "")
 
 
+def _raw_reason(raw: Column, payload: Column, edata_text: Column) -> Column:
+    """What is wrong with the message as a whole (null when it is a JSON object)."""
+    single_value = F.json_array_length(F.concat(F.lit("["), payload, F.lit("]"))) == 1
+    valid_utf8 = F.encode(F.decode(raw, "UTF-8"), "UTF-8") == raw
+    return (
+        F.when(raw.isNull(), "empty message: the Kafka record has no value (a tombstone)")
+        .when(F.trim(payload) == "", "empty message")
+        .when(~valid_utf8, "not UTF-8 text")
+        .when(~F.coalesce(single_value, F.lit(False)), "malformed JSON")
+        .when(~F.ltrim(payload).startswith("{"), "the message is JSON but not an object")
+        .when(
+            payload.rlike(_UNPAIRED_SURROGATE),
+            "the message holds an unpaired UTF-16 surrogate escape: not Unicode text",
+        )
+        .when(
+            edata_text.isNotNull() & ~F.ltrim(edata_text).startswith("{"),
+            "edata is not a JSON object",
+        )
+    )
+
+
+def _field_reason(name: str, value: Column, edata_text: Column, keys: Column) -> Column:
+    """What is wrong with one edata field, or null."""
+    field = f"edata.{name}"
+    is_id = name != "action"
+    reason = F.when(
+        F.size(F.filter(keys, lambda k: k == name)) > 1, F.lit(f"{field} appears more than once")
+    ).when(_is_non_string(edata_text, name), F.lit(f"{field} is not a string"))
+    if is_id:
+        reason = reason.when(_blank(value), F.lit(f"{field} is missing or empty"))
+    if is_id:
+        reason = reason.when(
+            F.octet_length(value) > MAX_ID_BYTES,
+            F.concat(
+                F.lit(f"{field} is "),
+                F.octet_length(value).cast("string"),
+                F.lit(f" bytes long; ids are limited to {MAX_ID_BYTES} bytes"),
+            ),
+        ).when(value.rlike(r"[\x00-\x1f\x7f]"), F.lit(f"{field} contains control characters"))
+    return reason
+
+
 def to_sync_requests(raw: DataFrame) -> DataFrame:
     """Parse raw messages into one row each with the request fields and a classification.
 
@@ -40,47 +102,36 @@ def to_sync_requests(raw: DataFrame) -> DataFrame:
     ``offset``). Output adds ``payload`` (the raw text), ``action``, ``userId``, ``courseId``,
     ``batchId``, ``requestStatus`` (valid | skipped | failed) and ``reason`` (failed only).
     """
+    value = F.col("value").cast("binary")
     payload = F.col("value").cast("string")
-    parsed = F.from_json(payload, SYNC_REQUEST_JSON_SCHEMA, _JSON_OPTIONS)
-    edata_text = F.from_json(payload, _EDATA_AS_TEXT, _JSON_OPTIONS)["edata"]
     df = raw.select(
+        value.alias("_raw"),
         payload.alias("payload"),
         *[c for c in ("topic", "partition", "offset") if c in raw.columns],
-        parsed.alias("_parsed"),
-        edata_text.alias("_edata_text"),
+        F.from_json(payload, SYNC_REQUEST_JSON_SCHEMA, _JSON_OPTIONS).alias("_parsed"),
+        F.from_json(payload, _AS_TEXT, _JSON_OPTIONS)["edata"].alias("_edata_text"),
     )
-    edata = F.col("_parsed.edata")
-    action, user, course, batch = (edata[f] for f in ("action", "userId", "courseId", "batchId"))
-    is_sync = F.lower(F.trim(F.coalesce(action, F.lit("")))) == SYNC_ACTION
+    edata_text = F.col("_edata_text")
+    keys = F.coalesce(F.json_object_keys(edata_text), F.array().cast("array<string>"))
+    fields = {name: F.col("_parsed.edata")[name] for name in _FIELDS}
+    is_sync = F.lower(F.trim(F.coalesce(fields["action"], F.lit("")))) == SYNC_ACTION
 
-    unparseable = (
-        F.col("_parsed").isNull()
-        | F.col("_parsed._corrupt_record").isNotNull()
-        | ~F.ltrim(F.col("payload")).startswith("{")
+    problems = [_field_reason(n, fields[n], edata_text, keys) for n in _FIELDS]
+    # The message itself, then the action; the ids matter only for a sync request.
+    reason = F.coalesce(
+        _raw_reason(F.col("_raw"), F.col("payload"), edata_text), problems[0]
     )
-    id_problems = [
-        F.when(
-            _is_non_string(F.col("_edata_text"), name), F.lit(f"edata.{name} is not a string")
-        ).when(_blank(value), F.lit(f"edata.{name} is missing or empty"))
-        for name, value in (("userId", user), ("courseId", course), ("batchId", batch))
-    ]
-    id_reason = F.concat_ws("; ", *id_problems)
-    reason = (
-        F.when(F.col("payload").isNull() | (F.trim(F.col("payload")) == ""), "empty message")
-        .when(unparseable, "malformed JSON: not a JSON object")
-        .when(_is_non_string(F.col("_edata_text"), "action"), "edata.action is not a string")
-        .when(~is_sync, F.lit(None))
-        .when(id_reason != "", id_reason)
-    )
+    id_reason = F.concat_ws("; ", *problems[1:])
+    reason = F.when(reason.isNotNull(), reason).when(is_sync & (id_reason != ""), id_reason)
     status = F.when(reason.isNotNull(), FAILED).when(~is_sync, SKIPPED).otherwise(VALID)
     return (
-        df.withColumn("action", action)
-        .withColumn("userId", user)
-        .withColumn("courseId", course)
-        .withColumn("batchId", batch)
+        df.withColumn("action", fields["action"])
+        .withColumn("userId", fields["userId"])
+        .withColumn("courseId", fields["courseId"])
+        .withColumn("batchId", fields["batchId"])
         .withColumn("reason", reason)
         .withColumn("requestStatus", status)
-        .drop("_parsed", "_edata_text")
+        .drop("_raw", "_parsed", "_edata_text")
     )
 
 
@@ -105,9 +156,32 @@ def to_enrolment_keys(requests: DataFrame) -> DataFrame:
     return filter_valid_requests(requests).select(*ENROLMENT_KEY).distinct()
 
 
+def _base64(binary: Column) -> Column:
+    """Plain base64 (Spark's is MIME: line breaks every 76 characters)."""
+    return F.regexp_replace(F.base64(binary), r"\s", "")
+
+
 def to_request_failures(requests: DataFrame) -> DataFrame:
-    """Failed-topic rows for rejected requests: clean JSON with the reason and raw payload."""
-    fields = [F.col("reason"), F.col("payload")]
+    """Failed-topic rows for rejected requests: clean JSON with the reason and the raw payload.
+
+    The payload is cut to ``FAILED_PAYLOAD_MAX_CHARS`` characters (``payloadTruncated`` and
+    ``payloadBytes`` say so), so a 1 MB message cannot make its failed event too large for
+    Kafka; a payload that is not UTF-8 text travels as ``payloadBase64`` instead.
+    """
+    raw_bytes = F.octet_length(F.col("payload"))
+    text = F.encode(F.decode(F.col("payload").cast("binary"), "UTF-8"), "UTF-8") == F.col(
+        "payload"
+    ).cast("binary")
+    truncated = F.char_length(F.col("payload")) > FAILED_PAYLOAD_MAX_CHARS
+    fields = [
+        F.col("reason"),
+        F.when(text, F.substring("payload", 1, FAILED_PAYLOAD_MAX_CHARS)).alias("payload"),
+        F.when(~text, _base64(F.substring(F.col("payload").cast("binary"), 1, 65536))).alias(
+            "payloadBase64"
+        ),
+        F.when(truncated, F.lit(True)).alias("payloadTruncated"),
+        F.when(truncated | ~text, raw_bytes).alias("payloadBytes"),
+    ]
     source = [F.col(c) for c in ("topic", "partition", "offset") if c in requests.columns]
     if source:
         fields.append(F.struct(*source).alias("source"))
