@@ -55,7 +55,9 @@ def test_requests_are_classified_valid_skipped_or_failed_with_reasons(spark):
         ' "courseId": "c1", "batchId": "b1"}}',
         '{"edata": {"action": "user-enrolment-sync", "userId": "u\\ud800",'
         ' "courseId": "c1", "batchId": "b1"}}',
-        _edata(action="user-enrolment-sync", userId="u'; DROP TABLE x; --", courseId="c", batchId="b"),
+        _edata(
+            action="user-enrolment-sync", userId="u'; DROP TABLE x; --", courseId="c", batchId="b"
+        ),
         '{"eid": "BE_JOB_REQUEST"} trailing text',
     ]
     actual = parsed_requests(spark, payloads).select("userId", "requestStatus", "reason")

@@ -118,9 +118,7 @@ def to_sync_requests(raw: DataFrame) -> DataFrame:
 
     problems = [_field_reason(n, fields[n], edata_text, keys) for n in _FIELDS]
     # The message itself, then the action; the ids matter only for a sync request.
-    reason = F.coalesce(
-        _raw_reason(F.col("_raw"), F.col("payload"), edata_text), problems[0]
-    )
+    reason = F.coalesce(_raw_reason(F.col("_raw"), F.col("payload"), edata_text), problems[0])
     id_reason = F.concat_ws("; ", *problems[1:])
     reason = F.when(reason.isNotNull(), reason).when(is_sync & (id_reason != ""), id_reason)
     status = F.when(reason.isNotNull(), FAILED).when(~is_sync, SKIPPED).otherwise(VALID)
