@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# ./spark-submit.sh <stream|sync> [--master URL] [--config FILE] [--env NAME] [--set k=v]... [mode options]
+# ./spark-submit.sh <stream|sync|backfill|explain> [--master URL] [--config FILE] [--env NAME] [--set k=v]...
+#                   [mode options]      (./spark-submit.sh <mode> --help lists them)
 # Wraps Spark's spark-submit with the connector and Kafka jars, the packaged library and the
 # config. The library is shipped to executors as a zip (--py-files); executors need the Python
 # dependencies of pyproject.toml installed (see README, "Beyond one machine").
@@ -10,7 +11,7 @@ PY="${ER_PYTHON:-$ROOT/.venv/bin/python}"
 SPARK_SUBMIT="${SPARK_SUBMIT:-$(dirname "$PY")/spark-submit}"
 
 if [ $# -lt 1 ] || [[ "$1" == -* ]]; then
-  echo "usage: $0 <stream|sync> [--master URL] [options]  (see --help of a mode)" >&2
+  echo "usage: $0 <stream|sync|backfill|explain> [--master URL] [options]  (see --help of a mode)" >&2
   exit 2
 fi
 
@@ -42,6 +43,9 @@ PYZIP
 )
 
 export ER_CONFIG="${ER_CONFIG:-$ROOT/conf/enrolment-reconciliation.conf}"
+# Spark's console progress bar only when a person watches (stderr is a terminal).
+progress=false
+[ -t 2 ] && progress=true
 export PYSPARK_PYTHON="${PYSPARK_PYTHON:-$PY}"
 export PYSPARK_DRIVER_PYTHON="${PYSPARK_DRIVER_PYTHON:-$PY}"
 # The config file and CQL live beside the package in a checkout; ship the conf path explicitly.
@@ -51,5 +55,5 @@ exec "$SPARK_SUBMIT" \
   --jars "$ER_SPARK_JARS" \
   --py-files "$zip_path" \
   --conf spark.sql.extensions=com.datastax.spark.connector.CassandraSparkExtensions \
-  --conf spark.ui.showConsoleProgress=false \
+  --conf "spark.ui.showConsoleProgress=$progress" \
   "$ROOT/jobs/enrolment_reconciliation_job.py" "${args[@]}" --master "$master"

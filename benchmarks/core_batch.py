@@ -19,15 +19,14 @@ import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ helpers
 
-from tests.conftest import stack_config
-from tests.core.helpers import raw_requests, sync_request
+from tests.helpers import raw_requests, stack_config, sync_request
 
 from enrolment_reconciliation.io.cassandra import connect_from_config, read_consumption_for
 from enrolment_reconciliation.io.relation_cache import RelationCacheReader
-from enrolment_reconciliation.io.sample_loader import load_sample
 from enrolment_reconciliation.io.search import CollectionStatusClient
 from enrolment_reconciliation.pipeline import BatchResources, reconcile_batch
-from enrolment_reconciliation.sample_data import generate_sample
+from enrolment_reconciliation.sample.data import generate_sample
+from enrolment_reconciliation.sample.loader import load_sample
 from enrolment_reconciliation.schemas import ENROLMENT_KEY_SCHEMA
 from enrolment_reconciliation.spark import build_spark_session
 

@@ -18,8 +18,8 @@ from kafka.errors import TopicAlreadyExistsError
 
 from enrolment_reconciliation.config import JobConfig, add_config_arguments, load_config
 from enrolment_reconciliation.io.cassandra import connect_from_config
-from enrolment_reconciliation.io.sample_loader import load_sample
-from enrolment_reconciliation.sample_data import generate_sample
+from enrolment_reconciliation.sample.data import generate_sample
+from enrolment_reconciliation.sample.loader import load_sample
 
 BAD_MESSAGES = [
     b"this is not JSON",

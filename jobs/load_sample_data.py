@@ -20,8 +20,8 @@ except ImportError:  # run from a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
 
 from enrolment_reconciliation.config import add_config_arguments, load_config
-from enrolment_reconciliation.io.sample_loader import load_sample
-from enrolment_reconciliation.sample_data import generate_sample
+from enrolment_reconciliation.sample.data import generate_sample
+from enrolment_reconciliation.sample.loader import load_sample
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

@@ -1,53 +1,16 @@
-"""One session-scoped SparkSession for the whole suite, and the local stack's settings."""
+"""One session-scoped SparkSession for the whole suite.
+
+Tests that need no server (``-m "not integration"``) get a plain ``local[2]`` session without
+the connector jars, so the inner loop is fast; when integration tests are selected the session
+carries the jars and the test keyspaces exist before it starts.
+"""
 
 from __future__ import annotations
-
-import os
-from pathlib import Path
 
 import pytest
 from pyspark.sql import SparkSession
 
-from enrolment_reconciliation.config import JobConfig, load_config
-from enrolment_reconciliation.spark import build_spark_session
-
-ROOT = Path(__file__).resolve().parents[1]
-STACK_ENV = Path(os.environ.get("STACK_DIR", ROOT / ".stack")) / "stack.env"
-TEST_KEYSPACE = "er_test"
-
-
-def stack_settings() -> dict[str, str]:
-    """Host/port settings written by `stack/stack.sh start` (defaults if absent)."""
-    settings = {
-        "CASSANDRA_HOST": "127.0.0.1",
-        "CASSANDRA_PORT": "9042",
-        "KAFKA_BOOTSTRAP": "127.0.0.1:9092",
-        "REDIS_HOST": "127.0.0.1",
-        "REDIS_PORT": "6379",
-    }
-    if STACK_ENV.is_file():
-        for line in STACK_ENV.read_text().splitlines():
-            key, sep, value = line.partition("=")
-            if sep and key.strip() in settings:
-                settings[key.strip()] = value.strip().strip('"')
-    return settings
-
-
-def stack_config(*overrides: str, keyspace: str = TEST_KEYSPACE) -> JobConfig:
-    """The job's config pointed at the local stack and a test keyspace."""
-    s = stack_settings()
-    return load_config(
-        overrides=[
-            f"lms-cassandra.host={s['CASSANDRA_HOST']}",
-            f"lms-cassandra.port={s['CASSANDRA_PORT']}",
-            f"kafka.broker-servers={s['KAFKA_BOOTSTRAP']}",
-            f"redis.host={s['REDIS_HOST']}",
-            f"redis.port={s['REDIS_PORT']}",
-            f"lms-cassandra.keyspace={keyspace}",
-            *overrides,
-        ]
-    )
-
+from tests.helpers import TEST_KEYSPACE, stack_config
 
 # Every keyspace the integration tests use. They are created before the SparkSession starts:
 # the connector caches schema metadata, and a keyspace created a moment before a Spark read
@@ -59,7 +22,23 @@ TEST_KEYSPACES = (
     "er_test_connectors",
     "er_test_cluster",
     "er_test_loader",
+    "er_test_backfill",
+    "er_test_backfill_stream",
+    "er_test_faults",
+    "er_test_notebook",
 )
+SMALL_SESSION = {
+    "spark.ui.enabled": "false",
+    "spark.ui.showConsoleProgress": "false",
+    "spark.sql.shuffle.partitions": "2",
+    "spark.default.parallelism": "2",
+    "spark.sql.adaptive.enabled": "false",
+    "spark.sql.session.timeZone": "UTC",
+    "spark.driver.memory": "2g",
+    # tiny literal frames: compiling generated code costs more than interpreting them
+    "spark.sql.codegen.wholeStage": "false",
+    "spark.sql.codegen.factoryMode": "NO_CODEGEN",
+}
 
 
 def _create_test_keyspaces() -> None:
@@ -74,21 +53,27 @@ def _create_test_keyspaces() -> None:
         cluster.shutdown()
 
 
+def _plain_session() -> SparkSession:
+    builder = SparkSession.builder.master("local[2]").appName("enrolment-reconciliation-core")
+    for key, value in SMALL_SESSION.items():
+        builder = builder.config(key, value)
+    return builder.getOrCreate()
+
+
 @pytest.fixture(scope="session")
 def spark(request: pytest.FixtureRequest) -> SparkSession:
     if any(item.get_closest_marker("integration") for item in request.session.items):
+        from enrolment_reconciliation.spark import build_spark_session
+
         _create_test_keyspaces()
-    session = build_spark_session(
-        stack_config(),
-        app_name="enrolment-reconciliation-tests",
-        master="local[2]",
-        extra_conf={
-            "spark.ui.enabled": "false",
-            "spark.sql.shuffle.partitions": "2",
-            "spark.default.parallelism": "2",
-            "spark.driver.memory": "2g",
-        },
-    )
+        session = build_spark_session(
+            stack_config(),
+            app_name="enrolment-reconciliation-tests",
+            master="local[2]",
+            extra_conf=SMALL_SESSION,
+        )
+    else:
+        session = _plain_session()
     session.sparkContext.setLogLevel("WARN")
     yield session
     session.stop()

@@ -8,8 +8,12 @@ from typing import Any
 
 import pytest
 
-from enrolment_reconciliation.hierarchy import is_collection, is_optional, relation_cache_keys
-from enrolment_reconciliation.sample_data import SampleData, generate_sample
+from enrolment_reconciliation.sample.data import SampleData, generate_sample
+from enrolment_reconciliation.sample.hierarchy import (
+    is_collection,
+    is_optional,
+    relation_cache_keys,
+)
 
 DO_ID = re.compile(r"^do_\d{22}$")
 BATCH_ID = re.compile(r"^01\d{17}$")

@@ -1,4 +1,4 @@
-"""Command line of the job: ``stream`` and ``sync`` (``./spark-submit.sh <mode> [options]``)."""
+"""Command line of the job: ``./spark-submit.sh <stream|sync|backfill|explain> [options]``."""
 
 from __future__ import annotations
 
@@ -8,25 +8,76 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from enrolment_reconciliation.config import JobConfig, add_config_arguments, load_config
+from enrolment_reconciliation.config import (
+    ConfigError,
+    JobConfig,
+    add_config_arguments,
+    load_config,
+    settings_table,
+)
 
 log = logging.getLogger("enrolment_reconciliation")
+
+BACKFILL_EPILOG = """\
+exit codes: 0 done (failed enrolments are counted and on the failed topic), 1 unexpected error,
+2 bad arguments or configuration, 3 another backfill holds the lease, 4 Cassandra, Redis, Kafka
+or the search service unreachable.
+"""
+
+
+def _csv(value: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in value.split(",") if v.strip())
 
 
 def _parser() -> argparse.ArgumentParser:
     common = add_config_arguments(argparse.ArgumentParser(add_help=False))
     common.add_argument("--master", help="Spark master (spark-submit.sh passes it to Spark)")
-    parser = argparse.ArgumentParser(prog="enrolment-reconciliation")
+    parser = argparse.ArgumentParser(
+        prog="spark-submit.sh",
+        description="Sunbird enrolment reconciliation on Apache Spark.",
+        epilog="configuration keys (--set KEY=VALUE):\n" + settings_table(markdown=False),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     modes = parser.add_subparsers(dest="mode", required=True)
     stream = modes.add_parser("stream", parents=[common], help="Kafka Structured Streaming")
     stream.add_argument("--trigger", help="processing-time=<interval> | available-now")
     stream.add_argument("--checkpoint", help="checkpoint location (stream.checkpoint.location)")
     stream.add_argument("--starting-offsets", help="earliest | latest | JSON offsets")
     stream.add_argument("--max-offsets-per-trigger", type=int)
-    sync = modes.add_parser("sync", parents=[common], help="reconcile one enrolment now")
-    sync.add_argument("--user", required=True)
-    sync.add_argument("--course", required=True)
-    sync.add_argument("--batch", required=True)
+    for name, text in (
+        ("sync", "reconcile one enrolment now and print what changed"),
+        ("explain", "why is this learner not complete? (writes nothing)"),
+    ):
+        sub = modes.add_parser(name, parents=[common], help=text, description=text)
+        sub.add_argument("--user", required=True)
+        sub.add_argument("--course", required=True)
+        sub.add_argument("--batch", required=True)
+        if name == "explain":
+            sub.add_argument("--json", action="store_true", help="print JSON for tools")
+    backfill = modes.add_parser(
+        "backfill",
+        parents=[common],
+        help="reconcile every enrolment (or a subset) from full scans",
+        description="Reconcile every enrolment, or those of some courses, batches or users, "
+        "from connector scans; write only what changes; one run at a time (a lease).",
+        epilog=BACKFILL_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    backfill.add_argument("--courses", type=_csv, default=(), help="C1,C2: only these courses")
+    backfill.add_argument("--batches", type=_csv, default=(), help="B1,B2: only these batches")
+    backfill.add_argument("--users-file", help="only the user ids in FILE (one a line)")
+    backfill.add_argument(
+        "--dry-run",
+        metavar="DIR",
+        help="touch no table or topic: write summary.json, changes.csv, the events and "
+        "progress.png to DIR",
+    )
+    backfill.add_argument(
+        "--max-writes-per-second",
+        type=int,
+        help="bound each writer to about N rows/s (write.max.per.second)",
+    )
+    backfill.add_argument("--summary", metavar="FILE", help="also write the final summary here")
     return parser
 
 
@@ -42,6 +93,7 @@ def config_from_args(args: argparse.Namespace) -> JobConfig:
         ("checkpoint", "stream.checkpoint.location"),
         ("starting_offsets", "stream.starting.offsets"),
         ("max_offsets_per_trigger", "stream.max.offsets.per.trigger"),
+        ("max_writes_per_second", "write.max.per.second"),
     ):
         value = getattr(args, flag, None)
         if value is not None:
@@ -59,12 +111,23 @@ def _configure_logging() -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    _configure_logging()
-    cfg = config_from_args(args)
-    log.info("configuration: %s", cfg)  # credentials are masked in the repr
+def _unreachable(error: BaseException) -> bool:
+    """An infrastructure fault: a store or service could not be reached."""
+    text = f"{type(error).__name__}: {error}"
+    markers = (
+        "NoHostAvailable",
+        "AllNodesFailed",
+        "NoNodeAvailable",
+        "ConnectionError",
+        "SearchServiceError",
+        "TimeoutException",
+        "OperationTimedOut",
+        "Connection refused",
+    )
+    return any(m in text for m in markers)
 
+
+def _run_mode(args: argparse.Namespace, cfg: JobConfig) -> int:
     from enrolment_reconciliation.spark import build_spark_session
 
     spark = build_spark_session(
@@ -76,13 +139,59 @@ def main(argv: Sequence[str] | None = None) -> int:
             from enrolment_reconciliation.streaming import run_stream
 
             run_stream(spark, cfg)
-        else:
+        elif args.mode == "sync":
             from enrolment_reconciliation.sync import run_sync
 
             print(json.dumps(run_sync(spark, cfg, args.user, args.course, args.batch), indent=2))
+        elif args.mode == "explain":
+            from enrolment_reconciliation.explain import explain_enrolment, render
+
+            explanation = explain_enrolment(spark, cfg, args.user, args.course, args.batch)
+            print(
+                json.dumps(explanation, indent=2, default=str) if args.json else render(explanation)
+            )
+        else:
+            from enrolment_reconciliation.backfill import BackfillOptions, run_backfill
+
+            options = BackfillOptions(
+                courses=args.courses,
+                batches=args.batches,
+                users_file=args.users_file,
+                dry_run=args.dry_run,
+                summary_file=args.summary,
+            )
+            summary = run_backfill(spark, cfg, options)
+            print(json.dumps(summary, indent=2, default=str))
     finally:
         spark.stop()
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    _configure_logging()
+    try:
+        cfg = config_from_args(args)
+    except ConfigError as error:
+        log.error("configuration: %s", error)
+        return 2
+    log.info("configuration: %s", cfg)  # credentials are masked in the repr
+    from enrolment_reconciliation.io.lease import LeaseHeldError
+
+    try:
+        return _run_mode(args, cfg)
+    except LeaseHeldError as error:
+        log.error("%s", error)
+        return 3
+    except ConfigError as error:
+        log.error("%s", error)
+        return 2
+    except Exception as error:
+        code = 4 if _unreachable(error) else 1
+        log.error("%s failed (exit %d): %s", args.mode, code, str(error).splitlines()[0][:1000])
+        if args.mode != "backfill":
+            raise
+        return code
 
 
 if __name__ == "__main__":

@@ -1,9 +1,14 @@
 """Job configuration: the original job's HOCON keys, read once into a frozen dataclass.
 
+Each setting is declared once, as a field of :class:`JobConfig` whose metadata carries its HOCON
+key(s), default and meaning; the loader, ``--help`` and the README's configuration table are all
+derived from those declarations (``python -m enrolment_reconciliation.config --markdown``).
+
 The file is HOCON as in the Sunbird job family, so an operator's existing Flink-job ``.conf``
 (with the base-config connection keys) loads unchanged. ``--env`` sets the ``env`` key that fills
-``${env}`` in topic and group names; ``--set key=value`` overrides any key. Credentials come only
-from environment variables and are masked in ``repr`` so they never reach a log line.
+``${env}`` in topic and group names; ``--set key=value`` overrides any key (an undeclared key is
+reported with the closest declared one). Credentials come only from environment variables and are
+masked in ``repr`` so they never reach a log line.
 
 Example::
 
@@ -15,15 +20,20 @@ Example::
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
+import logging
 import os
 import re
+import sys
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import Field, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from pyhocon import ConfigFactory, ConfigTree
+
+log = logging.getLogger(__name__)
 
 # spark-submit.sh sets ER_CONFIG: the package then runs from a zip, away from the checkout.
 DEFAULT_CONFIG_PATH = Path(
@@ -37,11 +47,14 @@ DEFAULT_CONFIG_PATH = Path(
 CREDENTIAL_ENV = {
     "cassandra_username": "LMS_CASSANDRA_USERNAME",
     "cassandra_password": "LMS_CASSANDRA_PASSWORD",
+    "cassandra_truststore_password": "LMS_CASSANDRA_TRUSTSTORE_PASSWORD",
     "redis_password": "REDIS_PASSWORD",
     "kafka_sasl_username": "KAFKA_SASL_USERNAME",
     "kafka_sasl_password": "KAFKA_SASL_PASSWORD",
+    "kafka_truststore_password": "KAFKA_TRUSTSTORE_PASSWORD",
     "search_api_key": "SEARCH_API_KEY",
 }
+_SECRET_FIELDS = {name for name in CREDENTIAL_ENV if name.endswith(("password", "_key"))}
 
 
 class ConfigError(ValueError):
@@ -54,14 +67,20 @@ class Credentials:
 
     cassandra_username: str | None = None
     cassandra_password: str | None = field(default=None, repr=False)
+    cassandra_truststore_password: str | None = field(default=None, repr=False)
     redis_password: str | None = field(default=None, repr=False)
     kafka_sasl_username: str | None = None
     kafka_sasl_password: str | None = field(default=None, repr=False)
+    kafka_truststore_password: str | None = field(default=None, repr=False)
     search_api_key: str | None = field(default=None, repr=False)
 
     def __repr__(self) -> str:
         present = [f.name for f in fields(self) if getattr(self, f.name)]
         return f"Credentials(set={present})"
+
+    def secrets(self) -> list[str]:
+        """The secret values that are set (to check that none reaches an output)."""
+        return [v for n in _SECRET_FIELDS if (v := getattr(self, n))]
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Credentials:
@@ -69,48 +88,194 @@ class Credentials:
         return cls(**{name: environ.get(var) or None for name, var in CREDENTIAL_ENV.items()})
 
 
+def setting(key: str, default: Any, help: str, *aliases: str, choices: tuple = ()) -> Any:
+    """Declare one setting: its HOCON key (plus the aliases an operator's older file may use), its
+    default (a ``str`` default may use ``{env}``) and what it means."""
+    return field(
+        metadata={"keys": (key, *aliases), "default": default, "help": help, "choices": choices}
+    )
+
+
 @dataclass(frozen=True)
 class JobConfig:
     """Every setting the job reads, in one immutable value built by :func:`load_config`."""
 
-    env: str
+    env: str = setting("env", "sunbirddev", "fills `${env}` in topic and group names (`--env`)")
     # Kafka
-    kafka_broker_servers: str
-    input_topic: str
-    failed_topic: str
-    audit_topic: str
-    certissue_topic: str
-    group_id: str
+    kafka_broker_servers: str = setting("kafka.broker-servers", "localhost:9092", "Kafka brokers")
+    input_topic: str = setting(
+        "kafka.input.topic", "{env}.batch.enrolment.sync.request", "sync requests to read"
+    )
+    failed_topic: str = setting(
+        "kafka.output.failed.topic",
+        "{env}.enrolment.reconciliation.failed",
+        "requests that cannot be reconciled, with the reason",
+    )
+    audit_topic: str = setting(
+        "kafka.audit.topic",
+        "{env}.telemetry.raw",
+        "AUDIT `enrol-complete` events",
+        "kafka.output.audit.topic",
+    )
+    certissue_topic: str = setting(
+        "kafka.certissue.topic",
+        "{env}.issue.certificate.request",
+        "certificate-issue requests",
+        "kafka.output.certissue.topic",
+    )
+    group_id: str = setting(
+        "kafka.groupId", "{env}-enrolment-reconciliation-group", "consumer group of the stream"
+    )
+    kafka_security_protocol: str = setting(
+        "kafka.security.protocol",
+        "PLAINTEXT",
+        "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL; SASL credentials from `KAFKA_SASL_*`",
+        choices=("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"),
+    )
+    kafka_sasl_mechanism: str = setting(
+        "kafka.sasl.mechanism", "PLAIN", "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"
+    )
+    kafka_truststore_location: str = setting(
+        "kafka.ssl.truststore.location",
+        "",
+        "JKS truststore for SSL/SASL_SSL (password from `KAFKA_TRUSTSTORE_PASSWORD`)",
+    )
     # Cassandra
-    cassandra_host: str
-    cassandra_port: int
-    keyspace: str
-    consumption_table: str
-    enrolments_table: str
-    activity_agg_table: str
+    cassandra_host: str = setting("lms-cassandra.host", "localhost", "Cassandra contact point(s)")
+    cassandra_port: int = setting("lms-cassandra.port", 9042, "Cassandra CQL port")
+    keyspace: str = setting("lms-cassandra.keyspace", "sunbird_courses", "keyspace of the tables")
+    consumption_table: str = setting(
+        "lms-cassandra.content_consumption.table",
+        "user_content_consumption",
+        "content consumption rows (read)",
+        "lms-cassandra.consumption.table",
+    )
+    enrolments_table: str = setting(
+        "lms-cassandra.user_enrolments.table", "user_enrolments", "enrolments (read and written)"
+    )
+    activity_agg_table: str = setting(
+        "lms-cassandra.user_activity_agg.table",
+        "user_activity_agg",
+        "course and unit aggregates (map-appended)",
+    )
+    cassandra_ssl_enabled: bool = setting(
+        "lms-cassandra.ssl.enabled", False, "TLS to Cassandra (connector and Python driver)"
+    )
+    cassandra_truststore_path: str = setting(
+        "lms-cassandra.ssl.truststore.path",
+        "",
+        "JKS truststore for the connector; password from `LMS_CASSANDRA_TRUSTSTORE_PASSWORD`",
+    )
+    cassandra_ca_file: str = setting(
+        "lms-cassandra.ssl.ca.file", "", "PEM CA file for the Python driver (aggregate writes)"
+    )
+    cassandra_read_timeout_ms: int = setting(
+        "lms-cassandra.read.timeout.ms",
+        30000,
+        "per-request timeout of reads and writes; a stuck batch then fails and is retried",
+    )
+    cassandra_query_retries: int = setting(
+        "lms-cassandra.query.retry.count",
+        3,
+        "connector retries of a timed-out query (the connector's default, 60, can stall minutes)",
+    )
     # Redis
-    redis_host: str
-    redis_port: int
-    relation_cache_db: int
-    # behaviour
-    write_batch_size: int
-    module_aggs_enabled: bool
-    filter_processed_enrolments: bool
-    collection_status_cache_expiry: int
-    exclude_optional_nodes: bool
-    search_base_path: str
-    relation_cache_ttl: int
+    redis_host: str = setting("redis.host", "localhost", "Redis of the relation cache")
+    redis_port: int = setting("redis.port", 6379, "Redis port")
+    relation_cache_db: int = setting(
+        "redis.database.relationCache.id", 10, "Redis database of the relation cache"
+    )
+    # behaviour (the original job's keys)
+    write_batch_size: int = setting(
+        "threshold.batch.write.size", 10, "CQL statements per logged batch of aggregate UPDATEs"
+    )
+    module_aggs_enabled: bool = setting(
+        "activity.module.aggs.enabled", True, "write unit (module) aggregates too"
+    )
+    filter_processed_enrolments: bool = setting(
+        "activity.filter.processed.enrolments", True, "leave completed enrolments (status 2) alone"
+    )
+    collection_status_cache_expiry: int = setting(
+        "activity.collection.status.cache.expiry",
+        3600,
+        "seconds a collection status from the search service is cached",
+    )
+    search_base_path: str = setting(
+        "service.search.basePath", "http://11.2.6.6/search", "Sunbird search service"
+    )
+    # behaviour (added by this job)
+    exclude_optional_nodes: bool = setting(
+        "activity.exclude.optional.nodes",
+        True,
+        "subtract optionalnodes from the required leaves (the AAU rule); false: the original ER",
+    )
+    relation_cache_ttl: int = setting(
+        "relation-cache.ttl", 300, "seconds the driver keeps relation-cache keys between batches"
+    )
     # streaming
-    checkpoint_location: str
-    trigger: str
-    trigger_interval: str
-    starting_offsets: str
-    max_offsets_per_trigger: int
-    restart_max_attempts: int
-    restart_backoff_seconds: float
+    checkpoint_location: str = setting(
+        "stream.checkpoint.location",
+        "/tmp/enrolment-reconciliation/checkpoint",
+        "Spark checkpoint of the stream; the outbox lives beside it",
+    )
+    trigger: str = setting(
+        "stream.trigger.mode",
+        "processing-time",
+        "processing-time or available-now (drain the topic, then stop)",
+        choices=("processing-time", "available-now"),
+    )
+    trigger_interval: str = setting(
+        "stream.trigger.interval", "10 seconds", "processing-time trigger interval"
+    )
+    starting_offsets: str = setting(
+        "stream.starting.offsets", "earliest", "where a new checkpoint starts: earliest | latest"
+    )
+    max_offsets_per_trigger: int = setting(
+        "stream.max.offsets.per.trigger", 10000, "most requests per micro-batch (0: no limit)"
+    )
+    restart_max_attempts: int = setting(
+        "stream.restart.max.attempts", 10, "consecutive failed micro-batches before the job stops"
+    )
+    restart_backoff_seconds: float = setting(
+        "stream.restart.backoff.seconds", 5, "first restart delay (doubles, at most 300 s)"
+    )
+    batch_timeout_seconds: int = setting(
+        "stream.batch.timeout.seconds",
+        600,
+        "a micro-batch running longer is cancelled and retried like any other fault",
+    )
     # writes
-    write_concurrency: int
-    write_retries: int
+    write_concurrency: int = setting(
+        "write.concurrency", 8, "aggregate UPDATE batches in flight per executor task"
+    )
+    write_retries: int = setting(
+        "write.retries", 3, "executor-side retries of a failed aggregate write"
+    )
+    max_writes_per_second: int = setting(
+        "write.max.per.second",
+        0,
+        "bound on rows written per second by each writer (0: unbounded; `--max-writes-per-second`)",
+    )
+    # backfill
+    lease_table: str = setting(
+        "backfill.lease.table",
+        "enrolment_reconciliation_lease",
+        "table (in the keyspace) holding the backfill lease",
+    )
+    lease_seconds: int = setting(
+        "backfill.lease.seconds",
+        300,
+        "lease lifetime; a running backfill renews it, a crashed one frees it after this time",
+    )
+    backfill_outbox_location: str = setting(
+        "backfill.outbox.location",
+        "/tmp/enrolment-reconciliation/backfill-outbox",
+        "durable outbox of the backfill's completion events",
+    )
+    # operations
+    prometheus_port: int = setting(
+        "metrics.prometheus.port", 0, "port of the driver's Prometheus endpoint (0: off)"
+    )
     credentials: Credentials = field(default_factory=Credentials)
 
     def with_overrides(self, **changes: Any) -> JobConfig:
@@ -118,97 +283,27 @@ class JobConfig:
         return replace(self, **changes)
 
 
-# (dataclass field, HOCON key(s) in order of preference, type). Alternative keys accept the
-# names the original job's own resource file uses (kafka.output.audit.topic, ...).
-_KEYS: tuple[tuple[str, tuple[str, ...], type], ...] = (
-    ("env", ("env",), str),
-    ("kafka_broker_servers", ("kafka.broker-servers",), str),
-    ("input_topic", ("kafka.input.topic",), str),
-    ("failed_topic", ("kafka.output.failed.topic",), str),
-    ("audit_topic", ("kafka.audit.topic", "kafka.output.audit.topic"), str),
-    ("certissue_topic", ("kafka.certissue.topic", "kafka.output.certissue.topic"), str),
-    ("group_id", ("kafka.groupId",), str),
-    ("cassandra_host", ("lms-cassandra.host",), str),
-    ("cassandra_port", ("lms-cassandra.port",), int),
-    ("keyspace", ("lms-cassandra.keyspace",), str),
-    (
-        "consumption_table",
-        ("lms-cassandra.content_consumption.table", "lms-cassandra.consumption.table"),
-        str,
-    ),
-    ("enrolments_table", ("lms-cassandra.user_enrolments.table",), str),
-    ("activity_agg_table", ("lms-cassandra.user_activity_agg.table",), str),
-    ("redis_host", ("redis.host",), str),
-    ("redis_port", ("redis.port",), int),
-    ("relation_cache_db", ("redis.database.relationCache.id",), int),
-    ("write_batch_size", ("threshold.batch.write.size",), int),
-    ("module_aggs_enabled", ("activity.module.aggs.enabled",), bool),
-    ("filter_processed_enrolments", ("activity.filter.processed.enrolments",), bool),
-    ("collection_status_cache_expiry", ("activity.collection.status.cache.expiry",), int),
-    ("exclude_optional_nodes", ("activity.exclude.optional.nodes",), bool),
-    ("search_base_path", ("service.search.basePath",), str),
-    ("relation_cache_ttl", ("relation-cache.ttl",), int),
-    ("checkpoint_location", ("stream.checkpoint.location",), str),
-    ("trigger", ("stream.trigger.mode",), str),
-    ("trigger_interval", ("stream.trigger.interval",), str),
-    ("starting_offsets", ("stream.starting.offsets",), str),
-    ("max_offsets_per_trigger", ("stream.max.offsets.per.trigger",), int),
-    ("restart_max_attempts", ("stream.restart.max.attempts",), int),
-    ("restart_backoff_seconds", ("stream.restart.backoff.seconds",), float),
-    ("write_concurrency", ("write.concurrency",), int),
-    ("write_retries", ("write.retries",), int),
-)
+def declared_settings() -> list[Field]:
+    """The fields of :class:`JobConfig` that are settings (all but the credentials)."""
+    return [f for f in fields(JobConfig) if "keys" in f.metadata]
 
-# Defaults for keys an operator's older .conf may not have (the seed table's defaults, or ours
-# for the keys this job adds). The seed-table keys without {{env}} are defaults too.
-_DEFAULTS: dict[str, Any] = {
-    "env": "sunbirddev",
-    "kafka.broker-servers": "localhost:9092",
-    "lms-cassandra.host": "localhost",
-    "lms-cassandra.port": 9042,
-    "lms-cassandra.keyspace": "sunbird_courses",
-    "lms-cassandra.content_consumption.table": "user_content_consumption",
-    "lms-cassandra.user_enrolments.table": "user_enrolments",
-    "lms-cassandra.user_activity_agg.table": "user_activity_agg",
-    "redis.host": "localhost",
-    "redis.port": 6379,
-    "redis.database.relationCache.id": 10,
-    "threshold.batch.write.size": 10,
-    "activity.module.aggs.enabled": True,
-    "activity.filter.processed.enrolments": True,
-    "activity.collection.status.cache.expiry": 3600,
-    "activity.exclude.optional.nodes": True,
-    "relation-cache.ttl": 300,
-    "stream.checkpoint.location": "/tmp/enrolment-reconciliation/checkpoint",
-    "stream.trigger.mode": "processing-time",
-    "stream.trigger.interval": "10 seconds",
-    "stream.starting.offsets": "earliest",
-    "stream.max.offsets.per.trigger": 10000,
-    "stream.restart.max.attempts": 10,
-    "stream.restart.backoff.seconds": 5,
-    "write.concurrency": 8,
-    "write.retries": 3,
-}
-# Topic/group defaults are templates over env, as in the seed's table.
-_ENV_TEMPLATES = {
-    "kafka.input.topic": "{env}.batch.enrolment.sync.request",
-    "kafka.output.failed.topic": "{env}.enrolment.reconciliation.failed",
-    "kafka.audit.topic": "{env}.telemetry.raw",
-    "kafka.certissue.topic": "{env}.issue.certificate.request",
-    "kafka.groupId": "{env}-enrolment-reconciliation-group",
-}
 
+_TYPES: dict[str, type] = {"str": str, "int": int, "bool": bool, "float": float}
 _BARE_LITERAL = re.compile(r"^(true|false|-?\d+(\.\d+)?)$")
 
 
-def _hocon_assignment(override: str) -> str:
-    """Turn ``key=value`` into a HOCON line; strings are quoted so dots and colons survive."""
+def _kind(f: Field) -> type:
+    return _TYPES[f.type] if isinstance(f.type, str) else f.type  # type: ignore[return-value]
+
+
+def _hocon_assignment(override: str) -> tuple[str, str]:
+    """``key=value`` as (key, HOCON line); strings are quoted so dots and colons survive."""
     key, sep, value = override.partition("=")
     key, value = key.strip(), value.strip()
     if not sep or not key:
         raise ConfigError(f"--set expects key=value, got {override!r}")
     rendered = value if _BARE_LITERAL.match(value) else json.dumps(value)
-    return f"{key} = {rendered}"
+    return key, f"{key} = {rendered}"
 
 
 def _lookup(tree: ConfigTree, key: str) -> Any:
@@ -234,6 +329,19 @@ def _coerce(key: str, value: Any, kind: type) -> Any:
     raise ConfigError(f"config key {key!r} must be {kind.__name__}, got {value!r}")
 
 
+def undeclared_override_warnings(keys: Iterable[str]) -> list[str]:
+    """A warning for each ``--set`` key that no setting declares, naming the closest one."""
+    declared = [k for f in declared_settings() for k in f.metadata["keys"]]
+    warnings = []
+    for key in keys:
+        if key in declared:
+            continue
+        close = difflib.get_close_matches(key, declared, n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        warnings.append(f"--set {key}: no setting has this key, it is ignored{hint}")
+    return warnings
+
+
 def load_config(
     path: str | os.PathLike[str] | None = None,
     *,
@@ -251,31 +359,50 @@ def load_config(
         raise ConfigError(f"config file not found: {path}")
     lines = [path.read_text(encoding="utf-8")]
     if env is not None:
-        lines.append(_hocon_assignment(f"env={env}"))
-    lines.extend(_hocon_assignment(o) for o in overrides)
+        lines.append(_hocon_assignment(f"env={env}")[1])
+    set_keys = []
+    for override in overrides:
+        key, line = _hocon_assignment(override)
+        set_keys.append(key)
+        lines.append(line)
+    for warning in undeclared_override_warnings(set_keys):
+        log.warning(warning)
     tree = ConfigFactory.parse_string("\n".join(lines), basedir=str(path.parent))
 
-    env_name = _lookup(tree, "env") or _DEFAULTS["env"]
+    env_name = _lookup(tree, "env") or "sunbirddev"
     values: dict[str, Any] = {}
-    for name, keys, kind in _KEYS:
+    for f in declared_settings():
+        keys, default = f.metadata["keys"], f.metadata["default"]
         value = next((v for v in (_lookup(tree, k) for k in keys) if v is not None), None)
         if value is None:
-            primary = keys[0]
-            if primary in _ENV_TEMPLATES:
-                value = _ENV_TEMPLATES[primary].format(env=env_name)
-            elif primary in _DEFAULTS:
-                value = _DEFAULTS[primary]
-            else:
-                raise ConfigError(f"config key {primary!r} is missing in {path}")
-        values[name] = _coerce(keys[0], value, kind)
-    if values["trigger"] not in ("processing-time", "available-now"):
-        raise ConfigError(
-            "stream.trigger.mode must be processing-time or available-now, "
-            f"got {values['trigger']!r}"
-        )
+            value = default.format(env=env_name) if isinstance(default, str) else default
+        values[f.name] = _coerce(keys[0], value, _kind(f))
+        if f.metadata["choices"] and values[f.name] not in f.metadata["choices"]:
+            raise ConfigError(
+                f"{keys[0]} must be one of {', '.join(f.metadata['choices'])}, "
+                f"got {values[f.name]!r}"
+            )
     if values["write_batch_size"] < 1:
         raise ConfigError("threshold.batch.write.size must be at least 1")
     return JobConfig(**values, credentials=Credentials.from_environ(environ))
+
+
+def settings_table(markdown: bool = True) -> str:
+    """Every setting with its key, default and meaning: the README table and ``--help`` text."""
+    rows = []
+    for f in declared_settings():
+        keys, default = f.metadata["keys"], f.metadata["default"]
+        shown = json.dumps(default) if isinstance(default, bool) else str(default)
+        shown = shown.replace("{env}", "${env}")
+        rows.append((keys[0], shown, f.metadata["help"]))
+    if not markdown:
+        width = max(len(k) for k, _, _ in rows)
+        return "\n".join(f"  {k:<{width}}  {h} (default: {d})" for k, d, h in rows)
+    lines = ["| key | default | meaning |", "|---|---|---|"]
+    lines += [f"| `{k}` | `{d}` | {h} |" for k, d, h in rows]
+    credentials = ", ".join(f"`{v}`" for v in CREDENTIAL_ENV.values())
+    lines.append(f"| (environment) | | credentials, never in the file or a log: {credentials} |")
+    return "\n".join(lines)
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -288,6 +415,10 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override any config key (repeatable)",
+        help="override any config key (repeatable; keys below)",
     )
     return parser
+
+
+if __name__ == "__main__":
+    print(settings_table(markdown="--markdown" in sys.argv))

@@ -1,8 +1,14 @@
-"""The one batch function every mode calls: raw sync requests in, frames to write out.
+"""The one batch function every mode calls: read inputs -> reconcile -> count.
 
-``reconcile_batch`` wires the readers (connector direct joins, Redis, search service) around the
-pure core. The stream's ``foreachBatch``, the ``sync`` command and notebooks call it with the
-same arguments; writing and publishing the result is the caller's (see ``sinks``).
+``reconcile_batch`` takes what a reader produced (``inputs.read_requested`` for the stream and
+``sync``, ``inputs.read_in_scope`` for the backfill), reads the course structures they need
+from Redis (pipelined, broadcast), runs the pure core, and counts the outputs. Writing and
+publishing the result is the caller's (``apply``), so a dry run or a notebook uses the same
+function.
+
+The Spark jobs of a batch are few by design: one job persists the inputs and returns what the
+driver must know (request counters, consumed contents per course), one broadcasts the structure,
+one persists the enriched rows and counts every output; each write is then one more job.
 
 Example (notebook)::
 
@@ -10,13 +16,12 @@ Example (notebook)::
     spark = build_spark_session(cfg)
     resources = BatchResources.from_config(cfg)
     raw = spark.createDataFrame([(json.dumps(request).encode(),)], "value binary")
-    result = reconcile_batch(spark, raw, cfg, resources)
-    result.enrolment_updates.show()
+    result = reconcile_batch(spark, read_requested(spark, raw, cfg), cfg, resources)
+    result.outputs.enrolment_updates.show()
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -25,34 +30,27 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from enrolment_reconciliation.config import JobConfig
-from enrolment_reconciliation.core.progress import to_user_consumption, with_consumption_defaults
-from enrolment_reconciliation.core.reconcile import ReconcileSettings, reconcile
-from enrolment_reconciliation.core.requests import (
-    VALID,
-    request_counter_columns,
-    to_enrolment_keys,
-    to_sync_requests,
+from enrolment_reconciliation.core.progress import BROKEN, RETIRED_COURSE, ROUTE, UNRESOLVED
+from enrolment_reconciliation.core.reconcile import (
+    BatchInputs,
+    ReconcileSettings,
+    Reconciliation,
+    reconcile,
 )
-from enrolment_reconciliation.io.cassandra import read_consumption_for, read_enrolments_for
-from enrolment_reconciliation.io.relation_cache import (
-    LEAFNODES,
-    RelationCacheReader,
-    to_relation_frames,
-)
+from enrolment_reconciliation.core.requests import VALID, request_counts
+from enrolment_reconciliation.counters import Counter, Counts, new_counts
+from enrolment_reconciliation.inputs import SourceFrames
+from enrolment_reconciliation.io.relation_cache import CourseStructures, RelationCacheReader
 from enrolment_reconciliation.io.search import CollectionStatusClient
-from enrolment_reconciliation.schemas import (
-    AUDIT,
-    CERTIFICATE,
-    COLLECTION_STATUS_SCHEMA,
-    ENROLMENT_KEY,
-)
+from enrolment_reconciliation.schemas import AUDIT, CERTIFICATE, ENROLMENT_KEY
 
 
-def settings_from_config(cfg: JobConfig) -> ReconcileSettings:
+def settings_from_config(cfg: JobConfig, *, write_only_changes: bool = False) -> ReconcileSettings:
     return ReconcileSettings(
         exclude_optional_nodes=cfg.exclude_optional_nodes,
         module_aggs_enabled=cfg.module_aggs_enabled,
         filter_processed_enrolments=cfg.filter_processed_enrolments,
+        write_only_changes=write_only_changes,
     )
 
 
@@ -62,6 +60,7 @@ class BatchResources:
 
     relation_cache: RelationCacheReader
     search: CollectionStatusClient
+    _structures: CourseStructures | None = field(default=None, repr=False)
 
     @classmethod
     def from_config(cls, cfg: JobConfig) -> BatchResources:
@@ -70,17 +69,21 @@ class BatchResources:
             search=CollectionStatusClient.from_config(cfg),
         )
 
+    def structures(self, spark: SparkSession) -> CourseStructures:
+        if self._structures is None:
+            self._structures = CourseStructures(spark, self.relation_cache, self.search)
+        return self._structures
+
 
 @dataclass
 class BatchResult:
-    """The outputs of one batch (persisted until :meth:`release`) and its counters."""
+    """The outputs of one batch (derived from persisted frames until :meth:`release`), its
+    counters, and the write size estimate the throttle needs."""
 
-    activity_aggregates: DataFrame
-    enrolment_updates: DataFrame
-    events: DataFrame
-    failed: DataFrame
-    counters: dict[str, int]
+    outputs: Reconciliation
+    counters: Counts
     now: datetime
+    enrolment_row_bytes: float = 0.0
     _persisted: list[DataFrame] = field(default_factory=list, repr=False)
 
     def release(self) -> None:
@@ -96,138 +99,147 @@ def utc_now_ms() -> datetime:
     return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
-def _course_contents(user_consumption: DataFrame) -> dict[str, set[str]]:
-    """Consumed content ids per course: bounded by the catalogue, not by users."""
-    rows = (
-        user_consumption.select("courseId", F.explode("contents").alias("contentId"))
-        .distinct()
-        .groupBy("courseId")
-        .agg(F.collect_list("contentId").alias("contents"))
-        .collect()
-    )
-    grouped: dict[str, set[str]] = defaultdict(set)
-    for row in rows:
-        grouped[row.courseId].update(row.contents)
-    return grouped
-
-
-def _request_counters(requests: DataFrame) -> dict[str, int]:
+def _request_counts(requests: DataFrame) -> Counts:
+    """One Spark job over the persisted requests: their counters. It also materialises them, so
+    the stream's source (and its observed metrics) is read exactly once per micro-batch."""
     valid_key = F.when(
-        F.col("requestStatus") == VALID, F.concat_ws("\u0001", *[F.col(c) for c in ENROLMENT_KEY])
+        F.col("requestStatus") == VALID,
+        F.concat_ws("\u0001", *[F.col(c) for c in ENROLMENT_KEY]),
     )
-    row = requests.agg(
-        *request_counter_columns(),
-        # one keyed read per distinct valid enrolment (the original: one per request)
-        F.count_distinct(valid_key).alias("consumption.db-read-count"),
-    ).first()
-    return {
-        (name if name.startswith("consumption.") else f"requests.{name}"): value or 0
-        for name, value in row.asDict().items()
+    counted = [*request_counts(), (Counter.CONSUMPTION_READS, F.count_distinct(valid_key))]
+    row = requests.agg(*[column.alias(name) for name, column in counted]).first()
+    return {name: int(row[name] or 0) for name, _ in counted} if row else {}
+
+
+def _prepare(progress: DataFrame, *, scanned: bool) -> tuple[Counts, dict[str, set[str]]]:
+    """One Spark job: per course, the consumed contents and the enrolment counts.
+
+    Bounded by the number of courses (and their contents), never by the number of users; the
+    backfill, which reads every relation-cache key anyway, does not ask for the contents.
+    """
+    contents = (
+        F.lit(None).cast("array<string>")
+        if scanned
+        else F.array_distinct(F.flatten(F.collect_set("contents")))
+    )
+    per_course = progress.groupBy("courseId").agg(
+        contents.alias("contents"),
+        F.count(F.lit(1)).alias("rows"),
+        F.count("contents").alias("withConsumption"),
+    )
+    rows = with_consumption = 0
+    course_contents: dict[str, set[str]] = {}
+    for row in per_course.collect():
+        rows += row["rows"]
+        with_consumption += row.withConsumption
+        course_contents[row.courseId] = set(row.contents or ())
+    counts = {Counter.ENROLMENTS_WITH_CONSUMPTION: with_consumption}
+    if scanned:
+        counts[Counter.ENROLMENTS_SCANNED] = rows
+    # one user_enrolments lookup per enrolment with consumption (a scan: every row it read)
+    counts[Counter.ENROLMENT_READS] = rows if scanned else with_consumption
+    return counts, course_contents
+
+
+def _tally(result: Reconciliation, settings: ReconcileSettings) -> tuple[Counts, float]:
+    """One Spark job: every output count (it also materialises the persisted frames), and the
+    average size of an enrolment row to write (for the throttle)."""
+    update_bytes = F.octet_length(F.to_json(F.struct("*")))
+    parts = [
+        result.enriched.select(F.col(ROUTE).alias("k"), F.lit(1).alias("v")),
+        result.activity_aggregates.select(F.lit("aggregates").alias("k"), F.lit(1).alias("v")),
+        result.enrolment_updates.select(F.lit("updates").alias("k"), update_bytes.alias("v")),
+        result.events.select(F.col("kind").alias("k"), F.lit(1).alias("v")),
+        result.failed.select(F.lit("failed").alias("k"), F.lit(1).alias("v")),
+    ]
+    if settings.write_only_changes:
+        parts += [
+            result.enrolment_changes.where(~F.col("changed")).select(
+                F.lit("unchanged").alias("k"), F.lit(1).alias("v")
+            ),
+            result.all_aggregates.select(F.lit("computed").alias("k"), F.lit(1).alias("v")),
+        ]
+    union = parts[0]
+    for part in parts[1:]:
+        union = union.unionByName(part)
+    rows = {
+        r.k: (r.n, r.v)
+        for r in union.groupBy("k")
+        .agg(F.count(F.lit(1)).alias("n"), F.sum("v").alias("v"))
+        .collect()
     }
+
+    def n(key: str) -> int:
+        return int(rows.get(key, (0, 0))[0])
+
+    certificates = n(CERTIFICATE)
+    counts: Counts = {
+        Counter.RETIRED: n(RETIRED_COURSE),
+        Counter.UNRESOLVED: n(UNRESOLVED) + n(BROKEN),
+        Counter.MISSING_STRUCTURE: n(RETIRED_COURSE) + n(UNRESOLVED) + n(BROKEN),
+        Counter.AGGREGATE_ROWS: n("aggregates"),
+        Counter.AGGREGATES_UNCHANGED: n("computed") - n("aggregates") if n("computed") else 0,
+        Counter.ENROLMENT_UPDATES: n("updates"),
+        Counter.ENROLMENTS_UNCHANGED: n("unchanged"),
+        Counter.ENROLMENTS_COMPLETED: certificates,
+        Counter.CERT_EVENTS: certificates,
+        Counter.AUDIT_EVENTS: n(AUDIT),
+        Counter.FAILED_EVENTS: n("failed"),
+    }
+    updates = n("updates")
+    return counts, (rows["updates"][1] / updates if updates else 0.0)
 
 
 def reconcile_batch(
     spark: SparkSession,
-    raw: DataFrame,
+    source: SourceFrames,
     cfg: JobConfig,
     resources: BatchResources,
     *,
+    settings: ReconcileSettings | None = None,
     now: datetime | None = None,
 ) -> BatchResult:
-    """Reconcile one batch of raw sync requests (Kafka ``value`` with partition/offset, or the
-    output of ``to_sync_requests``).
+    """Reconcile what ``source`` read: structures from Redis, the core, the counts.
 
-    Reads only what the batch needs: consumption and enrolment rows by connector direct joins of
-    the distinct enrolment keys, relation-cache keys of the consumed contents (pipelined,
-    TTL-cached), and the search service only for courses without leafnodes. Raises on
-    infrastructure errors (the caller retries the batch); bad requests become failed rows.
+    Raises on infrastructure errors (the caller retries the batch); bad requests and courses
+    with a broken structure become failed rows.
     """
     now = now or utc_now_ms()
+    settings = settings or settings_from_config(cfg, write_only_changes=source.scanned)
     persisted: list[DataFrame] = []
 
     def keep(df: DataFrame) -> DataFrame:
         persisted.append(df.persist(StorageLevel.MEMORY_AND_DISK))
         return persisted[-1]
 
-    # The stream hands over requests it already parsed (to observe their counters).
-    requests = keep(raw if "requestStatus" in raw.columns else to_sync_requests(raw))
-    counters = _request_counters(requests)
-    keys = to_enrolment_keys(requests)
-
-    consumption = with_consumption_defaults(read_consumption_for(spark, keys, cfg))
-    user_consumption = keep(to_user_consumption(consumption))
-    course_contents = _course_contents(user_consumption)
-    snapshot = resources.relation_cache.fetch(
-        course_contents,
-        with_optional=cfg.exclude_optional_nodes,
-        with_units=cfg.module_aggs_enabled,
-    )
-    relation = to_relation_frames(spark, snapshot, course_contents)
-    counters["relation-cache.cache-hit-count"] = snapshot.keys_read
-    counters["relation-cache.cache-miss-count"] = snapshot.keys_empty
-    counters["relation-cache.redis-read-count"] = snapshot.redis_reads
-
-    missing_courses = [c for c in course_contents if not snapshot.get(c, c, LEAFNODES)]
-    calls_before = resources.search.calls
-    statuses = resources.search.statuses(missing_courses)
-    counters["search.search-call-count"] = resources.search.calls - calls_before
-    collection_status = spark.createDataFrame(sorted(statuses.items()), COLLECTION_STATUS_SCHEMA)
-
-    enrolments = read_enrolments_for(spark, user_consumption.select(*ENROLMENT_KEY), cfg)
-    result = reconcile(
-        requests,
-        user_consumption,
-        relation.course_nodes,
-        relation.unit_nodes,
-        relation.ancestors,
-        collection_status,
-        enrolments,
-        settings=settings_from_config(cfg),
-        now=now,
-    )
-    course_progress = keep(result.course_progress)
-    aggregates = keep(result.activity_aggregates)
-    updates = keep(result.enrolment_updates)
-    events = keep(result.events)
-    failed = keep(result.failed)
-
-    # Every output count in one Spark job (it also materialises the persisted outputs).
-    tally = dict(
-        aggregates.select(F.lit("aggregates").alias("k"))
-        .unionByName(user_consumption.select(F.lit("consumed").alias("k")))
-        .unionByName(course_progress.select(F.lit("progress").alias("k")))
-        .unionByName(updates.select(F.lit("updates").alias("k")))
-        .unionByName(events.select(F.col("kind").alias("k")))
-        .unionByName(failed.select(F.lit("failed").alias("k")))
-        .unionByName(
-            result.missing_leafnodes.select(
-                F.when(F.col("retired"), "retired").otherwise("unresolved").alias("k")
-            )
+    counts = new_counts()
+    requests = None
+    if source.requests is not None:
+        requests = keep(source.requests)
+        counts.update(_request_counts(requests))
+    progress = keep(source.progress)
+    prepared, course_contents = _prepare(progress, scanned=source.scanned)
+    counts.update(prepared)
+    reader = resources.relation_cache
+    if source.scanned:
+        stats = reader.scan()
+    else:
+        stats = reader.fetch_for_contents(
+            course_contents,
+            with_optional=cfg.exclude_optional_nodes,
+            with_units=cfg.module_aggs_enabled,
         )
-        .groupBy("k")
-        .count()
-        .collect()
+    counts.update(stats.counts())
+    structure, structure_counts = resources.structures(spark).frame(course_contents)
+    counts.update(structure_counts)
+
+    inputs = BatchInputs(
+        progress=progress.where(F.col("contents").isNotNull()),
+        structure=structure,
+        requests=requests,
+        current_aggregates=source.current_aggregates,
     )
-    counters.update(
-        {
-            "consumption.enrolments-with-consumption-count": tally.get("consumed", 0),
-            "progress.retired-consumption-events-count": tally.get("retired", 0),
-            "progress.failed-events-count": tally.get("unresolved", 0),
-            "aggregates.activity-agg-rows-count": tally.get("aggregates", 0),
-            "enrolment.db-read-count": tally.get("progress", 0),
-            "enrolment.enrolment-update-count": tally.get("updates", 0),
-            "enrolment.enrolment-complete-count": tally.get(CERTIFICATE, 0),
-            "enrolment.cert-issue-events-count": tally.get(CERTIFICATE, 0),
-            "enrolment.audit-events-count": tally.get(AUDIT, 0),
-            "failed.failed-events-count": tally.get("failed", 0),
-        }
-    )
-    return BatchResult(
-        activity_aggregates=aggregates,
-        enrolment_updates=updates,
-        events=events,
-        failed=failed,
-        counters=counters,
-        now=now,
-        _persisted=persisted,
-    )
+    result = reconcile(inputs, settings, now=now, keep=keep)
+    tallied, row_bytes = _tally(result, settings)
+    counts.update(tallied)
+    return BatchResult(result, counts, now, row_bytes, persisted)

@@ -6,6 +6,7 @@ aggregate vocabulary; lower-case ones (userid, courseid, ...) are Cassandra colu
 
 from __future__ import annotations
 
+from pyspark.sql import DataFrame
 from pyspark.sql.types import (
     ArrayType,
     BinaryType,
@@ -72,6 +73,19 @@ SYNC_REQUEST_JSON_SCHEMA = StructType(
 
 ENROLMENT_KEY = ["userId", "courseId", "batchId"]
 ENROLMENT_KEY_SCHEMA = StructType([StructField(c, StringType(), False) for c in ENROLMENT_KEY])
+# The same key as Cassandra columns (user_enrolments, user_content_consumption).
+ENROLMENT_TABLE_KEY = ["userid", "courseid", "batchid"]
+
+
+def to_table_key_names(df: DataFrame) -> DataFrame:
+    """Rename the enrolment key from the event vocabulary (userId) to table columns (userid)."""
+    return df.withColumnsRenamed(dict(zip(ENROLMENT_KEY, ENROLMENT_TABLE_KEY, strict=True)))
+
+
+def to_event_key_names(df: DataFrame) -> DataFrame:
+    """Rename the enrolment key from table columns (userid) to the event vocabulary (userId)."""
+    return df.withColumnsRenamed(dict(zip(ENROLMENT_TABLE_KEY, ENROLMENT_KEY, strict=True)))
+
 
 # --- Cassandra rows as the core sees them ------------------------------------------------------
 CONSUMPTION_SCHEMA = StructType(
@@ -93,39 +107,37 @@ ENROLMENT_SCHEMA = StructType(
         StructField("courseid", StringType(), False),
         StructField("batchid", StringType(), False),
         StructField("status", IntegerType(), True),
+        StructField("progress", IntegerType(), True),
+        StructField("contentstatus", MapType(StringType(), IntegerType(), True), True),
         StructField("completedon", TimestampType(), True),
     ]
 )
 ENROLMENT_COLUMNS = [f.name for f in ENROLMENT_SCHEMA.fields]
 
-# --- relation cache as small broadcast frames ------------------------------------------------
-COURSE_NODES_SCHEMA = StructType(
+# What the comparison with the table needs of user_activity_agg (write only what changes).
+ACTIVITY_AGG_KEY = ["activity_type", "activity_id", "user_id", "context_id"]
+CURRENT_AGGREGATES_SCHEMA = StructType(
     [
-        StructField("courseId", StringType(), False),
-        StructField("leafnodes", ArrayType(StringType(), False), False),
-        StructField("optionalnodes", ArrayType(StringType(), False), False),
+        *[StructField(c, StringType(), False) for c in ACTIVITY_AGG_KEY],
+        StructField("aggregates", MapType(StringType(), DoubleType(), True), True),
     ]
 )
-UNIT_NODES_SCHEMA = StructType(
-    [
-        StructField("courseId", StringType(), False),
-        StructField("unitId", StringType(), False),
-        StructField("leafnodes", ArrayType(StringType(), False), False),
-        StructField("optionalnodes", ArrayType(StringType(), False), False),
-    ]
+
+# --- the relation cache as one broadcast row per course (core.structure) ----------------------
+_IDS = ArrayType(StringType(), False)
+NODE_LEAVES_SCHEMA = StructType(
+    [StructField("leafnodes", _IDS, False), StructField("optionalnodes", _IDS, False)]
 )
-ANCESTORS_SCHEMA = StructType(
+COURSE_STRUCTURE_SCHEMA = StructType(
     [
         StructField("courseId", StringType(), False),
-        StructField("contentId", StringType(), False),
-        StructField("ancestors", ArrayType(StringType(), False), False),
-    ]
-)
-# Search-service status of courses whose leafnodes key is missing (spec.md §7).
-COLLECTION_STATUS_SCHEMA = StructType(
-    [
-        StructField("courseId", StringType(), False),
+        StructField("leafnodes", _IDS, False),  # empty: the course's leafnodes key is absent
+        StructField("optionalnodes", _IDS, False),
+        StructField("ancestors", MapType(StringType(), _IDS, False), False),  # content -> units
+        StructField("units", MapType(StringType(), NODE_LEAVES_SCHEMA, False), False),
+        # search-service status, asked only for courses without leafnodes (spec.md §7)
         StructField("collectionStatus", StringType(), True),
+        StructField("structureProblem", StringType(), True),  # a relation-cache fault
     ]
 )
 
@@ -177,10 +189,3 @@ EVENT_SCHEMA = StructType(
     ]
 )
 AUDIT, CERTIFICATE = "audit", "certificate"
-
-FAILED_EVENT_SCHEMA = StructType(
-    [
-        StructField("reason", StringType(), False),
-        StructField("value", StringType(), False),
-    ]
-)

@@ -42,17 +42,33 @@ def spark_jars() -> list[str]:
 
 
 def cassandra_conf(cfg: JobConfig) -> dict[str, str]:
-    """Connector settings for the configured Cassandra (credentials only when set)."""
+    """Connector settings for the configured Cassandra (credentials and TLS only when set).
+
+    Timeouts are bounded on purpose: with the connector's defaults (120 s per request, 60
+    retries) a stopped Cassandra stalls a batch for many minutes instead of failing it.
+    """
     conf = {
         "spark.cassandra.connection.host": cfg.cassandra_host,
         "spark.cassandra.connection.port": str(cfg.cassandra_port),
+        "spark.cassandra.read.timeoutMS": str(cfg.cassandra_read_timeout_ms),
+        "spark.cassandra.query.retry.count": str(cfg.cassandra_query_retries),
+        "spark.cassandra.connection.reconnectionDelayMS.max": "10000",
         # user_enrolments updates leave unset columns (e.g. completedon) untouched
         "spark.cassandra.output.ignoreNulls": "true",
         "spark.cassandra.output.batch.size.rows": str(cfg.write_batch_size),
     }
-    if cfg.credentials.cassandra_username:
-        conf["spark.cassandra.auth.username"] = cfg.credentials.cassandra_username
-        conf["spark.cassandra.auth.password"] = cfg.credentials.cassandra_password or ""
+    creds = cfg.credentials
+    if creds.cassandra_username:
+        conf["spark.cassandra.auth.username"] = creds.cassandra_username
+        conf["spark.cassandra.auth.password"] = creds.cassandra_password or ""
+    if cfg.cassandra_ssl_enabled:
+        conf["spark.cassandra.connection.ssl.enabled"] = "true"
+        if cfg.cassandra_truststore_path:
+            conf["spark.cassandra.connection.ssl.trustStore.path"] = cfg.cassandra_truststore_path
+        if creds.cassandra_truststore_password:
+            conf["spark.cassandra.connection.ssl.trustStore.password"] = (
+                creds.cassandra_truststore_password
+            )
     return conf
 
 

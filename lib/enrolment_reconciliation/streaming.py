@@ -4,27 +4,40 @@ Offsets live in the checkpoint; a micro-batch is fully applied or re-run with th
 (design.md §4). An exception in a micro-batch stops the query before its offsets are committed;
 this loop restarts it from the checkpoint with exponential backoff, up to
 ``stream.restart.max.attempts`` consecutive failures (a successful micro-batch resets the count).
+A micro-batch that runs past ``stream.batch.timeout.seconds`` (a store that hangs instead of
+failing) has its Spark jobs cancelled and fails like any other fault.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable
 
 from pyspark.errors import StreamingQueryException
 from pyspark.sql import DataFrame, SparkSession
 
+from enrolment_reconciliation.apply import apply_batch, recover_outbox
 from enrolment_reconciliation.config import JobConfig
 from enrolment_reconciliation.core.requests import request_counter_columns, to_sync_requests
+from enrolment_reconciliation.counters import Counts
+from enrolment_reconciliation.inputs import read_requested
 from enrolment_reconciliation.io.kafka import read_sync_request_stream
 from enrolment_reconciliation.io.outbox import Outbox
-from enrolment_reconciliation.pipeline import BatchResources
-from enrolment_reconciliation.sinks import apply_batch, outbox_location, recover_outbox
+from enrolment_reconciliation.pipeline import BatchResources, reconcile_batch
 
 log = logging.getLogger("enrolment_reconciliation.stream")
 OBSERVATION = "enrolment-reconciliation"
+
+
+def outbox_location(cfg: JobConfig) -> str:
+    return cfg.checkpoint_location.rstrip("/") + "/outbox"
+
+
+def query_checkpoint(cfg: JobConfig) -> str:
+    return cfg.checkpoint_location.rstrip("/") + "/query"
 
 
 def observed_requests(spark: SparkSession, cfg: JobConfig) -> DataFrame:
@@ -37,26 +50,77 @@ def observed_requests(spark: SparkSession, cfg: JobConfig) -> DataFrame:
     )
 
 
+def tune_for_micro_batches(spark: SparkSession) -> None:
+    """Small batches: a fixed shuffle width (one partition per core) and no adaptive
+    re-planning, which would add a Spark job per exchange to every micro-batch."""
+    spark.conf.set("spark.sql.adaptive.enabled", "false")
+    spark.conf.set("spark.sql.shuffle.partitions", str(spark.sparkContext.defaultParallelism))
+
+
+class BatchWatchdog:
+    """Cancels the Spark jobs of a micro-batch that runs longer than ``seconds``."""
+
+    def __init__(self, spark: SparkSession, seconds: float) -> None:
+        self._sc = spark.sparkContext
+        self._seconds = seconds
+
+    def run(self, group: str, work: Callable[[], Counts]) -> Counts:
+        self._sc.setJobGroup(group, f"enrolment-reconciliation {group}", interruptOnCancel=True)
+        expired = threading.Event()
+
+        def cancel() -> None:
+            expired.set()
+            log.error(json.dumps({"event": "batch-timeout", "batch": group}))
+            self._sc.cancelJobGroup(group)
+
+        timer = threading.Timer(self._seconds, cancel)
+        timer.daemon = True
+        timer.start()
+        try:
+            counts = work()
+        except Exception as error:
+            if expired.is_set():
+                raise TimeoutError(
+                    f"{group} ran past {self._seconds}s and was cancelled"
+                ) from error
+            raise
+        finally:
+            timer.cancel()
+        if expired.is_set():
+            raise TimeoutError(f"{group} ran past {self._seconds}s and was cancelled")
+        return counts
+
+
 def batch_handler(
     spark: SparkSession,
     cfg: JobConfig,
     resources: BatchResources,
     outbox: Outbox,
-    on_success: Callable[[], None] = lambda: None,
+    on_success: Callable[[Counts, float], None] = lambda counts, seconds: None,
 ) -> Callable[[DataFrame, int], None]:
-    """The foreachBatch function: apply the batch, log one JSON line with its counters."""
+    """The foreachBatch function: reconcile and apply the batch, log one JSON line."""
+    watchdog = BatchWatchdog(spark, cfg.batch_timeout_seconds)
 
     def handle(batch: DataFrame, batch_id: int) -> None:
         started = time.monotonic()
-        counters = apply_batch(spark, batch, f"batch-{batch_id}", cfg, resources, outbox)
-        on_success()
+
+        def work() -> Counts:
+            result = reconcile_batch(spark, read_requested(spark, batch, cfg), cfg, resources)
+            try:
+                return apply_batch(result, f"batch-{batch_id}", cfg, outbox)
+            finally:
+                result.release()
+
+        counts = watchdog.run(f"batch-{batch_id}", work)
+        seconds = time.monotonic() - started
+        on_success(counts, seconds)
         log.info(
             json.dumps(
                 {
                     "event": "micro-batch",
                     "batchId": batch_id,
-                    "seconds": round(time.monotonic() - started, 3),
-                    "counters": counters,
+                    "seconds": round(seconds, 3),
+                    "counters": counts,
                 },
                 sort_keys=True,
             )
@@ -65,25 +129,31 @@ def batch_handler(
     return handle
 
 
-def run_stream(spark: SparkSession, cfg: JobConfig) -> None:
+def run_stream(
+    spark: SparkSession,
+    cfg: JobConfig,
+    on_batch: Callable[[Counts, float], None] = lambda counts, seconds: None,
+) -> None:
     """Run until stopped (processing-time) or until the topic is drained (available-now)."""
+    tune_for_micro_batches(spark)
     resources = BatchResources.from_config(cfg)
     failures = 0
     applied = [False]  # a batch succeeded since the last restart: consecutive failures reset
 
-    def mark_applied() -> None:
+    def succeeded(counts: Counts, seconds: float) -> None:
         applied[0] = True
+        on_batch(counts, seconds)
 
     while True:
-        published = recover_outbox(spark, cfg)
+        outbox = Outbox(spark, outbox_location(cfg))
+        published = recover_outbox(outbox, cfg)
         if published:
             log.warning(json.dumps({"event": "outbox-recovered", "batches": published}))
-        outbox = Outbox(spark, outbox_location(cfg))
         writer = (
             observed_requests(spark, cfg)
             .writeStream.queryName("enrolment-reconciliation")
-            .option("checkpointLocation", cfg.checkpoint_location.rstrip("/") + "/query")
-            .foreachBatch(batch_handler(spark, cfg, resources, outbox, mark_applied))
+            .option("checkpointLocation", query_checkpoint(cfg))
+            .foreachBatch(batch_handler(spark, cfg, resources, outbox, succeeded))
         )
         if cfg.trigger == "available-now":
             writer = writer.trigger(availableNow=True)

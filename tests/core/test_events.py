@@ -9,17 +9,18 @@ from pyspark.sql import functions as F
 
 from enrolment_reconciliation.core.events import deterministic_uuid, to_completion_events
 from enrolment_reconciliation.schemas import ENROLMENT_UPDATE_SCHEMA, EVENT_SCHEMA
-from tests.core.helpers import NOW, NOW_MS, NOW_NAIVE, name_uuid
+from tests.helpers import NOW, NOW_MS, NOW_NAIVE, literal_frame, name_uuid
 
 
 def test_deterministic_uuid_is_the_sha256_of_the_parts(spark):
-    df = spark.createDataFrame([("u1", "c1")], "a string, b string")
+    df = literal_frame(spark, [("u1", "c1")], "a string, b string")
     actual = df.select(deterministic_uuid(F.col("a"), F.col("b"), F.lit("k")).alias("id"))
     assert actual.first().id == name_uuid("u1", "c1", "k")
 
 
 def test_only_newly_completed_enrolments_emit_one_audit_and_one_certificate_event(spark):
-    updates = spark.createDataFrame(
+    updates = literal_frame(
+        spark,
         [
             ("u1", "c1", "b1", 2, 3, {"R1": 2}, NOW_NAIVE, NOW_NAIVE, True),
             ("u2", "c1", "b1", 1, 1, {"R1": 2}, None, NOW_NAIVE, False),
@@ -69,7 +70,8 @@ def test_only_newly_completed_enrolments_emit_one_audit_and_one_certificate_even
         "tags": [],
     }
     # field order of the JSON follows the spec's shapes exactly
-    expected = spark.createDataFrame(
+    expected = literal_frame(
+        spark,
         [
             ("audit", audit["mid"], "u1", "c1", "b1", json.dumps(audit, separators=(",", ":"))),
             ("certificate", cert["mid"], "u1", "c1", "b1", json.dumps(cert, separators=(",", ":"))),

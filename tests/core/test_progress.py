@@ -18,13 +18,13 @@ from pyspark.sql.types import (
 from enrolment_reconciliation.core.progress import (
     compute_course_progress,
     compute_unit_aggregates,
-    filter_missing_leafnodes,
     to_activity_agg_rows,
     to_user_consumption,
     with_consumption_defaults,
+    with_course_structure,
 )
 from enrolment_reconciliation.schemas import ACTIVITY_AGG_SCHEMA, CONSUMPTION_SCHEMA
-from tests.core.helpers import NOW, NOW_NAIVE, consumption, relation_frames, user_consumption
+from tests.helpers import NOW, NOW_NAIVE, consumption, literal_frame, progress, structure
 
 IDS = ArrayType(StringType(), True)
 
@@ -35,8 +35,8 @@ def _eq(actual, expected):
 
 def test_null_status_reads_as_in_progress_and_null_counts_as_zero(spark):
     rows = [("u", "C", "b", "L1", None, None, None), ("u", "C", "b", "L2", 0, 3, 1)]
-    expected = spark.createDataFrame(
-        [("u", "C", "b", "L1", 1, 0, 0), ("u", "C", "b", "L2", 0, 3, 1)], CONSUMPTION_SCHEMA
+    expected = literal_frame(
+        spark, [("u", "C", "b", "L1", 1, 0, 0), ("u", "C", "b", "L2", 0, 3, 1)], CONSUMPTION_SCHEMA
     )
     _eq(with_consumption_defaults(consumption(spark, rows)), expected)
 
@@ -66,7 +66,8 @@ def test_consumption_is_grouped_per_enrolment_with_completed_and_contentstatus(s
             StructField("contentstatus", ArrayType(entry)),
         ]
     )
-    expected = spark.createDataFrame(
+    expected = literal_frame(
+        spark,
         [
             ("u", "C", "b", ["L1", "L2"], ["L2"], [("L1", 1), ("L2", 2)]),
             ("u", "C", "b2", ["L1"], ["L1"], [("L1", 2)]),
@@ -104,35 +105,53 @@ ROWS = [
 ]
 
 
+def _enriched(spark):
+    return with_course_structure(progress(spark, ROWS), structure(spark, KEYS, courses={"D"}))
+
+
 def _progress(spark, exclude: bool):
-    frames = relation_frames(spark, KEYS, ROWS)
-    return compute_course_progress(
-        user_consumption(spark, ROWS), frames.course_nodes, exclude_optional_nodes=exclude
-    ).select(*PROGRESS_SCHEMA.fieldNames())
+    return compute_course_progress(_enriched(spark), exclude_optional_nodes=exclude).select(
+        *PROGRESS_SCHEMA.fieldNames()
+    )
 
 
 def test_course_progress_counts_required_leaves_with_optional_excluded(spark):
-    expected = spark.createDataFrame(
-        [("u1", "C", "b", 2, 2, True), ("u2", "C", "b", 2, 1, False)], PROGRESS_SCHEMA
+    expected = literal_frame(
+        spark, [("u1", "C", "b", 2, 2, True), ("u2", "C", "b", 2, 1, False)], PROGRESS_SCHEMA
     )
     _eq(_progress(spark, exclude=True), expected)
 
 
 def test_course_progress_counts_all_leaves_when_optional_exclusion_is_off(spark):
-    expected = spark.createDataFrame(
-        [("u1", "C", "b", 3, 2, False), ("u2", "C", "b", 3, 2, False)], PROGRESS_SCHEMA
+    expected = literal_frame(
+        spark, [("u1", "C", "b", 3, 2, False), ("u2", "C", "b", 3, 2, False)], PROGRESS_SCHEMA
     )
     _eq(_progress(spark, exclude=False), expected)
 
 
-def test_enrolments_of_a_course_without_leafnodes_are_set_aside(spark):
-    frames = relation_frames(spark, KEYS, ROWS)
-    missing = filter_missing_leafnodes(user_consumption(spark, ROWS), frames.course_nodes)
-    assert [tuple(r) for r in missing.select("userId", "courseId").collect()] == [("u3", "D")]
+def test_each_enrolment_takes_the_route_its_course_structure_allows(spark):
+    keys = {**KEYS, "E:E:leafnodes": {"X"}}
+    rows = [*ROWS, ("u4", "R", "b", "L1", 2), ("u5", "E", "b", "X", 2)]
+    enriched = with_course_structure(
+        progress(spark, rows),
+        structure(
+            spark,
+            keys,
+            {"D": "Live", "R": "Retired"},
+            faults={"E:X:ancestors": "a string"},
+        ),
+    )
+    routes = {(r.userId, r.route, r.structureProblem) for r in enriched.collect()}
+    assert routes == {
+        ("u1", "ok", None),
+        ("u2", "ok", None),
+        ("u3", "unresolved", None),  # no leafnodes, published
+        ("u4", "retired", None),
+        ("u5", "broken", "relation cache key E:X:ancestors holds a string, not a set"),
+    }
 
 
 def test_unit_aggregates_cover_every_ancestor_unit_of_a_consumed_content(spark):
-    frames = relation_frames(spark, KEYS, ROWS)
     schema = StructType(
         [
             StructField("userId", StringType()),
@@ -143,28 +162,27 @@ def test_unit_aggregates_cover_every_ancestor_unit_of_a_consumed_content(spark):
         ]
     )
     for exclude, u2 in ((True, 1), (False, 2)):
-        actual = compute_unit_aggregates(
-            user_consumption(spark, ROWS),
-            frames.ancestors,
-            frames.unit_nodes,
-            exclude_optional_nodes=exclude,
-        )
-        expected = spark.createDataFrame(
-            [("u1", "C", "b", "U", 1), ("u2", "C", "b", "U", u2)], schema
+        actual = compute_unit_aggregates(_enriched(spark), exclude_optional_nodes=exclude)
+        expected = literal_frame(
+            spark, [("u1", "C", "b", "U", 1), ("u2", "C", "b", "U", u2)], schema
         )
         _eq(actual, expected)
 
 
 def test_activity_agg_rows_are_course_type_with_batch_context_and_completedcount_maps(spark):
-    course = spark.createDataFrame(
-        [("u1", "C", "b", 2)], "userId string, courseId string, batchId string, completedCount int"
+    course = literal_frame(
+        spark,
+        [("u1", "C", "b", 2)],
+        "userId string, courseId string, batchId string, completedCount int",
     )
-    units = spark.createDataFrame(
+    units = literal_frame(
+        spark,
         [("u1", "C", "b", "U", 1)],
         "userId string, courseId string, batchId string, unitId string, completedCount int",
     )
     actual = to_activity_agg_rows(course, units, NOW)
-    expected = spark.createDataFrame(
+    expected = literal_frame(
+        spark,
         [
             ("Course", "C", "u1", "cb:b", {"completedCount": 2.0}, {"completedCount": NOW_NAIVE}),
             ("Course", "U", "u1", "cb:b", {"completedCount": 1.0}, {"completedCount": NOW_NAIVE}),

@@ -10,20 +10,24 @@ import json
 from datetime import datetime
 
 import pytest
-from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
-from enrolment_reconciliation.core.reconcile import ReconcileSettings, reconcile
-from enrolment_reconciliation.schemas import ENROLMENT_UPDATE_SCHEMA
-from tests.core.helpers import (
+from enrolment_reconciliation.core.progress import ROUTE
+from enrolment_reconciliation.core.reconcile import BatchInputs, ReconcileSettings, reconcile
+from tests.helpers import (
+    BATCH,
+    CASE_2,
+    CASE_2_ROWS,
+    COURSE,
     NOW,
     NOW_NAIVE,
-    collection_status,
-    enrolments,
+    USER,
+    assert_updates,
+    expected_updates,
     parsed_requests,
-    relation_frames,
+    progress,
+    structure,
     sync_request,
-    user_consumption,
 )
 
 # ER-1: the original ER test's EVENT_1 and its Redis data.
@@ -49,17 +53,6 @@ ER1_ROWS = [
     (ER1_USER, ER1_COURSE, ER1_BATCH, C301, 1, 0, 1),
 ]
 
-# ER-3 / ER-9 / AAU: course001 of the original ER and AAU fixtures (CASE_2).
-USER, COURSE, BATCH = "user001", "course001", "Batch1"
-CASE_2 = {
-    f"{COURSE}:{COURSE}:leafnodes": {"R1", "R2", "R3"},
-    f"{COURSE}:unit1:leafnodes": {"R1", "R3"},
-    f"{COURSE}:unit2:leafnodes": {"R2", "R3"},
-    f"{COURSE}:R1:ancestors": {"unit1", COURSE},
-    f"{COURSE}:R2:ancestors": {"unit2", COURSE},
-    f"{COURSE}:R3:ancestors": {"unit1", "unit2", COURSE},
-}
-CASE_2_ROWS = [(USER, COURSE, BATCH, r, 2) for r in ("R1", "R2", "R3")]
 # The AAU fixture adds R4 (done), with optionalnodes only on unit2.
 AAU_KEYS = {
     **CASE_2,
@@ -75,18 +68,13 @@ INCLUDE = ReconcileSettings(exclude_optional_nodes=False)
 
 
 def run(spark, requests, rows, keys, enrolment_rows=(), statuses=None, settings=EXCLUDE):
-    frames = relation_frames(spark, keys, rows)
-    return reconcile(
-        parsed_requests(spark, requests),
-        user_consumption(spark, rows),
-        frames.course_nodes,
-        frames.unit_nodes,
-        frames.ancestors,
-        collection_status(spark, statuses or {}),
-        enrolments(spark, list(enrolment_rows)),
-        settings=settings,
-        now=NOW,
+    courses = {r[1] for r in rows}
+    inputs = BatchInputs(
+        progress=progress(spark, rows, enrolment_rows),
+        structure=structure(spark, keys, statuses, courses=courses),
+        requests=parsed_requests(spark, requests),
     )
+    return reconcile(inputs, settings, now=NOW)
 
 
 def agg_rows(result) -> set[tuple]:
@@ -97,21 +85,6 @@ def agg_rows(result) -> set[tuple]:
         assert r.agg_last_updated == {"completedCount": NOW_NAIVE}
         assert set(r.aggregates) == {"completedCount"}
     return {(r.activity_id, r.user_id, r.context_id, r.aggregates["completedCount"]) for r in rows}
-
-
-def expected_updates(spark, rows):
-    return spark.createDataFrame(rows, ENROLMENT_UPDATE_SCHEMA)
-
-
-def _sortable(df):
-    """Maps cannot be ordered; compare contentstatus as its sorted entries."""
-    return df.withColumn("contentstatus", F.array_sort(F.map_entries("contentstatus")))
-
-
-def assert_updates(actual, expected):
-    assert_df_equality(
-        _sortable(actual), _sortable(expected), ignore_row_order=True, ignore_nullable=True
-    )
 
 
 @pytest.mark.parametrize("settings", [EXCLUDE, INCLUDE], ids=["exclude-optional", "all-leaves"])
@@ -275,8 +248,8 @@ def test_er6_missing_leafnodes_of_a_retired_course_writes_only_unit_rows(spark):
     assert result.enrolment_updates.count() == 0
     assert result.events.count() == 0
     assert result.failed.count() == 0
-    retired = result.missing_leafnodes.select("courseId", "retired").collect()
-    assert [tuple(r) for r in retired] == [(COURSE, True)]
+    routes = result.enriched.select("courseId", ROUTE).collect()
+    assert [tuple(r) for r in routes] == [(COURSE, "retired")]
 
 
 def test_unknown_collection_goes_to_failed_with_the_search_reason(spark):
@@ -475,14 +448,12 @@ def test_edge_cases_in_one_course(spark):
 
 
 def test_module_aggregates_can_be_switched_off(spark):
-    result = reconcile(
-        parsed_requests(spark, [sync_request(USER, COURSE, BATCH)]),
-        user_consumption(spark, CASE_2_ROWS),
-        *relation_frames(spark, CASE_2, CASE_2_ROWS).__dict__.values(),
-        collection_status(spark, {}),
-        enrolments(spark, []),
+    result = run(
+        spark,
+        [sync_request(USER, COURSE, BATCH)],
+        CASE_2_ROWS,
+        CASE_2,
         settings=ReconcileSettings(module_aggs_enabled=False),
-        now=NOW,
     )
     assert agg_rows(result) == {(COURSE, USER, "cb:Batch1", 3.0)}
 

@@ -18,7 +18,7 @@ from enrolment_reconciliation.schemas import (
     FAILED_PAYLOAD_MAX_CHARS,
     RAW_REQUEST_SCHEMA,
 )
-from tests.core.helpers import parsed_requests, raw_requests, sync_request
+from tests.helpers import literal_frame, parsed_requests, raw_requests, sync_request
 
 CLASSIFIED = StructType(
     [
@@ -61,7 +61,8 @@ def test_requests_are_classified_valid_skipped_or_failed_with_reasons(spark):
         '{"eid": "BE_JOB_REQUEST"} trailing text',
     ]
     actual = parsed_requests(spark, payloads).select("userId", "requestStatus", "reason")
-    expected = spark.createDataFrame(
+    expected = literal_frame(
+        spark,
         [
             ("u1", "valid", None),
             ("u2", "valid", None),
@@ -110,7 +111,7 @@ def test_duplicate_requests_for_one_enrolment_are_reconciled_once(spark):
         sync_request("u2", "c1", "b1", action="other"),
     ]
     actual = to_enrolment_keys(parsed_requests(spark, payloads))
-    expected = spark.createDataFrame([("u1", "c1", "b1"), ("u1", "c1", "b2")], ENROLMENT_KEY_SCHEMA)
+    expected = literal_frame(spark, [("u1", "c1", "b1"), ("u1", "c1", "b2")], ENROLMENT_KEY_SCHEMA)
     assert_df_equality(actual, expected, ignore_row_order=True, ignore_nullable=True)
 
 
@@ -133,7 +134,7 @@ def test_a_failed_event_never_outgrows_a_kafka_message(spark):
     huge = "x" * 2_000_000
     binary = b'{"edata": {"userId": "\xff\xfe"}}'
     raw = raw_requests(spark, [huge]).unionByName(
-        spark.createDataFrame([(binary, "sync", 0, 1)], RAW_REQUEST_SCHEMA)
+        literal_frame(spark, [(binary, "sync", 0, 1)], RAW_REQUEST_SCHEMA)
     )
     rows = [json.loads(r.value) for r in to_request_failures(to_sync_requests(raw)).collect()]
     assert rows == [

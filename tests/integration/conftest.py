@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from enrolment_reconciliation.io.cassandra import apply_schema, connect_from_config
-from tests.conftest import stack_config
+from tests.helpers import stack_config
 
 STREAM_KEYSPACE = "er_test_stream"
 

@@ -16,7 +16,7 @@ from enrolment_reconciliation.io.cassandra import (
     connect_from_config,
     read_table,
 )
-from tests.conftest import stack_config
+from tests.helpers import stack_config
 
 pytestmark = pytest.mark.integration
 KEYSPACE = "er_test_connectors"

@@ -12,21 +12,32 @@ from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
 from enrolment_reconciliation.config import JobConfig
+from enrolment_reconciliation.counters import new_counts
+from enrolment_reconciliation.inputs import read_requested
 from enrolment_reconciliation.io.cassandra import (
     apply_schema,
     connect_from_config,
     read_consumption_for,
-    read_enrolments_for,
 )
 from enrolment_reconciliation.io.relation_cache import RelationCacheReader
-from enrolment_reconciliation.io.sample_loader import load_sample
 from enrolment_reconciliation.io.search import CollectionStatusClient, SearchServiceError
 from enrolment_reconciliation.pipeline import BatchResources, reconcile_batch
-from enrolment_reconciliation.sample_data import generate_sample
+from enrolment_reconciliation.sample.data import generate_sample
+from enrolment_reconciliation.sample.loader import load_sample
 from enrolment_reconciliation.schemas import ACTIVITY_AGG_SCHEMA, ENROLMENT_KEY_SCHEMA
-from tests.conftest import stack_config
-from tests.core.helpers import NOW, NOW_NAIVE, raw_requests, sync_request
-from tests.core.test_reconcile import CASE_2, assert_updates, expected_updates
+from tests.helpers import (
+    CASE_2,
+    NOW,
+    NOW_NAIVE,
+    assert_updates,
+    expected_updates,
+    insert_consumption,
+    insert_enrolments,
+    put_keys,
+    raw_requests,
+    stack_config,
+    sync_request,
+)
 from tests.search_stub import SearchStub
 
 pytestmark = pytest.mark.integration
@@ -62,36 +73,16 @@ def clean(cql, relation_cache):
     return cql
 
 
-def insert_consumption(cql, rows):
-    stmt = cql.prepare(
-        "INSERT INTO user_content_consumption (userid, courseid, batchid, contentid, status,"
-        " viewcount, completedcount) VALUES (?, ?, ?, ?, ?, ?, ?)"
-    )
-    for r in rows:
-        cql.execute(stmt, tuple(r) + (None,) * (7 - len(r)))
-
-
-def insert_enrolments(cql, rows):
-    stmt = cql.prepare(
-        "INSERT INTO user_enrolments (userid, courseid, batchid, status, completedon, active)"
-        " VALUES (?, ?, ?, ?, ?, true)"
-    )
-    for r in rows:
-        cql.execute(stmt, r)
-
-
-def put_keys(client: redis.Redis, keys: dict[str, set[str]]):
-    for key, members in keys.items():
-        client.delete(key)
-        client.sadd(key, *members)
-
-
 def test_consumption_and_enrolment_reads_are_connector_direct_joins(spark, cfg, cql):
     keys = spark.createDataFrame([("u1", "c1", "b1")], ENROLMENT_KEY_SCHEMA)
-    for read in (read_consumption_for, read_enrolments_for):
-        plan = read(spark, keys, cfg)._jdf.queryExecution().executedPlan().toString()
+    consumption = read_consumption_for(spark, keys, cfg)
+    progress = read_requested(spark, raw_requests(spark, [sync_request("u", "c", "b")]), cfg)
+    for frame in (consumption, progress.progress):
+        plan = frame._jdf.queryExecution().executedPlan().toString()
         assert "Cassandra Direct Join" in plan, plan
         assert "BatchScan" not in plan, plan
+    enrolments = progress.progress._jdf.queryExecution().executedPlan().toString()
+    assert "Cassandra Direct Join [userid = " in enrolments and "user_enrolments" in enrolments
 
 
 def test_batch_on_the_real_stack_returns_the_expected_frames(spark, cfg, clean, relation_cache):
@@ -127,7 +118,7 @@ def test_batch_on_the_real_stack_returns_the_expected_frames(spark, cfg, clean, 
     resources = BatchResources(
         RelationCacheReader.from_config(cfg), CollectionStatusClient("http://127.0.0.1:9/none")
     )
-    result = reconcile_batch(spark, raw, cfg, resources, now=NOW)
+    result = reconcile_batch(spark, read_requested(spark, raw, cfg), cfg, resources, now=NOW)
 
     expected_aggs = spark.createDataFrame(
         [
@@ -145,13 +136,15 @@ def test_batch_on_the_real_stack_returns_the_expected_frames(spark, cfg, clean, 
     as_entries = {"aggregates": "agg", "agg_last_updated": "upd"}
     sortable = [F.map_entries(c).alias(a) for c, a in as_entries.items()]
     assert_df_equality(
-        result.activity_aggregates.select("activity_id", "user_id", "context_id", *sortable),
+        result.outputs.activity_aggregates.select(
+            "activity_id", "user_id", "context_id", *sortable
+        ),
         expected_aggs.select("activity_id", "user_id", "context_id", *sortable),
         ignore_row_order=True,
         ignore_nullable=True,
     )
     assert_updates(
-        result.enrolment_updates,
+        result.outputs.enrolment_updates,
         expected_updates(
             spark,
             [
@@ -169,9 +162,10 @@ def test_batch_on_the_real_stack_returns_the_expected_frames(spark, cfg, clean, 
             ],
         ),
     )
-    assert result.events.count() == 0
-    assert [r.reason for r in result.failed.collect()] == ["malformed JSON"]
+    assert result.outputs.events.count() == 0
+    assert [r.reason for r in result.outputs.failed.collect()] == ["malformed JSON"]
     assert result.counters == {
+        **new_counts(),
         "requests.total-events-count": 6,
         "requests.skipped-events-count": 1,
         "requests.failed-events-count": 1,
@@ -196,7 +190,7 @@ def test_batch_on_the_real_stack_returns_the_expected_frames(spark, cfg, clean, 
     result.release()
 
     # A second batch within the TTL reads nothing from Redis.
-    again = reconcile_batch(spark, raw, cfg, resources, now=NOW)
+    again = reconcile_batch(spark, read_requested(spark, raw, cfg), cfg, resources, now=NOW)
     assert again.counters["relation-cache.redis-read-count"] == 0
     assert again.counters["relation-cache.cache-hit-count"] == 9
 
@@ -214,17 +208,17 @@ def test_missing_leafnodes_asks_search_once_per_ttl_and_routes_by_status(
             RelationCacheReader.from_config(cfg),
             CollectionStatusClient(search.base_path, ttl_seconds=3600),
         )
-        result = reconcile_batch(spark, raw, cfg, resources, now=NOW)
+        result = reconcile_batch(spark, read_requested(spark, raw, cfg), cfg, resources, now=NOW)
         assert sorted(r["body"]["request"]["filters"]["identifier"] for r in search.requests) == [
             "gone",
             "live",
         ]
-        second = reconcile_batch(spark, raw, cfg, resources, now=NOW)
+        second = reconcile_batch(spark, read_requested(spark, raw, cfg), cfg, resources, now=NOW)
         assert len(search.requests) == 2  # the TTL cache answered the second batch
-    assert [json.loads(r.value)["courseId"] for r in result.failed.collect()] == ["live"]
-    aggs = [(r.activity_id, r.aggregates) for r in result.activity_aggregates.collect()]
+    assert [json.loads(r.value)["courseId"] for r in result.outputs.failed.collect()] == ["live"]
+    aggs = [(r.activity_id, r.aggregates) for r in result.outputs.activity_aggregates.collect()]
     assert aggs == [("u", {"completedCount": 1.0})]  # the Retired course's unit row only
-    assert result.enrolment_updates.count() == 0
+    assert result.outputs.enrolment_updates.count() == 0
     assert result.counters["progress.retired-consumption-events-count"] == 1
     assert result.counters["progress.failed-events-count"] == 1
     assert second.counters["search.search-call-count"] == 0
@@ -240,7 +234,7 @@ def test_search_service_unreachable_raises_a_retryable_error(spark, cfg, clean, 
             CollectionStatusClient(search.base_path, retries=1),
         )
         with pytest.raises(SearchServiceError, match="HTTP 503"):
-            reconcile_batch(spark, raw, cfg, resources, now=NOW)
+            reconcile_batch(spark, read_requested(spark, raw, cfg), cfg, resources, now=NOW)
         assert len(search.requests) == 2
 
 
@@ -286,11 +280,11 @@ def test_core_over_generated_sample_data_matches_the_spec_rules(spark, cfg, cql,
     resources = BatchResources(
         RelationCacheReader.from_config(cfg), CollectionStatusClient("http://127.0.0.1:9/none")
     )
-    result = reconcile_batch(spark, raw, cfg, resources, now=NOW)
+    result = reconcile_batch(spark, read_requested(spark, raw, cfg), cfg, resources, now=NOW)
     expected_aggs, expected_updates_ = _oracle(sample, requested)
     actual_aggs = {
         (r.activity_id, r.user_id, r.context_id, r.aggregates["completedCount"])
-        for r in result.activity_aggregates.collect()
+        for r in result.outputs.activity_aggregates.collect()
     }
     actual_updates = {
         (
@@ -301,15 +295,15 @@ def test_core_over_generated_sample_data_matches_the_spec_rules(spark, cfg, cql,
             r.progress,
             tuple(sorted(r.contentstatus.items())),
         )
-        for r in result.enrolment_updates.collect()
+        for r in result.outputs.enrolment_updates.collect()
     }
     assert actual_aggs == expected_aggs
     assert actual_updates == expected_updates_
     completed = {u for u in expected_updates_ if u[3] == 2}
     assert result.counters["enrolment.cert-issue-events-count"] == len(completed)
-    assert result.events.count() == 2 * len(completed)
+    assert result.outputs.events.count() == 2 * len(completed)
     assert result.counters["search.search-call-count"] == 0
     assert all(
         isinstance(r.completedon, datetime) == r.newlyCompleted
-        for r in result.enrolment_updates.collect()
+        for r in result.outputs.enrolment_updates.collect()
     )

@@ -9,10 +9,10 @@ import redis
 from cassandra.cluster import Session
 
 from enrolment_reconciliation.config import JobConfig
-from enrolment_reconciliation.io.cassandra import connect
-from enrolment_reconciliation.io.sample_loader import load_sample
-from enrolment_reconciliation.sample_data import SampleData, generate_sample
-from tests.conftest import stack_config
+from enrolment_reconciliation.io.cassandra import connect_from_config
+from enrolment_reconciliation.sample.data import SampleData, generate_sample
+from enrolment_reconciliation.sample.loader import load_sample
+from tests.helpers import stack_config
 
 pytestmark = pytest.mark.integration
 
@@ -32,7 +32,7 @@ def sample() -> SampleData:
 
 @pytest.fixture(scope="module")
 def session(cfg: JobConfig) -> Iterator[Session]:
-    cluster, session = connect(cfg.cassandra_host, cfg.cassandra_port)
+    cluster, session = connect_from_config(cfg)
     yield session
     cluster.shutdown()
 

@@ -27,7 +27,7 @@ import redis
 from kafka import KafkaConsumer
 
 from enrolment_reconciliation.io.cassandra import apply_schema, connect_from_config
-from tests.conftest import ROOT, stack_config
+from tests.helpers import ROOT, stack_config
 
 pytestmark = pytest.mark.integration
 

@@ -4,125 +4,26 @@ stack, then the exact rows in Cassandra and the exact messages on the topics."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import time
 import uuid
-from datetime import datetime
 
 import pytest
-import redis
-from kafka import KafkaConsumer, KafkaProducer
 
-from enrolment_reconciliation.config import JobConfig
+from enrolment_reconciliation.apply import AFTER_ENROLMENT_WRITE, FAULT_POINT_ENV
 from enrolment_reconciliation.schemas import FAILED_PAYLOAD_MAX_CHARS
-from enrolment_reconciliation.sinks import AFTER_ENROLMENT_WRITE, FAULT_POINT_ENV
-from tests.conftest import ROOT, stack_config
-from tests.core.helpers import name_uuid, sync_request
-from tests.core.test_reconcile import CASE_2
+from tests.helpers import (
+    SCORES,
+    config_for,
+    json_lines,
+    messages_on,
+    name_uuid,
+    produce,
+    run_job,
+    seed,
+    sync_request,
+)
 
 pytestmark = pytest.mark.integration
-KEYSPACE, REDIS_DB = "er_test_stream", 14
-SCORES = {"score:do_x": 7.0, "max_score:do_x": 10.0, "attempts_count:do_x": 2.0}
-
-
-def config_for(env: str, tmp_path) -> tuple[JobConfig, list[str]]:
-    overrides = [
-        f"redis.database.relationCache.id={REDIS_DB}",
-        f"stream.checkpoint.location={tmp_path}/checkpoint",
-        "service.search.basePath=http://127.0.0.1:9/search",
-    ]
-    cfg = stack_config(*overrides, f"env={env}", keyspace=KEYSPACE)
-    args = [
-        "--env",
-        env,
-        "--set",
-        f"lms-cassandra.host={cfg.cassandra_host}",
-        "--set",
-        f"lms-cassandra.port={cfg.cassandra_port}",
-        "--set",
-        f"kafka.broker-servers={cfg.kafka_broker_servers}",
-        "--set",
-        f"redis.host={cfg.redis_host}",
-        "--set",
-        f"redis.port={cfg.redis_port}",
-        "--set",
-        f"lms-cassandra.keyspace={KEYSPACE}",
-    ]
-    for o in overrides:
-        args += ["--set", o]
-    return cfg, args
-
-
-def run_job(args: list[str], **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [str(ROOT / "spark-submit.sh"), "stream", "--trigger", "available-now", *args],
-        cwd=ROOT,
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-
-
-def produce(cfg: JobConfig, messages: list[bytes]) -> None:
-    producer = KafkaProducer(bootstrap_servers=cfg.kafka_broker_servers, acks="all")
-    for m in messages:
-        producer.send(cfg.input_topic, m)
-    producer.flush()
-    producer.close()
-
-
-def messages_on(cfg: JobConfig, topic: str) -> list[dict]:
-    consumer = KafkaConsumer(
-        topic,
-        bootstrap_servers=cfg.kafka_broker_servers,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        consumer_timeout_ms=4000,
-        group_id=None,
-    )
-    try:
-        return [json.loads(m.value) for m in consumer]
-    finally:
-        consumer.close()
-
-
-def seed(cql, cfg: JobConfig) -> None:
-    """CASE_2 (user001 completes course001) and a partial learner; user001 already has
-    assessment scores in user_activity_agg that the job must keep."""
-    for table in ("user_content_consumption", "user_enrolments", "user_activity_agg"):
-        cql.execute(f"TRUNCATE {table}", timeout=60)
-    client = redis.Redis(host=cfg.redis_host, port=cfg.redis_port, db=REDIS_DB)
-    client.flushdb()
-    for key, members in CASE_2.items():
-        client.sadd(key, *members)
-    client.close()
-    ins = cql.prepare(
-        "INSERT INTO user_content_consumption (userid, courseid, batchid, contentid, status)"
-        " VALUES (?, ?, ?, ?, ?)"
-    )
-    for user, content, status in [
-        ("user001", "R1", 2),
-        ("user001", "R2", 2),
-        ("user001", "R3", 2),
-        ("user002", "R1", 2),
-        ("user002", "R2", 1),
-    ]:
-        cql.execute(ins, (user, "course001", "Batch1", content, status))
-    enrol = cql.prepare(
-        "INSERT INTO user_enrolments (userid, courseid, batchid, status, active)"
-        " VALUES (?, ?, ?, ?, true)"
-    )
-    for user in ("user001", "user002"):
-        cql.execute(enrol, (user, "course001", "Batch1", 1))
-    cql.execute(
-        "UPDATE user_activity_agg SET aggregates = aggregates + %s,"
-        " agg_last_updated = agg_last_updated + %s"
-        " WHERE activity_type='Course' AND activity_id='course001' AND user_id='user001'"
-        " AND context_id='cb:Batch1'",
-        (SCORES, {k: datetime(2026, 1, 1) for k in SCORES}),
-    )
 
 
 LONG_ID = "u" * 200_000  # past Cassandra's 65,535-byte key limit: a poison pill before
@@ -264,11 +165,7 @@ def test_bad_messages_go_to_the_failed_topic_while_valid_ones_are_applied(stream
     status = cql.execute("SELECT status FROM user_enrolments WHERE userid='user001'").one()
     assert status.status == 2
     # one JSON log line per micro-batch with the counters
-    lines = [
-        json.loads(line.split(": ", 1)[1])
-        for line in result.stdout.splitlines()
-        if '"event": "micro-batch"' in line
-    ]
+    lines = json_lines(result.stdout, "micro-batch")
     assert [line["counters"]["requests.total-events-count"] for line in lines] == [7]
     assert lines[0]["counters"]["requests.skipped-events-count"] == 1
     assert lines[0]["counters"]["failed.failed-events-count"] == 3

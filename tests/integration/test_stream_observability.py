@@ -10,14 +10,7 @@ import pytest
 from pyspark.sql.streaming import StreamingQueryListener
 
 from enrolment_reconciliation.streaming import OBSERVATION, run_stream
-from tests.core.helpers import sync_request
-from tests.integration.test_stream import (
-    config_for,
-    messages_on,
-    produce,
-    run_job,
-    seed,
-)
+from tests.helpers import config_for, messages_on, produce, run_job, seed, sync_request
 
 pytestmark = pytest.mark.integration
 
@@ -70,10 +63,10 @@ def test_request_counters_are_observed_metrics_of_the_stream(spark, cql, tmp_pat
     ]
     assert [row.asDict() for row in observed] == [
         {
-            "total-events-count": 3,
-            "skipped-events-count": 1,
-            "failed-events-count": 1,
-            "valid-events-count": 1,
+            "requests.total-events-count": 3,
+            "requests.skipped-events-count": 1,
+            "requests.failed-events-count": 1,
+            "requests.valid-events-count": 1,
         }
     ]
     status = cql.execute("SELECT status FROM user_enrolments WHERE userid='user001'").one()

@@ -12,7 +12,8 @@ from datetime import datetime
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from enrolment_reconciliation.schemas import AUDIT, CERTIFICATE, ENROLMENT_KEY
+from enrolment_reconciliation.core.progress import BROKEN, ROUTE, UNRESOLVED
+from enrolment_reconciliation.schemas import AUDIT, CERTIFICATE, ENROLMENT_KEY, to_event_key_names
 
 AUDIT_KIND = "enrol-complete"
 CERTIFICATE_KIND = "issue-certificate"
@@ -121,18 +122,18 @@ def to_certificate_events(completed: DataFrame, now: datetime) -> DataFrame:
 
 def to_completion_events(enrolment_updates: DataFrame, now: datetime) -> DataFrame:
     """AUDIT and certificate events for the enrolments that completed in this batch."""
-    completed = enrolment_updates.where(F.col("newlyCompleted")).select(
-        F.col("userid").alias("userId"),
-        F.col("courseid").alias("courseId"),
-        F.col("batchid").alias("batchId"),
+    completed = to_event_key_names(
+        enrolment_updates.where(F.col("newlyCompleted")).select("userid", "courseid", "batchid")
     )
     return to_audit_events(completed, now).unionByName(to_certificate_events(completed, now))
 
 
-def to_missing_leafnodes_failures(unresolved: DataFrame) -> DataFrame:
-    """Failed-topic rows for enrolments whose published course has no leafnodes (spec.md §7).
+def to_structure_failures(enriched: DataFrame) -> DataFrame:
+    """Failed-topic rows for enrolments whose course structure cannot be used (spec.md §7).
 
-    Clean JSON instead of the original's Gson dump (design.md §3.6):
+    A published course without leafnodes, a course the search service does not know, or a
+    course whose relation-cache keys are broken (``structureProblem``). Clean JSON instead of
+    the original's Gson dump (design.md §3.6):
     ``{userId, batchId, courseId, contents: {id: {status, viewCount, completedCount}}, reason}``.
     """
     contents = F.map_from_entries(
@@ -144,13 +145,17 @@ def to_missing_leafnodes_failures(unresolved: DataFrame) -> DataFrame:
             ),
         )
     )
-    reason = F.when(
-        F.col("collectionStatus").isNull(),
-        F.concat(F.lit("There are no published or retired collection with id: "), "courseId"),
-    ).otherwise(
-        F.concat(F.lit("leaf nodes are not available for a published collection: "), "courseId")
+    reason = (
+        F.when(F.col("structureProblem").isNotNull(), F.col("structureProblem"))
+        .when(
+            F.col("collectionStatus").isNull(),
+            F.concat(F.lit("There are no published or retired collection with id: "), "courseId"),
+        )
+        .otherwise(
+            F.concat(F.lit("leaf nodes are not available for a published collection: "), "courseId")
+        )
     )
-    return unresolved.select(
+    return enriched.where(F.col(ROUTE).isin(UNRESOLVED, BROKEN)).select(
         reason.alias("reason"),
         F.to_json(
             F.struct(

@@ -1,8 +1,9 @@
-"""Progress from consumption rows and the relation cache: course and unit aggregates, completion.
+"""Progress from consumption rows and the course structure: aggregates, completion, updates.
 
 All transformations are column expressions, joins and group-bys (spec.md §4, design.md §3).
-The relation-cache frames are small (one row per course, unit or consumed content) and are
-broadcast; the consumption side grows with the batch and is never collected.
+Each enrolment becomes one row holding its consumption, its current enrolment state and its
+course's structure (one broadcast row per course, see ``core.structure``); course and unit
+completedCount are then array expressions over that row, with no further join or shuffle.
 """
 
 from __future__ import annotations
@@ -18,11 +19,16 @@ from enrolment_reconciliation.schemas import (
     CONTEXT_PREFIX,
     COURSE_ACTIVITY_TYPE,
     ENROLMENT_KEY,
+    ENROLMENT_TABLE_KEY,
     IN_PROGRESS,
     NOT_STARTED,
+    to_table_key_names,
 )
 
 RETIRED = "Retired"
+# How each enrolment is handled, from its course's structure (spec.md §7, design.md §3.2).
+ROUTE = "route"
+OK, RETIRED_COURSE, UNRESOLVED, BROKEN = "ok", "retired", "unresolved", "broken"
 
 
 def _empty_ids() -> Column:
@@ -42,7 +48,8 @@ def to_user_consumption(consumption: DataFrame) -> DataFrame:
     """One row per enrolment: every consumed content, the completed ones, and contentstatus.
 
     Input: consumption rows (defaults applied). Output: ``userId, courseId, batchId,
-    contents, completed`` (sorted id arrays) and ``contentstatus`` (contentId -> status, all rows).
+    contents, completed`` (sorted id arrays), ``contentstatus`` (contentId -> status, all rows)
+    and ``consumedContents`` (the rows, for failed payloads).
     """
     entry = F.struct(F.col("contentid"), F.col("status"))
     return consumption.groupBy(
@@ -66,7 +73,59 @@ def to_user_consumption(consumption: DataFrame) -> DataFrame:
     )
 
 
-def _required(leafnodes: Column, optionalnodes: Column, exclude_optional_nodes: bool) -> Column:
+def with_enrolment_state(
+    user_consumption: DataFrame, enrolments: DataFrame, *, every_enrolment: bool = False
+) -> DataFrame:
+    """Attach each enrolment's current row to its consumption.
+
+    By default consumption drives (a left join: consumption without an enrolment still gets its
+    aggregates, spec.md §5.1), as for sync requests. With ``every_enrolment`` the enrolments
+    drive (the backfill): every enrolment gets a row, with null ``contents`` when it has no
+    consumption. ``enrolments`` has the table's columns (``userid, courseid, batchid, status,
+    progress, contentstatus, completedon``); when it is a connector relation the join is a
+    direct join. Adds ``enrolled`` and the current ``enrolmentStatus``, ``enrolmentProgress``,
+    ``enrolmentContentStatus``, ``enrolmentCompletedOn``.
+    """
+    current = enrolments.select(
+        *[F.col(c).alias(f"_{c}") for c in ENROLMENT_TABLE_KEY],
+        F.col("status").alias("enrolmentStatus"),
+        F.col("progress").alias("enrolmentProgress"),
+        F.col("contentstatus").alias("enrolmentContentStatus"),
+        F.col("completedon").alias("enrolmentCompletedOn"),
+    )
+    pairs = list(zip(ENROLMENT_KEY, ENROLMENT_TABLE_KEY, strict=True))
+    on = [user_consumption[k] == current[f"_{c}"] for k, c in pairs]
+    joined = user_consumption.join(current, on, "right" if every_enrolment else "left")
+    if every_enrolment:
+        joined = joined.withColumns({k: F.col(f"_{c}") for k, c in pairs})
+    return joined.withColumn("enrolled", F.col("_userid").isNotNull()).drop(
+        *[f"_{c}" for c in ENROLMENT_TABLE_KEY]
+    )
+
+
+def with_course_structure(progress: DataFrame, structure: DataFrame) -> DataFrame:
+    """Attach the course's structure row (broadcast) and the ``route`` each enrolment takes.
+
+    ``ok``: the course has leafnodes. ``retired``: no leafnodes and the collection is Retired
+    (unit rows only). ``unresolved``: no leafnodes and the collection is published or unknown
+    (failed). ``broken``: a relation-cache key of the course is not a set (failed).
+    """
+    enriched = progress.join(F.broadcast(structure), "courseId", "left")
+    leaves = F.coalesce(F.col("leafnodes"), _empty_ids())
+    route = (
+        F.when(F.col("structureProblem").isNotNull(), F.lit(BROKEN))
+        .when(F.size(leaves) > 0, F.lit(OK))
+        .when(F.col("collectionStatus") == RETIRED, F.lit(RETIRED_COURSE))
+        .otherwise(F.lit(UNRESOLVED))
+    )
+    return enriched.withColumn("leafnodes", leaves).withColumn(ROUTE, route)
+
+
+def required_leaves(
+    leafnodes: Column, optionalnodes: Column, exclude_optional_nodes: bool
+) -> Column:
+    """Leaves a learner must complete: leafnodes minus optionalnodes when excluding (AAU rule),
+    else all leafnodes (the original ER rule)."""
     leaves = F.coalesce(leafnodes, _empty_ids())
     if not exclude_optional_nodes:
         return leaves
@@ -77,66 +136,44 @@ def _completed_count(required: Column) -> Column:
     return F.size(F.array_intersect(required, F.col("completed")))
 
 
-def compute_course_progress(
-    user_consumption: DataFrame, course_nodes: DataFrame, *, exclude_optional_nodes: bool
-) -> DataFrame:
+def compute_course_progress(enriched: DataFrame, *, exclude_optional_nodes: bool) -> DataFrame:
     """Course completedCount over the required leaves, and whether the course is complete.
 
-    ``course_nodes`` holds one row per course whose ``leafnodes`` key exists (non-empty).
-    Required leaves are leafnodes minus optionalnodes when ``exclude_optional_nodes`` (our
-    default, the AAU rule) or all leafnodes (the original ER rule). Complete iff
-    completedCount >= the number of required leaves, so a course whose leaves are all optional
-    completes at once (spec.md §10.5). Adds ``requiredCount, completedCount, complete``.
+    Only enrolments whose course has leafnodes (route ``ok``). Complete iff completedCount >=
+    the number of required leaves, so a course whose leaves are all optional completes at once
+    (spec.md §10.5). Adds ``requiredCount, completedCount, complete``.
     """
-    nodes = F.broadcast(course_nodes.select("courseId", "leafnodes", "optionalnodes"))
-    required = _required(F.col("leafnodes"), F.col("optionalnodes"), exclude_optional_nodes)
+    required = required_leaves(F.col("leafnodes"), F.col("optionalnodes"), exclude_optional_nodes)
     return (
-        user_consumption.join(nodes, "courseId", "inner")
-        .withColumn("_required", required)
-        .withColumn("requiredCount", F.size("_required"))
-        .withColumn(COMPLETED_COUNT, _completed_count(F.col("_required")))
+        enriched.where(F.col(ROUTE) == OK)
+        .withColumn("requiredCount", F.size(required))
+        .withColumn(COMPLETED_COUNT, _completed_count(required))
         .withColumn("complete", F.col(COMPLETED_COUNT) >= F.col("requiredCount"))
-        .drop("_required", "leafnodes", "optionalnodes")
     )
 
 
-def filter_missing_leafnodes(user_consumption: DataFrame, course_nodes: DataFrame) -> DataFrame:
-    """Enrolments whose course has no ``leafnodes`` key in the relation cache (spec.md §7)."""
-    return user_consumption.join(
-        F.broadcast(course_nodes.select("courseId")), "courseId", "left_anti"
+def unit_ids() -> Column:
+    """Every unit above the consumed contents (their ancestors minus the course itself)."""
+    above = F.transform(
+        F.col("contents"),
+        lambda c: F.coalesce(F.try_element_at(F.col("ancestors"), c), _empty_ids()),
     )
+    return F.filter(F.array_distinct(F.flatten(above)), lambda u: u != F.col("courseId"))
 
 
-def with_collection_status(missing: DataFrame, collection_status: DataFrame) -> DataFrame:
-    """Attach the search service's status; ``retired`` marks the ones to skip quietly."""
-    return missing.join(F.broadcast(collection_status), "courseId", "left").withColumn(
-        "retired", F.coalesce(F.col("collectionStatus") == RETIRED, F.lit(False))
-    )
-
-
-def compute_unit_aggregates(
-    user_consumption: DataFrame,
-    ancestors: DataFrame,
-    unit_nodes: DataFrame,
-    *,
-    exclude_optional_nodes: bool,
-) -> DataFrame:
+def compute_unit_aggregates(enriched: DataFrame, *, exclude_optional_nodes: bool) -> DataFrame:
     """completedCount of every unit that is an ancestor of a consumed content (any status).
 
-    A unit without a ``leafnodes`` key counts 0, as in the original. Output: ``userId, courseId,
-    batchId, unitId, completedCount``.
+    Enrolments of courses with leafnodes and of Retired ones (spec.md §7.5). A unit without a
+    ``leafnodes`` key counts 0, as in the original. Output: ``userId, courseId, batchId,
+    unitId, completedCount``.
     """
-    consumed = user_consumption.select(
-        *ENROLMENT_KEY, "completed", F.explode("contents").alias("contentId")
+    per_unit = enriched.where(F.col(ROUTE).isin(OK, RETIRED_COURSE)).select(
+        *ENROLMENT_KEY, "completed", "units", F.explode(unit_ids()).alias("unitId")
     )
-    units = (
-        consumed.join(F.broadcast(ancestors), ["courseId", "contentId"], "inner")
-        .select(*ENROLMENT_KEY, "completed", F.explode("ancestors").alias("unitId"))
-        .where(F.col("unitId") != F.col("courseId"))
-        .dropDuplicates([*ENROLMENT_KEY, "unitId"])
-    )
-    required = _required(F.col("leafnodes"), F.col("optionalnodes"), exclude_optional_nodes)
-    return units.join(F.broadcast(unit_nodes), ["courseId", "unitId"], "left").select(
+    unit = F.try_element_at(F.col("units"), F.col("unitId"))
+    required = required_leaves(unit["leafnodes"], unit["optionalnodes"], exclude_optional_nodes)
+    return per_unit.select(
         *ENROLMENT_KEY, "unitId", _completed_count(required).alias(COMPLETED_COUNT)
     )
 
@@ -169,42 +206,69 @@ def to_activity_agg_rows(
     return course_rows.unionByName(rows(unit_aggregates, "unitId"))
 
 
-def to_enrolment_updates(
-    course_progress: DataFrame,
-    enrolments: DataFrame,
-    *,
-    filter_processed_enrolments: bool,
-    now: datetime,
+def _same_map(a: Column, b: Column) -> Column:
+    """Maps cannot be compared with ``=``; compare their sorted entries (null: not the same)."""
+    return F.coalesce(
+        F.array_sort(F.map_entries(a)) == F.array_sort(F.map_entries(b)), F.lit(False)
+    )
+
+
+def to_enrolment_changes(
+    course_progress: DataFrame, *, filter_processed_enrolments: bool, now: datetime
 ) -> DataFrame:
-    """``user_enrolments`` updates for enrolments that exist (spec.md §5.4-5.6, design.md §3.4).
+    """The new state of every existing enrolment, next to its current one (spec.md §5.4-5.6).
 
     No row for a missing enrolment. With ``filter_processed_enrolments`` completed enrolments
-    (status 2) are left alone; without it they are updated but never downgraded and their
-    ``completedon`` never moves. ``completedon`` is set only when an enrolment completes now
-    (null means "leave the column as it is"). ``newlyCompleted`` routes the AUDIT and
-    certificate events.
+    (status 2) are left alone; without it they are recomputed but never downgraded and their
+    ``completedon`` never moves (design.md §3.4). ``completedon`` is set only when an enrolment
+    completes now (null: leave the column as it is). ``changed`` says whether status, progress
+    or contentstatus differ from the table; ``newlyCompleted`` routes the AUDIT and certificate
+    events. Before-values: ``statusBefore``, ``progressBefore``, ``completedonBefore``.
     """
-    current = enrolments.select(
-        F.col("userid").alias("userId"),
-        F.col("courseid").alias("courseId"),
-        F.col("batchid").alias("batchId"),
-        F.coalesce(F.col("status"), F.lit(NOT_STARTED)).alias("_current"),
-    )
-    joined = course_progress.join(current, ENROLMENT_KEY, "inner")
+    current = F.coalesce(F.col("enrolmentStatus"), F.lit(NOT_STARTED))
+    rows = course_progress.where(F.col("enrolled"))
     if filter_processed_enrolments:
-        joined = joined.where(F.col("_current") != COMPLETED)
-    already_completed = F.col("_current") == COMPLETED
+        rows = rows.where(current != COMPLETED)
+    already_completed = current == COMPLETED
     newly_completed = F.col("complete") & ~already_completed
-    return joined.select(
-        F.col("userId").alias("userid"),
-        F.col("courseId").alias("courseid"),
-        F.col("batchId").alias("batchid"),
-        F.when(F.col("complete") | already_completed, F.lit(COMPLETED))
-        .otherwise(F.lit(IN_PROGRESS))
-        .alias("status"),
-        F.col(COMPLETED_COUNT).cast("int").alias("progress"),
-        F.col("contentstatus"),
-        F.when(newly_completed, F.lit(now).cast("timestamp")).alias("completedon"),
-        F.lit(now).cast("timestamp").alias("datetime"),
-        newly_completed.alias("newlyCompleted"),
+    status = F.when(F.col("complete") | already_completed, F.lit(COMPLETED)).otherwise(
+        F.lit(IN_PROGRESS)
     )
+    progress = F.col(COMPLETED_COUNT).cast("int")
+    changed = (
+        ~F.coalesce(status == F.col("enrolmentStatus"), F.lit(False))
+        | ~F.coalesce(progress == F.col("enrolmentProgress"), F.lit(False))
+        | ~_same_map(F.col("contentstatus"), F.col("enrolmentContentStatus"))
+    )
+    return to_table_key_names(
+        rows.select(
+            *ENROLMENT_KEY,
+            status.alias("status"),
+            progress.alias("progress"),
+            F.col("contentstatus"),
+            F.when(newly_completed, F.lit(now).cast("timestamp")).alias("completedon"),
+            F.lit(now).cast("timestamp").alias("datetime"),
+            newly_completed.alias("newlyCompleted"),
+            changed.alias("changed"),
+            F.col("enrolmentStatus").alias("statusBefore"),
+            F.col("enrolmentProgress").alias("progressBefore"),
+            F.col("enrolmentCompletedOn").alias("completedonBefore"),
+        )
+    )
+
+
+ENROLMENT_UPDATE_COLUMNS = [
+    *ENROLMENT_TABLE_KEY,
+    "status",
+    "progress",
+    "contentstatus",
+    "completedon",
+    "datetime",
+    "newlyCompleted",
+]
+
+
+def to_enrolment_updates(changes: DataFrame, *, only_changed: bool) -> DataFrame:
+    """The ``user_enrolments`` rows to write: every recomputed one, or only the changed ones."""
+    rows = changes.where(F.col("changed")) if only_changed else changes
+    return rows.select(*ENROLMENT_UPDATE_COLUMNS)

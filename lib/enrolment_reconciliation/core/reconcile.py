@@ -1,109 +1,134 @@
 """The whole reconciliation as one pure composition of the core transformations.
 
-Inputs are DataFrames that the I/O layer produced for one batch (parsed requests, the batch's
-consumption rows grouped per enrolment, the relation-cache frames, the search statuses of
-courses without leafnodes, the current enrolment rows); outputs are the frames to write and
-publish. No I/O here, so a notebook or a test can call it with literal frames.
+Inputs are DataFrames that a reader produced for one batch (see ``inputs``): the enrolments to
+reconcile with their consumption and current state, the course structures, and for the stream
+the parsed requests. Outputs are the frames to write and publish. No I/O here, so a notebook or
+a test can call it with literal frames.
+
+Example (notebook)::
+
+    result = reconcile(BatchInputs(progress, structure), ReconcileSettings(), now=utc_now_ms())
+    result.enrolment_updates.show()
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
 from pyspark.sql import DataFrame
-from pyspark.sql import functions as F
 
-from enrolment_reconciliation.core.events import (
-    to_completion_events,
-    to_missing_leafnodes_failures,
-)
+from enrolment_reconciliation.core.changes import filter_changed_aggregates
+from enrolment_reconciliation.core.events import to_completion_events, to_structure_failures
 from enrolment_reconciliation.core.progress import (
     compute_course_progress,
     compute_unit_aggregates,
-    filter_missing_leafnodes,
     to_activity_agg_rows,
+    to_enrolment_changes,
     to_enrolment_updates,
-    with_collection_status,
+    with_course_structure,
 )
 from enrolment_reconciliation.core.requests import to_request_failures
-from enrolment_reconciliation.schemas import ENROLMENT_KEY
 
 
 @dataclass(frozen=True)
 class ReconcileSettings:
-    """The behaviour switches of the job, as plain values (from JobConfig in the entry points)."""
+    """The behaviour switches of the job, as plain values (from JobConfig in the entry points).
+
+    ``write_only_changes`` (the backfill's mode) drops enrolment rows whose status, progress and
+    contentstatus equal the table's, and aggregate rows whose completedCount does (this needs
+    ``BatchInputs.current_aggregates``).
+    """
 
     exclude_optional_nodes: bool = True
     module_aggs_enabled: bool = True
     filter_processed_enrolments: bool = True
+    write_only_changes: bool = False
+
+
+@dataclass(frozen=True)
+class BatchInputs:
+    """What one batch reconciles.
+
+    ``progress``: one row per enrolment (``progress.to_user_consumption`` then
+    ``with_enrolment_state``). ``structure``: one row per course
+    (``schemas.COURSE_STRUCTURE_SCHEMA``). ``requests``: the parsed sync requests, when the
+    batch comes from requests (their failures are outputs too). ``current_aggregates``: the
+    table's aggregate rows, to write only what changes.
+    """
+
+    progress: DataFrame
+    structure: DataFrame
+    requests: DataFrame | None = None
+    current_aggregates: DataFrame | None = None
 
 
 @dataclass(frozen=True)
 class Reconciliation:
     """What one batch produces: rows to write, events to publish, failures, and the route taken.
 
-    ``course_progress`` and ``missing_leafnodes`` are kept for counters and for notebooks.
+    ``enrolment_changes`` holds every existing enrolment's new state beside its current one
+    (for reports); ``all_aggregates`` every aggregate row before unchanged ones are dropped;
+    ``enriched`` and ``course_progress`` are kept for explanations and notebooks.
     """
 
     activity_aggregates: DataFrame
+    all_aggregates: DataFrame
     enrolment_updates: DataFrame
+    enrolment_changes: DataFrame
     events: DataFrame
     failed: DataFrame
     course_progress: DataFrame
-    missing_leafnodes: DataFrame
+    enriched: DataFrame
 
 
 def reconcile(
-    requests: DataFrame,
-    user_consumption: DataFrame,
-    course_nodes: DataFrame,
-    unit_nodes: DataFrame,
-    ancestors: DataFrame,
-    collection_status: DataFrame,
-    enrolments: DataFrame,
-    *,
+    inputs: BatchInputs,
     settings: ReconcileSettings,
+    *,
     now: datetime,
+    keep: Callable[[DataFrame], DataFrame] = lambda df: df,
 ) -> Reconciliation:
     """Compute every output of a batch from its inputs (spec.md §4-§7, design.md §3).
 
     A course without leafnodes whose collection is Retired gets no course row, no enrolment
-    update and no events, but its unit rows are still written; any other status sends the
-    request to the failed frame with a reason and nothing else is written for it.
+    update and no events, but its unit rows are still written; any other course without a
+    usable structure sends its enrolments to the failed frame with a reason, and nothing else is
+    written for them. ``keep`` is applied to the frames every output derives from (the
+    pipeline persists them, so each output is a cheap projection).
     """
+    enriched = keep(with_course_structure(inputs.progress, inputs.structure))
     course_progress = compute_course_progress(
-        user_consumption, course_nodes, exclude_optional_nodes=settings.exclude_optional_nodes
+        enriched, exclude_optional_nodes=settings.exclude_optional_nodes
     )
-    missing = with_collection_status(
-        filter_missing_leafnodes(user_consumption, course_nodes), collection_status
+    unit_aggregates = (
+        compute_unit_aggregates(enriched, exclude_optional_nodes=settings.exclude_optional_nodes)
+        if settings.module_aggs_enabled
+        else None
     )
-    unresolved = missing.where(~F.col("retired"))
-    failed = to_request_failures(requests).unionByName(to_missing_leafnodes_failures(unresolved))
-
-    unit_aggregates = None
-    if settings.module_aggs_enabled:
-        resolvable = user_consumption.join(
-            unresolved.select(*ENROLMENT_KEY), ENROLMENT_KEY, "left_anti"
-        )
-        unit_aggregates = compute_unit_aggregates(
-            resolvable,
-            ancestors,
-            unit_nodes,
-            exclude_optional_nodes=settings.exclude_optional_nodes,
-        )
-    activity_aggregates = to_activity_agg_rows(course_progress, unit_aggregates, now)
-    enrolment_updates = to_enrolment_updates(
+    all_aggregates = to_activity_agg_rows(course_progress, unit_aggregates, now)
+    aggregates = all_aggregates
+    if settings.write_only_changes:
+        if inputs.current_aggregates is None:
+            raise ValueError("write_only_changes needs BatchInputs.current_aggregates")
+        aggregates = keep(filter_changed_aggregates(all_aggregates, inputs.current_aggregates))
+    changes = to_enrolment_changes(
         course_progress,
-        enrolments,
         filter_processed_enrolments=settings.filter_processed_enrolments,
         now=now,
     )
+    updates = to_enrolment_updates(changes, only_changed=settings.write_only_changes)
+    failed = to_structure_failures(enriched)
+    if inputs.requests is not None:
+        failed = to_request_failures(inputs.requests).unionByName(failed)
     return Reconciliation(
-        activity_aggregates=activity_aggregates,
-        enrolment_updates=enrolment_updates,
-        events=to_completion_events(enrolment_updates, now),
+        activity_aggregates=aggregates,
+        all_aggregates=all_aggregates,
+        enrolment_updates=updates,
+        enrolment_changes=changes,
+        events=to_completion_events(updates, now),
         failed=failed,
         course_progress=course_progress,
-        missing_leafnodes=missing,
+        enriched=enriched,
     )

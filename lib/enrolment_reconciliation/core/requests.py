@@ -18,6 +18,7 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from enrolment_reconciliation.counters import Counter
 from enrolment_reconciliation.schemas import (
     ENROLMENT_KEY,
     FAILED_PAYLOAD_MAX_CHARS,
@@ -133,15 +134,20 @@ def to_sync_requests(raw: DataFrame) -> DataFrame:
     )
 
 
-def request_counter_columns() -> list[Column]:
-    """Aggregate columns counting requests by classification, named as the original counters."""
+def request_counts() -> list[tuple[Counter, Column]]:
+    """Aggregate columns counting requests by classification (``counters.REQUEST_COUNTERS``)."""
     status = F.col("requestStatus")
     return [
-        F.count(F.lit(1)).alias("total-events-count"),
-        F.sum(F.when(status == SKIPPED, 1).otherwise(0)).alias("skipped-events-count"),
-        F.sum(F.when(status == FAILED, 1).otherwise(0)).alias("failed-events-count"),
-        F.sum(F.when(status == VALID, 1).otherwise(0)).alias("valid-events-count"),
+        (Counter.TOTAL_EVENTS, F.count(F.lit(1))),
+        (Counter.SKIPPED_EVENTS, F.sum(F.when(status == SKIPPED, 1).otherwise(0))),
+        (Counter.FAILED_REQUESTS, F.sum(F.when(status == FAILED, 1).otherwise(0))),
+        (Counter.VALID_EVENTS, F.sum(F.when(status == VALID, 1).otherwise(0))),
     ]
+
+
+def request_counter_columns() -> list[Column]:
+    """The request counters as named aggregate columns (the stream's observed metrics)."""
+    return [column.alias(name) for name, column in request_counts()]
 
 
 def filter_valid_requests(requests: DataFrame) -> DataFrame:

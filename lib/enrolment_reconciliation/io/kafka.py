@@ -10,23 +10,42 @@ from pyspark.sql import functions as F
 if TYPE_CHECKING:
     from enrolment_reconciliation.config import JobConfig
 
+_LOGIN_MODULES = {
+    "PLAIN": "org.apache.kafka.common.security.plain.PlainLoginModule",
+    "SCRAM-SHA-256": "org.apache.kafka.common.security.scram.ScramLoginModule",
+    "SCRAM-SHA-512": "org.apache.kafka.common.security.scram.ScramLoginModule",
+}
+
+
+def _jaas_quote(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
 
 def kafka_options(cfg: JobConfig) -> dict[str, str]:
-    """Connection options for Spark's Kafka source and sink (SASL only when credentials set)."""
+    """Connection options for Spark's Kafka source and sink.
+
+    ``kafka.security.protocol`` passes through; with SASL the JAAS line is built from
+    ``KAFKA_SASL_USERNAME``/``KAFKA_SASL_PASSWORD`` (never from the file), and with SSL the
+    truststore comes from ``kafka.ssl.truststore.location`` and ``KAFKA_TRUSTSTORE_PASSWORD``.
+    """
     options = {"kafka.bootstrap.servers": cfg.kafka_broker_servers}
     creds = cfg.credentials
-    if creds.kafka_sasl_username:
-        jaas = (
-            "org.apache.kafka.common.security.plain.PlainLoginModule required "
-            f'username="{creds.kafka_sasl_username}" password="{creds.kafka_sasl_password or ""}";'
+    protocol = cfg.kafka_security_protocol
+    if creds.kafka_sasl_username and protocol == "PLAINTEXT":
+        protocol = "SASL_SSL"  # credentials without a protocol: the safe one
+    if protocol != "PLAINTEXT":
+        options["kafka.security.protocol"] = protocol
+    if protocol.startswith("SASL"):
+        module = _LOGIN_MODULES.get(cfg.kafka_sasl_mechanism, _LOGIN_MODULES["PLAIN"])
+        options["kafka.sasl.mechanism"] = cfg.kafka_sasl_mechanism
+        options["kafka.sasl.jaas.config"] = (
+            f"{module} required username={_jaas_quote(creds.kafka_sasl_username or '')}"
+            f" password={_jaas_quote(creds.kafka_sasl_password or '')};"
         )
-        options.update(
-            {
-                "kafka.security.protocol": "SASL_SSL",
-                "kafka.sasl.mechanism": "PLAIN",
-                "kafka.sasl.jaas.config": jaas,
-            }
-        )
+    if protocol in ("SSL", "SASL_SSL") and cfg.kafka_truststore_location:
+        options["kafka.ssl.truststore.location"] = cfg.kafka_truststore_location
+        if creds.kafka_truststore_password:
+            options["kafka.ssl.truststore.password"] = creds.kafka_truststore_password
     return options
 
 
@@ -50,16 +69,18 @@ def read_sync_request_stream(spark: SparkSession, cfg: JobConfig) -> DataFrame:
     return reader.load().select("value", "topic", "partition", "offset")
 
 
-def write_to_topic(values: DataFrame, topic: str, cfg: JobConfig) -> None:
-    """Publish the ``value`` column (JSON strings) to ``topic`` with Spark's Kafka sink.
-
-    No record key, as the original job (spec.md §6).
-    """
+def write_to_topics(messages: DataFrame, cfg: JobConfig) -> None:
+    """Publish ``value`` (JSON strings) to each row's ``topic`` with Spark's Kafka sink, in one
+    Spark job. No record key, as the original job (spec.md §6)."""
     (
-        values.select(F.col("value").cast("string").alias("value"))
+        messages.select(F.col("topic"), F.col("value").cast("string").alias("value"))
         .write.format("kafka")
         .options(**kafka_options(cfg))
-        .option("topic", topic)
         .option("kafka.acks", "all")
         .save()
     )
+
+
+def write_to_topic(values: DataFrame, topic: str, cfg: JobConfig) -> None:
+    """Publish the ``value`` column to one topic."""
+    write_to_topics(values.select(F.lit(topic).alias("topic"), "value"), cfg)

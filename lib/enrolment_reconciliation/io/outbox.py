@@ -49,15 +49,23 @@ class Outbox:
             return None
         return self._spark.read.schema(EVENT_SCHEMA).parquet(self.folder(batch))
 
-    def stage(self, batch: str, events: DataFrame) -> bool:
-        """Persist this batch's events before the status write; False if there are none."""
+    def stage(self, batch: str, events: DataFrame, *, any_events: bool = True) -> bool:
+        """Persist this batch's events before the status write; False if there are none.
+
+        An earlier attempt's events of the same batch are merged in (deduplicated by mid).
+        ``any_events=False`` (the batch's counts say there are none) costs no Spark job unless
+        such an earlier attempt left events.
+        """
         previous = self.pending(batch)
-        if previous is not None:
-            events = events.unionByName(previous).dropDuplicates(["mid"])
-        events = events.localCheckpoint(eager=True)  # detach from the folder being replaced
-        if events.isEmpty():
-            self.discard(batch)
+        if previous is None and not any_events:
             return False
+        if previous is not None:
+            merged = events.unionByName(previous).dropDuplicates(["mid"])
+            # detach from the folder about to be replaced
+            events = merged.localCheckpoint(eager=True)
+            if events.isEmpty():
+                self.discard(batch)
+                return False
         staging = f"{self.folder(batch)}.staging"
         events.coalesce(1).write.mode("overwrite").parquet(staging)
         self.discard(batch)

@@ -1,56 +1,85 @@
-"""Redis relation cache (spec.md §3): read only the keys a batch needs, pipelined, TTL-cached.
+"""Redis relation cache (spec.md §3): read the keys a batch needs, or all of them, pipelined.
 
-Keys are SETs written by relation-cache-updater, all prefixed by the root course id:
-``<course>:<course>:leafnodes``, ``<course>:<course>:optionalnodes``,
-``<course>:<content>:ancestors``, ``<course>:<unit>:leafnodes``, ``<course>:<unit>:optionalnodes``.
-A batch needs two pipelined round trips at most (course + ancestors keys, then unit keys); what
-was read is kept per course for ``ttl`` seconds, so steady streams mostly hit the local cache.
+Keys are SETs written by relation-cache-updater, all prefixed by the root course id
+(``core.structure``). Two ways in:
+
+* :meth:`RelationCacheReader.fetch_for_contents` (stream, sync): the course keys and the
+  ancestors of the consumed contents, then the keys of the units found; two pipelined round
+  trips at most, and nothing at all while the driver's copy is fresh (``relation-cache.ttl``);
+* :meth:`RelationCacheReader.scan` (backfill): ``SCAN`` every key once, then pipelined
+  ``SMEMBERS``, so stale keys of deleted contents count exactly as they do for the original.
+
+A key that is not a set (``WRONGTYPE``) is a fault of that course only: it is recorded, and
+that course's enrolments go to the failed topic, while every other course is reconciled.
+:class:`CourseStructures` turns what was read into the one broadcast frame the core joins, and
+keeps that frame (persisted) for as long as what it holds does not change.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import redis
 from pyspark.sql import DataFrame, SparkSession
 
-from enrolment_reconciliation.schemas import (
-    ANCESTORS_SCHEMA,
-    COURSE_NODES_SCHEMA,
-    UNIT_NODES_SCHEMA,
+from enrolment_reconciliation.core.structure import (
+    LEAFNODES,
+    OPTIONALNODES,
+    CourseStructure,
+    course_structure,
+    keys_for_contents,
+    keys_for_units,
+    parse_relation_key,
+    relation_key,
 )
+from enrolment_reconciliation.counters import Counter, Counts, new_counts
+from enrolment_reconciliation.io.search import CollectionStatusClient
+from enrolment_reconciliation.schemas import COURSE_STRUCTURE_SCHEMA
 
-LEAFNODES, OPTIONALNODES, ANCESTORS = "leafnodes", "optionalnodes", "ancestors"
-
-
-def relation_key(course_id: str, node_id: str, kind: str) -> str:
-    """The relation-cache key of a node: ``<course>:<node>:<kind>``."""
-    return f"{course_id}:{node_id}:{kind}"
+log = logging.getLogger(__name__)
+SCAN_COUNT = 1000
+PIPELINE_CHUNK = 2000
 
 
 @dataclass
-class RelationSnapshot:
-    """The members of every key a batch asked for (empty set = key absent)."""
+class ReadStats:
+    """What one read did (the original's cache counters, and our Redis round trips)."""
 
-    members: dict[str, frozenset[str]] = field(default_factory=dict)
     keys_read: int = 0  # every key resolved: the original's `cache-hit-count`
     keys_empty: int = 0  # keys with no members: `cache-miss-count`
-    redis_reads: int = 0  # keys fetched from Redis (not from the local TTL cache)
+    redis_reads: int = 0  # keys fetched from Redis (not from the driver's copy)
 
-    def get(self, course_id: str, node_id: str, kind: str) -> frozenset[str]:
-        return self.members.get(relation_key(course_id, node_id, kind), frozenset())
+    def counts(self) -> Counts:
+        return {
+            Counter.CACHE_HITS: self.keys_read,
+            Counter.CACHE_MISSES: self.keys_empty,
+            Counter.REDIS_READS: self.redis_reads,
+        }
 
 
-@dataclass
-class _CourseEntry:
-    expires_at: float
-    members: dict[str, frozenset[str]] = field(default_factory=dict)
+def redis_client(cfg) -> redis.Redis:  # cfg: JobConfig
+    """A client of the relation-cache database (password from ``REDIS_PASSWORD``)."""
+    return redis.Redis(
+        host=cfg.redis_host,
+        port=cfg.redis_port,
+        db=cfg.relation_cache_db,
+        password=cfg.credentials.redis_password,
+        socket_timeout=30,
+        socket_connect_timeout=10,
+        decode_responses=True,
+        retry_on_timeout=True,
+    )
 
 
 class RelationCacheReader:
-    """Fetches relation-cache keys with pipelined SMEMBERS and keeps them per course for a TTL."""
+    """The driver's copy of relation-cache keys: members of every key read, and key faults.
+
+    The copy is dropped as a whole ``ttl`` seconds after it was started, so every course is
+    re-read at least that often; ``generation`` changes whenever the copy changes.
+    """
 
     def __init__(
         self,
@@ -62,131 +91,179 @@ class RelationCacheReader:
         self._client = client
         self._ttl = ttl_seconds
         self._clock = clock
-        self._courses: dict[str, _CourseEntry] = {}
+        self._expires_at = 0.0
+        self.members: dict[str, frozenset[str]] = {}
+        self.faults: dict[str, str] = {}  # key -> the Redis type it held instead of a set
+        self.generation = 0
+        self._course_keys: dict[str, set[str]] = {}  # course -> its keys in `members`
 
     @classmethod
     def from_config(cls, cfg) -> RelationCacheReader:  # cfg: JobConfig
-        client = redis.Redis(
-            host=cfg.redis_host,
-            port=cfg.redis_port,
-            db=cfg.relation_cache_db,
-            password=cfg.credentials.redis_password,
-            socket_timeout=30,
-            socket_connect_timeout=10,
-            decode_responses=True,
-            retry_on_timeout=True,
-        )
-        return cls(client, ttl_seconds=cfg.relation_cache_ttl)
+        return cls(redis_client(cfg), ttl_seconds=cfg.relation_cache_ttl)
 
-    def _entry(self, course_id: str, now: float) -> _CourseEntry:
-        entry = self._courses.get(course_id)
-        if entry is None or entry.expires_at <= now:
-            entry = _CourseEntry(expires_at=now + self._ttl)
-            self._courses[course_id] = entry
-        return entry
-
-    def _resolve(self, wanted: dict[str, list[str]], snapshot: RelationSnapshot) -> None:
-        """Fill ``snapshot`` with the wanted keys per course; one pipeline for the misses."""
+    def _refresh_if_expired(self) -> None:
         now = self._clock()
-        to_fetch: list[tuple[str, str]] = []
-        for course_id, keys in wanted.items():
-            entry = self._entry(course_id, now)
-            for key in keys:
-                if key in entry.members:
-                    snapshot.members[key] = entry.members[key]
-                else:
-                    to_fetch.append((course_id, key))
-        if to_fetch:
-            pipe = self._client.pipeline(transaction=False)
-            for _, key in to_fetch:
-                pipe.smembers(key)
-            for (course_id, key), members in zip(to_fetch, pipe.execute(), strict=True):
-                frozen = frozenset(members)
-                self._courses[course_id].members[key] = frozen
-                snapshot.members[key] = frozen
-            snapshot.redis_reads += len(to_fetch)
-        for keys in wanted.values():
-            snapshot.keys_read += len(keys)
-            snapshot.keys_empty += sum(1 for k in keys if not snapshot.members[k])
+        if now >= self._expires_at:
+            if self.members or self.faults:
+                self.generation += 1
+            self.members, self.faults, self._course_keys = {}, {}, {}
+            self._expires_at = now + self._ttl
 
-    def fetch(
+    def _store(self, key: str, members: frozenset[str]) -> None:
+        self.members[key] = members
+        parsed = parse_relation_key(key)
+        if parsed:
+            self._course_keys.setdefault(parsed[0], set()).add(key)
+
+    def _smembers(self, keys: list[str]) -> None:
+        """Pipelined SMEMBERS of ``keys``; a key of another type becomes a fault, not an error."""
+        wrong: list[str] = []
+        for start in range(0, len(keys), PIPELINE_CHUNK):
+            chunk = keys[start : start + PIPELINE_CHUNK]
+            pipe = self._client.pipeline(transaction=False)
+            for key in chunk:
+                pipe.smembers(key)
+            for key, result in zip(chunk, pipe.execute(raise_on_error=False), strict=True):
+                if isinstance(result, redis.ResponseError) and "WRONGTYPE" in str(result):
+                    wrong.append(key)
+                elif isinstance(result, Exception):
+                    raise result  # an infrastructure fault: the batch fails and is retried
+                else:
+                    self._store(key, frozenset(result))
+        if wrong:
+            pipe = self._client.pipeline(transaction=False)
+            for key in wrong:
+                pipe.type(key)
+            for key, held in zip(wrong, pipe.execute(), strict=True):
+                self.faults[key] = f"a {held}"
+                self._store(key, frozenset())
+            log.error("relation-cache keys that are not sets: %s", self.faults)
+        if keys:
+            self.generation += 1
+
+    def fetch(self, keys: Iterable[str]) -> ReadStats:
+        """Resolve ``keys`` from the copy, reading the ones it lacks in one pipeline."""
+        self._refresh_if_expired()
+        wanted = list(dict.fromkeys(keys))
+        missing = [k for k in wanted if k not in self.members]
+        self._smembers(missing)
+        return ReadStats(
+            keys_read=len(wanted),
+            keys_empty=sum(1 for k in wanted if not self.members[k]),
+            redis_reads=len(missing),
+        )
+
+    def fetch_for_contents(
         self,
         course_contents: Mapping[str, Iterable[str]],
         *,
         with_optional: bool = True,
         with_units: bool = True,
-    ) -> RelationSnapshot:
-        """Read the keys for the consumed contents of each course.
-
-        ``course_contents`` maps a course id to the content ids consumed in it this batch.
-        """
-        snapshot = RelationSnapshot()
+    ) -> ReadStats:
+        """Read the keys for the consumed contents of each course (course id -> content ids)."""
         kinds = [LEAFNODES, OPTIONALNODES] if with_optional else [LEAFNODES]
-        contents = {c: sorted(set(ids)) for c, ids in course_contents.items()}
-        first = {
-            course: [relation_key(course, course, k) for k in kinds]
-            + ([relation_key(course, content, ANCESTORS) for content in ids] if with_units else [])
-            for course, ids in contents.items()
-        }
-        self._resolve(first, snapshot)
+        first = [
+            key
+            for course, ids in course_contents.items()
+            for key in keys_for_contents(course, ids if with_units else (), kinds)
+        ]
+        stats = self.fetch(first)
         if with_units:
-            units = {
-                course: sorted(
-                    {
-                        unit
-                        for content in ids
-                        for unit in snapshot.get(course, content, ANCESTORS)
-                        if unit != course
-                    }
-                )
-                for course, ids in contents.items()
-            }
-            second = {
-                course: [relation_key(course, unit, k) for unit in ids for k in kinds]
-                for course, ids in units.items()
-                if ids
-            }
-            self._resolve(second, snapshot)
-        return snapshot
-
-
-@dataclass(frozen=True)
-class RelationFrames:
-    """The relation cache of one batch as small DataFrames, ready to broadcast."""
-
-    course_nodes: DataFrame
-    unit_nodes: DataFrame
-    ancestors: DataFrame
-
-
-def to_relation_frames(
-    spark: SparkSession, snapshot: RelationSnapshot, course_contents: Mapping[str, Iterable[str]]
-) -> RelationFrames:
-    """Turn a snapshot into ``course_nodes`` (courses with leafnodes), ``unit_nodes`` and
-    ``ancestors`` frames. Sizes follow the catalogue, not the number of users."""
-    course_rows, unit_rows, ancestor_rows = [], [], []
-    for course, ids in course_contents.items():
-        leaves = snapshot.get(course, course, LEAFNODES)
-        if leaves:
-            optional = snapshot.get(course, course, OPTIONALNODES)
-            course_rows.append((course, sorted(leaves), sorted(optional)))
-        units: set[str] = set()
-        for content in set(ids):
-            anc = snapshot.get(course, content, ANCESTORS)
-            if anc:
-                ancestor_rows.append((course, content, sorted(anc)))
-                units.update(u for u in anc if u != course)
-        for unit in sorted(units):
-            unit_rows.append(
-                (
-                    course,
-                    unit,
-                    sorted(snapshot.get(course, unit, LEAFNODES)),
-                    sorted(snapshot.get(course, unit, OPTIONALNODES)),
-                )
+            second = []
+            for course, ids in course_contents.items():
+                units = {
+                    unit
+                    for content in ids
+                    for unit in self.members.get(relation_key(course, content, "ancestors"), ())
+                    if unit != course
+                }
+                second += keys_for_units(course, units, kinds)
+            more = self.fetch(second)
+            stats = ReadStats(
+                stats.keys_read + more.keys_read,
+                stats.keys_empty + more.keys_empty,
+                stats.redis_reads + more.redis_reads,
             )
-    return RelationFrames(
-        course_nodes=spark.createDataFrame(course_rows, COURSE_NODES_SCHEMA),
-        unit_nodes=spark.createDataFrame(unit_rows, UNIT_NODES_SCHEMA),
-        ancestors=spark.createDataFrame(ancestor_rows, ANCESTORS_SCHEMA),
-    )
+        return stats
+
+    def scan(self, course_ids: Iterable[str] | None = None) -> ReadStats:
+        """Read every relation-cache key (of ``course_ids`` only, when given) with SCAN.
+
+        The backfill's way in: one pass over the keyspace, then pipelined SMEMBERS; structure
+        is bounded by the catalogue, so it may live on the driver.
+        """
+        self._refresh_if_expired()
+        scope = set(course_ids) if course_ids is not None else None
+        keys = []
+        for key in self._client.scan_iter(count=SCAN_COUNT):
+            parsed = parse_relation_key(key)
+            if parsed and (scope is None or parsed[0] in scope):
+                keys.append(key)
+        missing = [k for k in keys if k not in self.members]
+        self._smembers(missing)
+        return ReadStats(
+            keys_read=len(keys),
+            keys_empty=sum(1 for k in keys if not self.members[k]),
+            redis_reads=len(missing),
+        )
+
+    def courses(self) -> set[str]:
+        """Every course the copy holds a key of."""
+        return set(self._course_keys)
+
+    def structure(self, course_id: str, collection_status: str | None = None) -> CourseStructure:
+        """The course as the copy knows it (read its keys first)."""
+        keys = self._course_keys.get(course_id, set())
+        return course_structure(
+            course_id,
+            {k: self.members[k] for k in keys},
+            faults={k: self.faults[k] for k in keys if k in self.faults},
+            collection_status=collection_status,
+        )
+
+
+class CourseStructures:
+    """The broadcast structure frame of every course the reader holds, with search statuses.
+
+    The frame is rebuilt only when the reader's copy or a status changes, so a steady stream
+    reuses one persisted frame while the relation-cache TTL holds.
+    """
+
+    def __init__(
+        self,
+        spark: SparkSession,
+        reader: RelationCacheReader,
+        search: CollectionStatusClient,
+    ) -> None:
+        self._spark = spark
+        self.reader = reader
+        self.search = search
+        self._frame: DataFrame | None = None
+        self._signature: tuple | None = None
+        self._statuses: dict[str, str | None] = {}
+        self._courses: set[str] = set()  # every course a batch asked for
+
+    def frame(self, course_ids: Iterable[str]) -> tuple[DataFrame, Counts]:
+        """The frame covering ``course_ids`` (asking search for the ones without leafnodes)."""
+        counts = new_counts(Counter.SEARCH_CALLS, Counter.BROKEN_COURSES)
+        calls_before = self.search.calls
+        wanted = set(course_ids)
+        for course in sorted(wanted):
+            structure = self.reader.structure(course)
+            if structure.problem:
+                counts[Counter.BROKEN_COURSES] += 1
+            elif not structure.leafnodes:
+                self._statuses[course] = self.search.status_of(course)
+        counts[Counter.SEARCH_CALLS] = self.search.calls - calls_before
+        self._courses |= wanted
+        courses = self.reader.courses() | self._courses
+        signature = (self.reader.generation, len(courses), tuple(sorted(self._statuses.items())))
+        if signature != self._signature or self._frame is None:
+            rows = [
+                self.reader.structure(c, self._statuses.get(c)).to_row() for c in sorted(courses)
+            ]
+            frame = self._spark.createDataFrame(rows, COURSE_STRUCTURE_SCHEMA).persist()
+            if self._frame is not None:
+                self._frame.unpersist()
+            self._frame, self._signature = frame, signature
+        return self._frame, counts

@@ -26,8 +26,9 @@ import redis
 from cassandra.concurrent import execute_concurrent
 from cassandra.query import BatchStatement, BatchType
 
-from enrolment_reconciliation.io.cassandra import apply_schema, connect
-from enrolment_reconciliation.sample_data import ConsumptionRow, EnrolmentRow, SampleData
+from enrolment_reconciliation.io.cassandra import apply_schema, connect_from_config
+from enrolment_reconciliation.io.relation_cache import redis_client
+from enrolment_reconciliation.sample.data import ConsumptionRow, EnrolmentRow, SampleData
 
 if TYPE_CHECKING:
     from cassandra.cluster import Session
@@ -162,19 +163,8 @@ def load_sample(
         # {'courses': 5, 'users': 50, 'enrolments': ..., 'consumption': ...,
         #  'relation_cache_keys': ...}
     """
-    creds = cfg.credentials
-    cluster, session = connect(
-        cfg.cassandra_host,
-        cfg.cassandra_port,
-        username=creds.cassandra_username,
-        password=creds.cassandra_password,
-    )
-    client = redis.Redis(
-        host=cfg.redis_host,
-        port=cfg.redis_port,
-        db=cfg.relation_cache_db,
-        password=creds.redis_password,
-    )
+    cluster, session = connect_from_config(cfg)
+    client = redis_client(cfg)
     try:
         apply_schema(session, cfg.keyspace)
         if truncate:

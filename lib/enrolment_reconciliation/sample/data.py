@@ -29,7 +29,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
-from enrolment_reconciliation.hierarchy import (
+from enrolment_reconciliation.sample.hierarchy import (
     Node,
     collection,
     compose_leaf_nodes,

@@ -16,10 +16,14 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from enrolment_reconciliation.core.structure import (
+    ANCESTORS,
+    LEAFNODES,
+    OPTIONALNODES,
+    relation_key,
+)
+
 COLLECTION_MIME_TYPE = "application/vnd.ekstep.content-collection"
-LEAFNODES = "leafnodes"
-OPTIONALNODES = "optionalnodes"
-ANCESTORS = "ancestors"
 
 Hierarchy = Mapping[str, Any]
 
@@ -184,13 +188,13 @@ def relation_cache_keys(hierarchy: Hierarchy) -> dict[str, set[str]]:
     for node in _collections(hierarchy):
         leaves = set(_own_leaf_nodes(node))
         if leaves and _identifier(node):
-            keys[f"{root}:{_identifier(node)}:{LEAFNODES}"] = leaves
+            keys[relation_key(root, _identifier(node), LEAFNODES)] = leaves
     for node in _collections(hierarchy):
         optional = set(compose_optional_nodes(node))
         if optional and _identifier(node):
-            keys[f"{root}:{_identifier(node)}:{OPTIONALNODES}"] = optional
+            keys[relation_key(root, _identifier(node), OPTIONALNODES)] = optional
     ancestors: dict[str, set[str]] = {}
     _ancestors(hierarchy, [], ancestors)
     for leaf, path in ancestors.items():
-        keys[f"{root}:{leaf}:{ANCESTORS}"] = path
+        keys[relation_key(root, leaf, ANCESTORS)] = path
     return keys

@@ -1,0 +1,84 @@
+"""Apply one batch: write aggregates and enrolments, publish events through the outbox.
+
+Order matters (design.md §3.3, spec.md §5.6): events are staged in the outbox, then the
+aggregates and enrolment rows are written, then the outbox is marked applied, then the AUDIT and
+certificate events are published together with the failed events (so status 2 is visible
+before the certificate request). Any exception propagates: the caller re-runs the batch, and
+every write is idempotent for the same input.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from enrolment_reconciliation.config import JobConfig
+from enrolment_reconciliation.counters import Counter, Counts
+from enrolment_reconciliation.io.cassandra import (
+    write_activity_aggregates,
+    write_enrolment_updates,
+)
+from enrolment_reconciliation.io.kafka import write_to_topics
+from enrolment_reconciliation.io.outbox import Outbox
+from enrolment_reconciliation.pipeline import BatchResult
+from enrolment_reconciliation.schemas import CERTIFICATE
+
+log = logging.getLogger(__name__)
+# Only tests switch this on: the process SIGKILLs itself at the named point.
+FAULT_POINT_ENV = "ER_FAULT_POINT"
+AFTER_ENROLMENT_WRITE = "after-enrolment-write"
+
+
+def _fault_point(name: str) -> None:
+    if os.environ.get(FAULT_POINT_ENV) == name:
+        log.error("fault point %s reached: killing the job (test only)", name)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def completion_messages(events: DataFrame, cfg: JobConfig) -> DataFrame:
+    """Certificate requests to ``kafka.certissue.topic``, AUDIT events to ``kafka.audit.topic``."""
+    topic = F.when(F.col("kind") == CERTIFICATE, F.lit(cfg.certissue_topic)).otherwise(
+        F.lit(cfg.audit_topic)
+    )
+    return events.select(topic.alias("topic"), "value")
+
+
+def failed_messages(failed: DataFrame, cfg: JobConfig) -> DataFrame:
+    return failed.select(F.lit(cfg.failed_topic).alias("topic"), "value")
+
+
+def recover_outbox(outbox: Outbox, cfg: JobConfig) -> int:
+    """Publish events that a crashed run wrote to the outbox and applied, but did not publish."""
+    return outbox.recover(lambda events: write_to_topics(completion_messages(events, cfg), cfg))
+
+
+def apply_batch(batch: BatchResult, batch_id: str, cfg: JobConfig, outbox: Outbox) -> Counts:
+    """Write and publish a reconciled batch; returns its counters with the writes added."""
+    counts = dict(batch.counters)
+    outputs = batch.outputs
+    events = counts[Counter.CERT_EVENTS] + counts[Counter.AUDIT_EVENTS]
+    failed = failed_messages(outputs.failed, cfg) if counts[Counter.FAILED_EVENTS] else None
+    staged = outbox.stage(batch_id, outputs.events, any_events=events > 0)
+    counts[Counter.AGGREGATE_BATCHES] = (
+        write_activity_aggregates(outputs.activity_aggregates, cfg)
+        if counts[Counter.AGGREGATE_ROWS]
+        else 0
+    )
+    if counts[Counter.ENROLMENT_UPDATES]:
+        write_enrolment_updates(outputs.enrolment_updates, cfg, row_bytes=batch.enrolment_row_bytes)
+    if staged:
+        outbox.mark_applied(batch_id)
+        _fault_point(AFTER_ENROLMENT_WRITE)
+
+        def publish(staged_events: DataFrame) -> None:
+            messages = completion_messages(staged_events, cfg)
+            write_to_topics(messages if failed is None else messages.unionByName(failed), cfg)
+
+        outbox.publish(batch_id, publish)
+    elif failed is not None:
+        write_to_topics(failed, cfg)
+    return counts

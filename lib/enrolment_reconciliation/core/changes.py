@@ -1,0 +1,31 @@
+"""Write only what changes: compare recomputed aggregates with what the table holds.
+
+A nightly backfill over unchanged data must cost no writes (issue: "an unchanged row costs no
+write"). Enrolments carry their own comparison (``progress.to_enrolment_changes``); aggregate
+rows are compared here with the current ``user_activity_agg`` rows.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from enrolment_reconciliation.schemas import ACTIVITY_AGG_KEY, COMPLETED_COUNT
+
+
+def filter_changed_aggregates(aggregates: DataFrame, current: DataFrame) -> DataFrame:
+    """Keep the aggregate rows whose completedCount differs from the table's (or has no row).
+
+    ``current`` has the table's key columns and ``aggregates``; when it is a connector relation
+    and ``aggregates`` is small, the connector turns the join into a direct join. Other keys of
+    the map (``score:*``, ...) are not compared: they belong to other jobs.
+    """
+    held = current.select(
+        *ACTIVITY_AGG_KEY, F.col("aggregates")[COMPLETED_COUNT].alias("_heldCount")
+    )
+    new_count = F.col("aggregates")[COMPLETED_COUNT]
+    return (
+        aggregates.join(held, ACTIVITY_AGG_KEY, "left")
+        .where(F.col("_heldCount").isNull() | (F.col("_heldCount") != new_count))
+        .drop("_heldCount")
+    )

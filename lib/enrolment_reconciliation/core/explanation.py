@@ -1,0 +1,72 @@
+"""Why is a learner not complete? The course and unit progress, leaf by leaf.
+
+The same frames and rules as the aggregates (``progress.required_leaves``, ``progress.unit_ids``)
+laid out for people: per enrolment and node (the course, then every unit above a consumed
+content), the leaves, the required ones, the completed ones, the missing ones and the optional
+ones left out.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from enrolment_reconciliation.core.progress import ROUTE, required_leaves, unit_ids
+from enrolment_reconciliation.schemas import ENROLMENT_KEY
+
+COURSE_NODE, UNIT_NODE = "course", "unit"
+
+
+def _empty_ids() -> Column:
+    return F.array().cast("array<string>")
+
+
+def to_progress_explanation(enriched: DataFrame, *, exclude_optional_nodes: bool) -> DataFrame:
+    """One row per enrolment and node: ``nodeType`` (course | unit), ``nodeId``, ``leafnodes``,
+    ``required``, ``completedRequired``, ``missing``, ``optionalLeftOut``, ``requiredCount``,
+    ``completedCount``, ``complete``, and the enrolment's ``route``, ``collectionStatus`` and
+    ``structureProblem`` (why a course cannot be computed at all).
+
+    ``enriched`` is ``progress.with_course_structure``'s output (``Reconciliation.enriched``).
+    """
+    context = [ROUTE, "collectionStatus", "structureProblem", "completed"]
+    course = enriched.select(
+        *ENROLMENT_KEY,
+        *context,
+        F.lit(COURSE_NODE).alias("nodeType"),
+        F.col("courseId").alias("nodeId"),
+        F.coalesce("leafnodes", _empty_ids()).alias("leafnodes"),
+        F.coalesce("optionalnodes", _empty_ids()).alias("optionalnodes"),
+    )
+    unit = F.try_element_at(F.col("units"), F.col("nodeId"))
+    units = enriched.select(
+        *ENROLMENT_KEY, *context, "units", F.explode(unit_ids()).alias("nodeId")
+    ).select(
+        *ENROLMENT_KEY,
+        *context,
+        F.lit(UNIT_NODE).alias("nodeType"),
+        "nodeId",
+        F.coalesce(unit["leafnodes"], _empty_ids()).alias("leafnodes"),
+        F.coalesce(unit["optionalnodes"], _empty_ids()).alias("optionalnodes"),
+    )
+    nodes = course.unionByName(units)
+    required = required_leaves(F.col("leafnodes"), F.col("optionalnodes"), exclude_optional_nodes)
+    left_out = (
+        F.array_intersect("leafnodes", "optionalnodes") if exclude_optional_nodes else _empty_ids()
+    )
+    return nodes.select(
+        *ENROLMENT_KEY,
+        "nodeType",
+        "nodeId",
+        F.array_sort("leafnodes").alias("leafnodes"),
+        F.array_sort(required).alias("required"),
+        F.array_sort(F.array_intersect(required, F.col("completed"))).alias("completedRequired"),
+        F.array_sort(F.array_except(required, F.col("completed"))).alias("missing"),
+        F.array_sort(left_out).alias("optionalLeftOut"),
+        F.size(required).alias("requiredCount"),
+        F.size(F.array_intersect(required, F.col("completed"))).alias("completedCount"),
+        (F.size(F.array_except(required, F.col("completed"))) == 0).alias("complete"),
+        ROUTE,
+        "collectionStatus",
+        "structureProblem",
+    )

@@ -1,0 +1,163 @@
+"""The dry run's sink: what a backfill would change, written to a folder instead of the stores.
+
+``DIR/summary.json``  the counts (scanned, changed, unchanged, newly completed, retired, missing
+                      structure, failed) and every counter of the run;
+``DIR/changes.csv``   one line per enrolment that would change: status, progress, completedon
+                      before and after;
+``DIR/<kind>-events.jsonl``  the AUDIT, certificate and failed events that would be published;
+``DIR/progress.png``  the change per course.
+
+Rows are written by Spark (one file each), so the driver never holds them; only the per-course
+figures of the chart are collected (bounded by the catalogue).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from enrolment_reconciliation.counters import Counter, Counts
+from enrolment_reconciliation.pipeline import BatchResult
+from enrolment_reconciliation.schemas import AUDIT, CERTIFICATE
+
+CHANGE_COLUMNS = [
+    "userid",
+    "courseid",
+    "batchid",
+    "statusBefore",
+    "status",
+    "progressBefore",
+    "progress",
+    "completedonBefore",
+    "completedon",
+]
+CHART_COURSES = 40
+
+
+def backfill_summary(counts: Counts) -> dict[str, int]:
+    """The headline figures of a backfill run (real or dry), from its counters."""
+    return {
+        "scanned": counts.get(Counter.ENROLMENTS_SCANNED, 0),
+        "changed": counts.get(Counter.ENROLMENT_UPDATES, 0),
+        "unchanged": counts.get(Counter.ENROLMENTS_UNCHANGED, 0),
+        "newlyCompleted": counts.get(Counter.ENROLMENTS_COMPLETED, 0),
+        "retired": counts.get(Counter.RETIRED, 0),
+        "missingStructure": counts.get(Counter.MISSING_STRUCTURE, 0),
+        "failed": counts.get(Counter.FAILED_EVENTS, 0),
+        "aggregatesChanged": counts.get(Counter.AGGREGATE_ROWS, 0),
+        "aggregatesUnchanged": counts.get(Counter.AGGREGATES_UNCHANGED, 0),
+    }
+
+
+def _write_single_file(spark: SparkSession, df: DataFrame, target: str, fmt: str) -> None:
+    """Write ``df`` as exactly one file at ``target`` (through Hadoop's FileSystem, so DIR may
+    be on HDFS or an object store when the job runs on a cluster)."""
+    jvm = spark.sparkContext._jvm
+    path_cls = jvm.org.apache.hadoop.fs.Path  # type: ignore[union-attr]
+    staging = f"{target}.parts"
+    writer = df.coalesce(1).write.mode("overwrite")
+    if fmt == "csv":
+        writer.option("header", "true").csv(staging)
+    else:
+        writer.text(staging)
+    fs = path_cls(staging).getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())  # type: ignore[union-attr]
+    parts = [
+        s.getPath()
+        for s in fs.listStatus(path_cls(staging))
+        if s.getPath().getName().startswith("part-")
+    ]
+    fs.delete(path_cls(target), False)
+    if parts:
+        fs.rename(parts[0], path_cls(target))
+    else:  # no rows: an empty file (with the header for CSV)
+        out = fs.create(path_cls(target), True)
+        if fmt == "csv":
+            out.write(bytearray((",".join(df.columns) + "\n").encode()))
+        out.close()
+    fs.delete(path_cls(staging), True)
+
+
+def _per_course(batch: BatchResult) -> list[dict[str, Any]]:
+    changes = batch.outputs.enrolment_changes
+    rows = (
+        changes.groupBy("courseid")
+        .agg(
+            F.count(F.lit(1)).alias("enrolments"),
+            F.sum(F.col("changed").cast("int")).alias("changed"),
+            F.sum(F.col("newlyCompleted").cast("int")).alias("newlyCompleted"),
+            F.sum(F.coalesce("progressBefore", F.lit(0))).alias("progressBefore"),
+            F.sum("progress").alias("progressAfter"),
+        )
+        .orderBy(F.desc("changed"), "courseid")
+        .collect()
+    )
+    return [r.asDict() for r in rows]
+
+
+def _chart(per_course: list[dict[str, Any]], target: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shown = per_course[:CHART_COURSES]
+    names = [r["courseid"] for r in shown][::-1]
+    fig, (left, right) = plt.subplots(
+        1, 2, figsize=(12, max(3.0, 0.35 * len(shown) + 1.5)), sharey=True
+    )
+    y = range(len(names))
+    left.barh(y, [r["changed"] for r in shown][::-1], color="#4c72b0", label="would change")
+    left.barh(
+        y, [r["newlyCompleted"] for r in shown][::-1], color="#55a868", label="would complete"
+    )
+    left.set_yticks(list(y), names, fontsize=8)
+    left.set_xlabel("enrolments")
+    left.legend(loc="lower right")
+    left.set_title("Enrolments per course")
+    before = [r["progressBefore"] / max(r["enrolments"], 1) for r in shown][::-1]
+    after = [r["progressAfter"] / max(r["enrolments"], 1) for r in shown][::-1]
+    right.barh([i + 0.2 for i in y], before, height=0.4, color="#c0c0c0", label="before")
+    right.barh([i - 0.2 for i in y], after, height=0.4, color="#4c72b0", label="after")
+    right.set_xlabel("mean progress (completed leaves)")
+    right.legend(loc="lower right")
+    right.set_title("Progress per enrolment")
+    more = len(per_course) - len(shown)
+    fig.suptitle(
+        "Backfill dry run: change per course"
+        + (f" (top {len(shown)}, {more} more)" if more else "")
+    )
+    fig.tight_layout()
+    fig.savefig(target, dpi=110)
+    plt.close(fig)
+
+
+def write_dry_run_report(
+    spark: SparkSession, batch: BatchResult, directory: str, extra: dict[str, Any]
+) -> dict[str, Any]:
+    """Write the report of ``batch`` to ``directory`` (created); returns the summary."""
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    outputs = batch.outputs
+    changed = outputs.enrolment_changes.where(F.col("changed")).select(*CHANGE_COLUMNS)
+    _write_single_file(spark, changed, str(out / "changes.csv"), "csv")
+    for kind, frame in (
+        ("audit", outputs.events.where(F.col("kind") == AUDIT)),
+        ("certificate", outputs.events.where(F.col("kind") == CERTIFICATE)),
+        ("failed", outputs.failed),
+    ):
+        _write_single_file(spark, frame.select("value"), str(out / f"{kind}-events.jsonl"), "text")
+    per_course = _per_course(batch)
+    _chart(per_course, out / "progress.png")
+    summary = {
+        "dryRun": True,
+        **extra,
+        "summary": backfill_summary(batch.counters),
+        "counters": batch.counters,
+        "perCourse": per_course,
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    return summary

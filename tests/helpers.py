@@ -1,0 +1,372 @@
+"""Helpers shared by the tests (and the benchmarks): literal inputs, the spec's fixture data,
+the local stack's settings, and small clients for Cassandra, Redis and Kafka."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import redis
+from chispa import assert_df_equality
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import (
+    ArrayType,
+    DataType,
+    MapType,
+    StructType,
+    _parse_datatype_string,
+)
+
+from enrolment_reconciliation.config import JobConfig, load_config
+from enrolment_reconciliation.core.progress import (
+    to_user_consumption,
+    with_consumption_defaults,
+    with_enrolment_state,
+)
+from enrolment_reconciliation.core.requests import to_sync_requests
+from enrolment_reconciliation.core.structure import course_structure, parse_relation_key
+from enrolment_reconciliation.schemas import (
+    CONSUMPTION_SCHEMA,
+    COURSE_STRUCTURE_SCHEMA,
+    ENROLMENT_SCHEMA,
+    ENROLMENT_UPDATE_SCHEMA,
+    RAW_REQUEST_SCHEMA,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+STACK_ENV = Path(os.environ.get("STACK_DIR", ROOT / ".stack")) / "stack.env"
+TEST_KEYSPACE = "er_test"
+
+NOW = datetime(2026, 11, 21, 10, 30, 0, 123000, tzinfo=UTC)
+NOW_MS = int(NOW.timestamp() * 1000)
+NOW_NAIVE = NOW.replace(tzinfo=None)  # how Spark returns timestamps (session time zone UTC)
+
+# --- the original job's fixtures (spec.md §8) -------------------------------------------------
+# ER-3 / ER-9 / AAU: course001 of the original ER and AAU fixtures (CASE_2).
+USER, COURSE, BATCH = "user001", "course001", "Batch1"
+CASE_2 = {
+    f"{COURSE}:{COURSE}:leafnodes": {"R1", "R2", "R3"},
+    f"{COURSE}:unit1:leafnodes": {"R1", "R3"},
+    f"{COURSE}:unit2:leafnodes": {"R2", "R3"},
+    f"{COURSE}:R1:ancestors": {"unit1", COURSE},
+    f"{COURSE}:R2:ancestors": {"unit2", COURSE},
+    f"{COURSE}:R3:ancestors": {"unit1", "unit2", COURSE},
+}
+CASE_2_ROWS = [(USER, COURSE, BATCH, r, 2) for r in ("R1", "R2", "R3")]
+
+
+# --- literal inputs -----------------------------------------------------------------------------
+def _literal(value: Any, dtype: DataType) -> Column:
+    if value is None:
+        return F.lit(None).cast(dtype)
+    if isinstance(dtype, StructType):
+        values = value.values() if isinstance(value, dict) else value
+        return F.struct(
+            *[
+                _literal(v, f.dataType).alias(f.name)
+                for v, f in zip(values, dtype.fields, strict=True)
+            ]
+        )
+    if isinstance(dtype, ArrayType):
+        return F.array(*[_literal(v, dtype.elementType) for v in value]).cast(dtype)
+    if isinstance(dtype, MapType):
+        pairs = [
+            _literal(x, t)
+            for k, v in value.items()
+            for x, t in ((k, dtype.keyType), (v, dtype.valueType))
+        ]
+        return F.create_map(*pairs).cast(dtype)
+    return F.lit(value).cast(dtype)
+
+
+def literal_frame(
+    spark: SparkSession, rows: Iterable[tuple], schema: StructType | str
+) -> DataFrame:
+    """A DataFrame of literal rows built in the JVM (``spark.createDataFrame`` from a Python list
+    starts a Python worker on every action: about 0.4 s each on this machine)."""
+    if isinstance(schema, str):
+        schema = _parse_datatype_string(schema)
+    rows = list(rows)
+    if len(rows) > 100:  # a literal per row is cheap to run but slow to plan
+        return spark.createDataFrame(rows, schema)
+    if not rows:
+        return spark.range(0).select(
+            *[F.lit(None).cast(f.dataType).alias(f.name) for f in schema.fields]
+        )
+    structs = [_literal(tuple(r), schema) for r in rows]
+    return spark.range(1).select(F.inline(F.array(*structs)))
+
+
+def sync_request(user: Any, course: Any, batch: Any, action: str = "user-enrolment-sync") -> str:
+    return json.dumps(
+        {
+            "eid": "BE_JOB_REQUEST",
+            "ets": 1683556693275,
+            "mid": "LP.1683556693275.a18caaec",
+            "actor": {"type": "System", "id": "Course Batch Updater"},
+            "object": {"type": "CourseBatchEnrolment", "id": f"{batch}_{user}"},
+            "edata": {
+                "action": action,
+                "iteration": 1,
+                "batchId": batch,
+                "userId": user,
+                "courseId": course,
+            },
+        }
+    )
+
+
+def raw_requests(spark: SparkSession, payloads: list[str | None]) -> DataFrame:
+    rows = [
+        (None if p is None else p.encode(), "sync", 0, offset) for offset, p in enumerate(payloads)
+    ]
+    return literal_frame(spark, rows, RAW_REQUEST_SCHEMA)
+
+
+def parsed_requests(spark: SparkSession, payloads: list[str | None]) -> DataFrame:
+    return to_sync_requests(raw_requests(spark, payloads))
+
+
+def consumption(spark: SparkSession, rows: list[tuple]) -> DataFrame:
+    """Rows (userid, courseid, batchid, contentid, status[, viewcount, completedcount])."""
+    full = [tuple(r) + (None,) * (7 - len(r)) for r in rows]
+    return literal_frame(spark, full, CONSUMPTION_SCHEMA)
+
+
+def user_consumption(spark: SparkSession, rows: list[tuple]) -> DataFrame:
+    return to_user_consumption(with_consumption_defaults(consumption(spark, rows)))
+
+
+def enrolments(spark: SparkSession, rows: Iterable[tuple]) -> DataFrame:
+    """Rows (userid, courseid, batchid, status, completedon[, progress, contentstatus])."""
+    full = []
+    for user, course, batch, status, completedon, *rest in rows:
+        progress_ = rest[0] if rest else None
+        contentstatus = rest[1] if len(rest) > 1 else None
+        full.append((user, course, batch, status, progress_, contentstatus, completedon))
+    return literal_frame(spark, full, ENROLMENT_SCHEMA)
+
+
+def progress(
+    spark: SparkSession, rows: list[tuple], enrolment_rows: Iterable[tuple] = ()
+) -> DataFrame:
+    """Per-enrolment inputs as the keyed reader builds them."""
+    return with_enrolment_state(user_consumption(spark, rows), enrolments(spark, enrolment_rows))
+
+
+def structure(
+    spark: SparkSession,
+    keys: Mapping[str, set[str]],
+    statuses: Mapping[str, str | None] | None = None,
+    *,
+    courses: Iterable[str] = (),
+    faults: Mapping[str, str] | None = None,
+) -> DataFrame:
+    """The structure frame the Redis reader would build from these keys."""
+    members = {k: frozenset(v) for k, v in keys.items()}
+    found = {p[0] for k in members if (p := parse_relation_key(k))}
+    statuses = statuses or {}
+    rows = [
+        course_structure(c, members, faults=faults, collection_status=statuses.get(c)).to_row()
+        for c in sorted(found | set(courses) | set(statuses))
+    ]
+    return literal_frame(spark, rows, COURSE_STRUCTURE_SCHEMA)
+
+
+def expected_updates(spark: SparkSession, rows: list[tuple]) -> DataFrame:
+    return literal_frame(spark, rows, ENROLMENT_UPDATE_SCHEMA)
+
+
+def _sortable(df: DataFrame) -> DataFrame:
+    """Maps cannot be ordered; compare contentstatus as its sorted entries."""
+    return df.withColumn("contentstatus", F.array_sort(F.map_entries("contentstatus")))
+
+
+def assert_updates(actual: DataFrame, expected: DataFrame) -> None:
+    assert_df_equality(
+        _sortable(actual), _sortable(expected), ignore_row_order=True, ignore_nullable=True
+    )
+
+
+def name_uuid(*parts: str) -> str:
+    """The mid suffix the job derives: SHA-256 of the parts joined by '|', UUID-formatted."""
+    digest = hashlib.sha256("|".join(parts).encode()).hexdigest()
+    return f"{digest[:8]}-{digest[8:12]}-{digest[12:16]}-{digest[16:20]}-{digest[20:32]}"
+
+
+# --- the local stack -----------------------------------------------------------------------------
+def stack_settings() -> dict[str, str]:
+    """Host/port settings written by `stack/stack.sh start` (defaults if absent)."""
+    settings = {
+        "CASSANDRA_HOST": "127.0.0.1",
+        "CASSANDRA_PORT": "9042",
+        "KAFKA_BOOTSTRAP": "127.0.0.1:9092",
+        "REDIS_HOST": "127.0.0.1",
+        "REDIS_PORT": "6379",
+    }
+    if STACK_ENV.is_file():
+        for line in STACK_ENV.read_text().splitlines():
+            key, sep, value = line.partition("=")
+            if sep and key.strip() in settings:
+                settings[key.strip()] = value.strip().strip('"')
+    return settings
+
+
+def stack_overrides(keyspace: str = TEST_KEYSPACE) -> list[str]:
+    s = stack_settings()
+    return [
+        f"lms-cassandra.host={s['CASSANDRA_HOST']}",
+        f"lms-cassandra.port={s['CASSANDRA_PORT']}",
+        f"kafka.broker-servers={s['KAFKA_BOOTSTRAP']}",
+        f"redis.host={s['REDIS_HOST']}",
+        f"redis.port={s['REDIS_PORT']}",
+        f"lms-cassandra.keyspace={keyspace}",
+    ]
+
+
+def stack_config(*overrides: str, keyspace: str = TEST_KEYSPACE) -> JobConfig:
+    """The job's config pointed at the local stack and a test keyspace."""
+    return load_config(overrides=[*stack_overrides(keyspace), *overrides])
+
+
+def as_cli_args(overrides: Iterable[str]) -> list[str]:
+    return [arg for o in overrides for arg in ("--set", o)]
+
+
+def insert_consumption(cql, rows: list[tuple]) -> None:
+    stmt = cql.prepare(
+        "INSERT INTO user_content_consumption (userid, courseid, batchid, contentid, status,"
+        " viewcount, completedcount) VALUES (?, ?, ?, ?, ?, ?, ?)"
+    )
+    for r in rows:
+        cql.execute(stmt, tuple(r) + (None,) * (7 - len(r)))
+
+
+def insert_enrolments(cql, rows: list[tuple]) -> None:
+    """Rows (userid, courseid, batchid, status, completedon)."""
+    stmt = cql.prepare(
+        "INSERT INTO user_enrolments (userid, courseid, batchid, status, completedon, active)"
+        " VALUES (?, ?, ?, ?, ?, true)"
+    )
+    for r in rows:
+        cql.execute(stmt, r)
+
+
+def put_keys(client, keys: Mapping[str, set[str]]) -> None:
+    for key, members in keys.items():
+        client.delete(key)
+        client.sadd(key, *members)
+
+
+def produce(cfg: JobConfig, messages: list[bytes | None]) -> None:
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(bootstrap_servers=cfg.kafka_broker_servers, acks="all")
+    for m in messages:
+        producer.send(cfg.input_topic, m)
+    producer.flush()
+    producer.close()
+
+
+def messages_on(cfg: JobConfig, topic: str, timeout_ms: int = 4000) -> list[dict]:
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=cfg.kafka_broker_servers,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        consumer_timeout_ms=timeout_ms,
+        group_id=None,
+    )
+    try:
+        return [json.loads(m.value) for m in consumer]
+    finally:
+        consumer.close()
+
+
+def spark_submit(mode: str, args: list[str], *, timeout: int = 600, **env: str):
+    """Run ``./spark-submit.sh <mode> args`` and return the completed process."""
+    return subprocess.run(
+        [str(ROOT / "spark-submit.sh"), mode, *args],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def json_lines(stdout: str, event: str) -> list[dict]:
+    """The job's JSON log lines of one ``event``."""
+    return [
+        json.loads(line.split(": ", 1)[1])
+        for line in stdout.splitlines()
+        if f'"event": "{event}"' in line
+    ]
+
+
+# --- the stream's end-to-end tests ----------------------------------------------------------------
+STREAM_KEYSPACE, STREAM_REDIS_DB = "er_test_stream", 14
+SCORES = {"score:do_x": 7.0, "max_score:do_x": 10.0, "attempts_count:do_x": 2.0}
+
+
+def config_for(env: str, tmp_path) -> tuple[JobConfig, list[str]]:
+    """The stream tests' config (own env, checkpoint and Redis db) and the same as CLI args."""
+    overrides = [
+        *stack_overrides(STREAM_KEYSPACE),
+        f"redis.database.relationCache.id={STREAM_REDIS_DB}",
+        f"stream.checkpoint.location={tmp_path}/checkpoint",
+        "service.search.basePath=http://127.0.0.1:9/search",
+    ]
+    cfg = load_config(env=env, overrides=overrides)
+    return cfg, ["--env", env, *as_cli_args(overrides)]
+
+
+def run_job(args: list[str], **env: str) -> subprocess.CompletedProcess:
+    """``./spark-submit.sh stream --trigger available-now`` with ``args``."""
+    return spark_submit("stream", ["--trigger", "available-now", *args], **env)
+
+
+def seed(cql, cfg: JobConfig) -> None:
+    """CASE_2 (user001 completes course001) and a partial learner; user001 already has
+    assessment scores in user_activity_agg that the job must keep."""
+    for table in ("user_content_consumption", "user_enrolments", "user_activity_agg"):
+        cql.execute(f"TRUNCATE {table}", timeout=60)
+    client = redis.Redis(host=cfg.redis_host, port=cfg.redis_port, db=STREAM_REDIS_DB)
+    client.flushdb()
+    for key, members in CASE_2.items():
+        client.sadd(key, *members)
+    client.close()
+    ins = cql.prepare(
+        "INSERT INTO user_content_consumption (userid, courseid, batchid, contentid, status)"
+        " VALUES (?, ?, ?, ?, ?)"
+    )
+    for user, content, status in [
+        ("user001", "R1", 2),
+        ("user001", "R2", 2),
+        ("user001", "R3", 2),
+        ("user002", "R1", 2),
+        ("user002", "R2", 1),
+    ]:
+        cql.execute(ins, (user, "course001", "Batch1", content, status))
+    enrol = cql.prepare(
+        "INSERT INTO user_enrolments (userid, courseid, batchid, status, active)"
+        " VALUES (?, ?, ?, ?, true)"
+    )
+    for user in ("user001", "user002"):
+        cql.execute(enrol, (user, "course001", "Batch1", 1))
+    cql.execute(
+        "UPDATE user_activity_agg SET aggregates = aggregates + %s,"
+        " agg_last_updated = agg_last_updated + %s"
+        " WHERE activity_type='Course' AND activity_id='course001' AND user_id='user001'"
+        " AND context_id='cb:Batch1'",
+        (SCORES, {k: datetime(2026, 1, 1) for k in SCORES}),
+    )
