@@ -71,7 +71,8 @@ MEANING: dict[Counter, str] = {
     Counter.ENROLMENT_READS: "user_enrolments rows looked up (original: db-read-count of the "
     "progress functions)",
     Counter.ENROLMENT_UPDATES: "user_enrolments rows to write",
-    Counter.ENROLMENTS_UNCHANGED: "enrolments not written because the table holds the values",
+    Counter.ENROLMENTS_UNCHANGED: "enrolments recomputed but not written: the table holds their "
+    "values, or they are completed and left alone",
     Counter.ENROLMENTS_COMPLETED: "enrolments completed now (original: enrolment-complete-count, "
     "which counts batches)",
     Counter.CERT_EVENTS: "certificate-issue requests (original: cert-issue-events-count)",

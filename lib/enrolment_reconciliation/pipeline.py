@@ -152,13 +152,12 @@ def _tally(result: Reconciliation, settings: ReconcileSettings) -> tuple[Counts,
         result.events.select(F.col("kind").alias("k"), F.lit(1).alias("v")),
         result.failed.select(F.lit("failed").alias("k"), F.lit(1).alias("v")),
     ]
+    enrolled = result.course_progress.where(F.col("enrolled"))
+    parts.append(enrolled.select(F.lit("recomputed").alias("k"), F.lit(1).alias("v")))
     if settings.write_only_changes:
-        parts += [
-            result.enrolment_changes.where(~F.col("changed")).select(
-                F.lit("unchanged").alias("k"), F.lit(1).alias("v")
-            ),
-            result.all_aggregates.select(F.lit("computed").alias("k"), F.lit(1).alias("v")),
-        ]
+        parts.append(
+            result.all_aggregates.select(F.lit("computed").alias("k"), F.lit(1).alias("v"))
+        )
     union = parts[0]
     for part in parts[1:]:
         union = union.unionByName(part)
@@ -180,7 +179,7 @@ def _tally(result: Reconciliation, settings: ReconcileSettings) -> tuple[Counts,
         Counter.AGGREGATE_ROWS: n("aggregates"),
         Counter.AGGREGATES_UNCHANGED: n("computed") - n("aggregates") if n("computed") else 0,
         Counter.ENROLMENT_UPDATES: n("updates"),
-        Counter.ENROLMENTS_UNCHANGED: n("unchanged"),
+        Counter.ENROLMENTS_UNCHANGED: n("recomputed") - n("updates"),
         Counter.ENROLMENTS_COMPLETED: certificates,
         Counter.CERT_EVENTS: certificates,
         Counter.AUDIT_EVENTS: n(AUDIT),

@@ -216,7 +216,10 @@ def executor_logs(cluster: Standalone, app_id: str | None = None) -> str:
     return "\n".join(p.read_text(errors="replace") for p in cluster.worker_dir.glob(pattern))
 
 
-def test_sync_runs_on_a_standalone_cluster(standalone, cfg, loaded, tmp_path):
+def submit(
+    standalone: Standalone, cfg, tmp_path: Path, mode_args: list[str]
+) -> tuple[subprocess.CompletedProcess, str]:
+    """``./spark-submit.sh <mode_args> --master spark://...`` with a small driver and executor."""
     env_name = f"ercluster{uuid.uuid4().hex[:10]}"
     settings = {
         "lms-cassandra.host": cfg.cassandra_host,
@@ -227,13 +230,21 @@ def test_sync_runs_on_a_standalone_cluster(standalone, cfg, loaded, tmp_path):
         "lms-cassandra.keyspace": KEYSPACE,
         "redis.database.relationCache.id": REDIS_DB,
         "stream.checkpoint.location": tmp_path / "ckpt",
+        "backfill.outbox.location": tmp_path / "backfill-outbox",
     }
-    sync = ("sync", "--user", "u1", "--course", "C1", "--batch", "B1")
     sets = [arg for key, value in settings.items() for arg in ("--set", f"{key}={value}")]
-    command = ["./spark-submit.sh", *sync, "--master", standalone.url, "--env", env_name, *sets]
+    command = [
+        "./spark-submit.sh",
+        *mode_args,
+        "--master",
+        standalone.url,
+        "--env",
+        env_name,
+        *sets,
+    ]
     # A small executor and driver (spark-submit reads spark-defaults.conf from SPARK_CONF_DIR).
     conf_dir = tmp_path / "spark-conf"
-    conf_dir.mkdir()
+    conf_dir.mkdir(exist_ok=True)
     (conf_dir / "spark-defaults.conf").write_text(
         "spark.executor.memory 512m\nspark.cores.max 1\nspark.driver.memory 768m\n"
     )
@@ -254,6 +265,24 @@ def test_sync_runs_on_a_standalone_cluster(standalone, cfg, loaded, tmp_path):
         f"spark-submit.sh exited {run.returncode} after {elapsed:.0f} s\n--- stdout ---\n"
         f"{run.stdout[-4000:]}\n--- stderr ---\n{run.stderr[-8000:]}"
         f"\n--- executor stderr ---\n{executor_logs(standalone)[-4000:]}"
+    )
+    return run, env_name
+
+
+def finished_app(standalone: Standalone, name: str) -> dict:
+    """The master's record of the application, once it has completed."""
+    deadline = time.monotonic() + 30
+    apps: list[dict] = []
+    while not apps and time.monotonic() < deadline:
+        apps = [a for a in standalone.state().get("completedapps", []) if a["name"] == name]
+        time.sleep(0 if apps else 1)
+    assert len(apps) == 1, f"{name} not among the master's completed apps: {standalone.state()}"
+    return apps[0]
+
+
+def test_sync_runs_on_a_standalone_cluster(standalone, cfg, loaded, tmp_path):
+    run, env_name = submit(
+        standalone, cfg, tmp_path, ["sync", "--user", "u1", "--course", "C1", "--batch", "B1"]
     )
 
     # The outcome in Cassandra: the enrolment is complete, course and unit aggregates written.
@@ -276,13 +305,7 @@ def test_sync_runs_on_a_standalone_cluster(standalone, cfg, loaded, tmp_path):
 
     # It ran on the standalone cluster: the master lists the application as completed, and the
     # worker ran its executor (a folder per application) with the shipped zip and Python tasks.
-    deadline = time.monotonic() + 30
-    apps: list[dict] = []
-    while not apps and time.monotonic() < deadline:
-        apps = [a for a in standalone.state().get("completedapps", []) if a["name"] == APP_NAME]
-        time.sleep(0 if apps else 1)
-    assert len(apps) == 1, f"{APP_NAME} not among the master's completed apps: {standalone.state()}"
-    app = apps[0]
+    app = finished_app(standalone, APP_NAME)
     assert app["state"] == "FINISHED", app
     executor_dirs = [p for p in (standalone.worker_dir / app["id"]).glob("*") if p.is_dir()]
     assert executor_dirs, (
@@ -304,3 +327,28 @@ def test_sync_runs_on_a_standalone_cluster(standalone, cfg, loaded, tmp_path):
     assert (edata["action"], edata["userIds"], edata["courseId"], edata["batchId"]) == expected, (
         events[0]
     )
+
+
+def test_backfill_runs_on_a_standalone_cluster(standalone, cfg, loaded, tmp_path):
+    consume = loaded.prepare(
+        "INSERT INTO user_content_consumption (userid, courseid, batchid, contentid, status)"
+        " VALUES (?, ?, ?, ?, ?)"
+    )
+    for content in ("R1", "R2"):
+        loaded.execute(consume, ("u2", "C1", "B1", content, 2))
+    loaded.execute(
+        "INSERT INTO user_enrolments (userid, courseid, batchid, status, active)"
+        " VALUES ('u2', 'C1', 'B1', 0, true)"
+    )
+    run, _ = submit(standalone, cfg, tmp_path, ["backfill", "--courses", "C1"])
+    start = run.stdout.index('{\n  "event": "backfill-summary"')
+    summary, _ = json.JSONDecoder().raw_decode(run.stdout[start:])
+    assert summary["summary"]["scanned"] == 2 and summary["summary"]["newlyCompleted"] >= 1
+    row = loaded.execute(
+        "SELECT status, progress FROM user_enrolments"
+        " WHERE userid = 'u2' AND courseid = 'C1' AND batchid = 'B1'"
+    ).one()
+    assert (row.status, row.progress) == (2, 2)
+    app = finished_app(standalone, "enrolment-reconciliation-backfill")
+    assert app["state"] == "FINISHED", app
+    assert "PythonRunner" in executor_logs(standalone, app["id"])  # the aggregate writer

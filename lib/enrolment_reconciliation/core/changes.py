@@ -17,11 +17,16 @@ def filter_changed_aggregates(aggregates: DataFrame, current: DataFrame) -> Data
     """Keep the aggregate rows whose completedCount differs from the table's (or has no row).
 
     ``current`` has the table's key columns and ``aggregates``; when it is a connector relation
-    and ``aggregates`` is small, the connector turns the join into a direct join. Other keys of
-    the map (``score:*``, ...) are not compared: they belong to other jobs.
+    the connector reads it by direct join (one keyed read per computed row). The held values
+    are fetched with an inner join first: on a *left* direct join the connector applies the
+    filters Spark infers for the table's side (``activity_type <=> 'Course'``) after the join,
+    which would drop exactly the rows that have no table row yet. Other keys of the map
+    (``score:*``, ...) are not compared: they belong to other jobs.
     """
-    held = current.select(
-        *ACTIVITY_AGG_KEY, F.col("aggregates")[COMPLETED_COUNT].alias("_heldCount")
+    held = (
+        aggregates.select(*ACTIVITY_AGG_KEY)
+        .join(current, ACTIVITY_AGG_KEY, "inner")
+        .select(*ACTIVITY_AGG_KEY, F.col("aggregates")[COMPLETED_COUNT].alias("_heldCount"))
     )
     new_count = F.col("aggregates")[COMPLETED_COUNT]
     return (
