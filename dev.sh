@@ -3,6 +3,7 @@
 #   ./dev.sh run    set up, start the local stack, load sample data, publish sample sync requests,
 #                   run the streaming job (available-now) and print a summary
 #   ./dev.sh test   set up, start the local stack, run the whole test suite
+#   ./dev.sh backfill-demo   the same for the nightly backfill: sample data, a dry run, two runs
 # and their parts: setup | stack-start | stack-stop | status | lint
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -59,11 +60,32 @@ run() {
   log "the stack is still running: ./dev.sh stack-stop stops it (logs in $STACK_DIR/logs)"
 }
 
+backfill_demo() {
+  setup
+  bash stack/stack.sh start
+  mapfile -t overrides < <(stack_args)
+  local env_name="demo$(date +%s)" conf="$ROOT/conf/local.conf" report="$STACK_DIR/reports/backfill-dry-run"
+  overrides+=(--env "$env_name" --set "backfill.outbox.location=$STACK_DIR/checkpoints/$env_name/backfill-outbox")
+  log "loading sample data (no sync requests: the backfill finds the stuck enrolments itself)"
+  "$PY" jobs/load_sample_data.py --truncate --users 200 --courses 5 --config "$conf" "${overrides[@]}"
+  log "dry run: ./spark-submit.sh backfill --dry-run $report"
+  ./spark-submit.sh backfill --dry-run "$report" --config "$conf" "${overrides[@]}" \
+    2>"$STACK_DIR/logs/backfill-demo-spark.log" | grep -E '"event": "phase"' || true
+  log "report: $(ls "$report" | paste -sd' ')"
+  for run in first second; do
+    log "$run run: ./spark-submit.sh backfill"
+    ./spark-submit.sh backfill --config "$conf" "${overrides[@]}" \
+      2>>"$STACK_DIR/logs/backfill-demo-spark.log" | grep -E '"event": "phase"|^  "summary"|^    "' | grep -v '"[a-z.-]*-count"' || true
+  done
+}
+
 test_suite() {
   setup
   bash stack/stack.sh start
-  log "ruff"
-  "$VENV/bin/ruff" check lib jobs tests
+  log "ruff and mypy"
+  "$VENV/bin/ruff" check lib jobs tests benchmarks
+  "$VENV/bin/ruff" format --check lib jobs tests benchmarks
+  "$VENV/bin/mypy"
   log "pytest"
   "$VENV/bin/pytest" -q "$@"
 }
@@ -71,10 +93,11 @@ test_suite() {
 case "${1:-}" in
   setup) setup ;;
   run) run ;;
+  backfill-demo) backfill_demo ;;
   test) shift; test_suite "$@" ;;
   stack-start) bash stack/stack.sh start ;;
   stack-stop) bash stack/stack.sh stop ;;
   status) bash stack/stack.sh status ;;
-  lint) "$VENV/bin/ruff" check lib jobs tests ;;
-  *) echo "usage: $0 run|test|setup|stack-start|stack-stop|status|lint" >&2; exit 2 ;;
+  lint) "$VENV/bin/ruff" check lib jobs tests benchmarks && "$VENV/bin/mypy" ;;
+  *) echo "usage: $0 run|test|backfill-demo|setup|stack-start|stack-stop|status|lint" >&2; exit 2 ;;
 esac

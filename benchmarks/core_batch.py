@@ -11,23 +11,19 @@ per request, from Python) for a ratio measured in the same run.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import redis
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ helpers
-
-from tests.helpers import raw_requests, stack_config, sync_request
-
+from enrolment_reconciliation.inputs import read_requested
 from enrolment_reconciliation.io.cassandra import connect_from_config, read_consumption_for
 from enrolment_reconciliation.io.relation_cache import RelationCacheReader
 from enrolment_reconciliation.io.search import CollectionStatusClient
 from enrolment_reconciliation.pipeline import BatchResources, reconcile_batch
 from enrolment_reconciliation.sample.data import generate_sample
 from enrolment_reconciliation.sample.loader import load_sample
-from enrolment_reconciliation.schemas import ENROLMENT_KEY_SCHEMA
+from enrolment_reconciliation.sample.stack import stack_config, sync_request
+from enrolment_reconciliation.schemas import ENROLMENT_KEY_SCHEMA, RAW_REQUEST_SCHEMA
 from enrolment_reconciliation.spark import build_spark_session
 
 KEYSPACE, REDIS_DB = "er_bench", 15
@@ -85,14 +81,15 @@ def main() -> None:
     print("\nPhysical plan of the consumption read:")
     read_consumption_for(spark, key_df, cfg).explain()
 
-    raw = raw_requests(spark, [sync_request(*k) for k in keys]).cache()
+    rows = [(sync_request(*k).encode(), "bench", 0, i) for i, k in enumerate(keys)]
+    raw = spark.createDataFrame(rows, RAW_REQUEST_SCHEMA).cache()
     raw.count()
     search = CollectionStatusClient("http://127.0.0.1:9/none")
     resources = BatchResources(RelationCacheReader.from_config(cfg), search)
     timings = []
     for label in ("cold relation cache", "warm relation cache", "warm relation cache"):
         started = time.perf_counter()
-        result = reconcile_batch(spark, raw, cfg, resources)
+        result = reconcile_batch(spark, read_requested(spark, raw, cfg), cfg, resources)
         elapsed = time.perf_counter() - started
         timings.append(elapsed)
         print(

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import time
 from collections import Counter
 
 from kafka import KafkaConsumer, KafkaProducer
@@ -20,6 +19,7 @@ from enrolment_reconciliation.config import JobConfig, add_config_arguments, loa
 from enrolment_reconciliation.io.cassandra import connect_from_config
 from enrolment_reconciliation.sample.data import generate_sample
 from enrolment_reconciliation.sample.loader import load_sample
+from enrolment_reconciliation.sample.stack import sync_request
 
 BAD_MESSAGES = [
     b"this is not JSON",
@@ -39,27 +39,6 @@ BAD_MESSAGES = [
 ]
 
 
-def sync_request(user: str, course: str, batch: str) -> bytes:
-    ets = int(time.time() * 1000)
-    return json.dumps(
-        {
-            "eid": "BE_JOB_REQUEST",
-            "ets": ets,
-            "mid": f"LP.{ets}.{user}",
-            "actor": {"type": "System", "id": "Course Batch Updater"},
-            "context": {"pdata": {"ver": "1.0", "id": "org.sunbird.platform"}},
-            "object": {"type": "CourseBatchEnrolment", "id": f"{batch}_{user}"},
-            "edata": {
-                "action": "user-enrolment-sync",
-                "iteration": 1,
-                "batchId": batch,
-                "userId": user,
-                "courseId": course,
-            },
-        }
-    ).encode()
-
-
 def ensure_topics(cfg: JobConfig) -> None:
     admin = KafkaAdminClient(bootstrap_servers=cfg.kafka_broker_servers)
     try:
@@ -77,7 +56,8 @@ def prepare(cfg: JobConfig, seed: int, courses: int, users: int) -> None:
     producer = KafkaProducer(bootstrap_servers=cfg.kafka_broker_servers, acks="all")
     requests = 0
     for enrolment in sample.enrolments():
-        producer.send(cfg.input_topic, sync_request(*enrolment[:3]), key=enrolment[0].encode())
+        request = sync_request(*enrolment[:3]).encode()
+        producer.send(cfg.input_topic, request, key=enrolment[0].encode())
         requests += 1
     for message in BAD_MESSAGES:
         producer.send(cfg.input_topic, message)

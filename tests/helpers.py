@@ -32,6 +32,9 @@ from enrolment_reconciliation.core.progress import (
 )
 from enrolment_reconciliation.core.requests import to_sync_requests
 from enrolment_reconciliation.core.structure import course_structure, parse_relation_key
+from enrolment_reconciliation.sample.stack import stack_config as _stack_config
+from enrolment_reconciliation.sample.stack import stack_overrides
+from enrolment_reconciliation.sample.stack import sync_request as _sync_request
 from enrolment_reconciliation.schemas import (
     CONSUMPTION_SCHEMA,
     COURSE_STRUCTURE_SCHEMA,
@@ -41,7 +44,6 @@ from enrolment_reconciliation.schemas import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-STACK_ENV = Path(os.environ.get("STACK_DIR", ROOT / ".stack")) / "stack.env"
 TEST_KEYSPACE = "er_test"
 
 NOW = datetime(2026, 11, 21, 10, 30, 0, 123000, tzinfo=UTC)
@@ -105,22 +107,7 @@ def literal_frame(
 
 
 def sync_request(user: Any, course: Any, batch: Any, action: str = "user-enrolment-sync") -> str:
-    return json.dumps(
-        {
-            "eid": "BE_JOB_REQUEST",
-            "ets": 1683556693275,
-            "mid": "LP.1683556693275.a18caaec",
-            "actor": {"type": "System", "id": "Course Batch Updater"},
-            "object": {"type": "CourseBatchEnrolment", "id": f"{batch}_{user}"},
-            "edata": {
-                "action": action,
-                "iteration": 1,
-                "batchId": batch,
-                "userId": user,
-                "courseId": course,
-            },
-        }
-    )
+    return _sync_request(user, course, batch, action, ets=1683556693275)
 
 
 def raw_requests(spark: SparkSession, payloads: list[str | None]) -> DataFrame:
@@ -202,38 +189,9 @@ def name_uuid(*parts: str) -> str:
 
 
 # --- the local stack -----------------------------------------------------------------------------
-def stack_settings() -> dict[str, str]:
-    """Host/port settings written by `stack/stack.sh start` (defaults if absent)."""
-    settings = {
-        "CASSANDRA_HOST": "127.0.0.1",
-        "CASSANDRA_PORT": "9042",
-        "KAFKA_BOOTSTRAP": "127.0.0.1:9092",
-        "REDIS_HOST": "127.0.0.1",
-        "REDIS_PORT": "6379",
-    }
-    if STACK_ENV.is_file():
-        for line in STACK_ENV.read_text().splitlines():
-            key, sep, value = line.partition("=")
-            if sep and key.strip() in settings:
-                settings[key.strip()] = value.strip().strip('"')
-    return settings
-
-
-def stack_overrides(keyspace: str = TEST_KEYSPACE) -> list[str]:
-    s = stack_settings()
-    return [
-        f"lms-cassandra.host={s['CASSANDRA_HOST']}",
-        f"lms-cassandra.port={s['CASSANDRA_PORT']}",
-        f"kafka.broker-servers={s['KAFKA_BOOTSTRAP']}",
-        f"redis.host={s['REDIS_HOST']}",
-        f"redis.port={s['REDIS_PORT']}",
-        f"lms-cassandra.keyspace={keyspace}",
-    ]
-
-
 def stack_config(*overrides: str, keyspace: str = TEST_KEYSPACE) -> JobConfig:
     """The job's config pointed at the local stack and a test keyspace."""
-    return load_config(overrides=[*stack_overrides(keyspace), *overrides])
+    return _stack_config(*overrides, keyspace=keyspace)
 
 
 def as_cli_args(overrides: Iterable[str]) -> list[str]:

@@ -6,7 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from enrolment_reconciliation.config import ConfigError, load_config
+from enrolment_reconciliation.config import (
+    ConfigError,
+    declared_settings,
+    load_config,
+    settings_table,
+)
 
 FLINK_CONF = Path(__file__).parent / "fixtures" / "flink-enrolment-reconciliation.conf"
 
@@ -109,3 +114,29 @@ def test_credentials_come_from_the_environment_and_never_show_in_repr():
     text = repr(cfg) + str(cfg)
     assert "s3cr3t-pw" not in text and "r3d1s-pw" not in text
     assert "cassandra_password" in text  # says which are set
+
+
+def test_an_undeclared_set_key_is_reported_with_the_closest_declared_one(caplog):
+    with caplog.at_level("WARNING"):
+        cfg = load_config(overrides=["lms-casandra.host=elsewhere", "task.parallelism=2"])
+    assert cfg.cassandra_host == "localhost"
+    messages = [r.getMessage() for r in caplog.records]
+    assert (
+        "--set lms-casandra.host: no setting has this key, it is ignored;"
+        " did you mean 'lms-cassandra.host'?" in messages
+    )
+    assert "--set task.parallelism: no setting has this key, it is ignored" in messages
+
+
+def test_the_readme_configuration_table_is_the_declared_settings():
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    between = readme.split("<!-- settings:begin -->\n")[1].split("\n<!-- settings:end -->")[0]
+    assert between == settings_table(markdown=True)
+
+
+def test_help_lists_every_setting():
+    from enrolment_reconciliation.cli import _parser
+
+    text = _parser().format_help()
+    for setting in declared_settings():
+        assert setting.metadata["keys"][0] in text

@@ -293,7 +293,7 @@ _BARE_LITERAL = re.compile(r"^(true|false|-?\d+(\.\d+)?)$")
 
 
 def _kind(f: Field) -> type:
-    return _TYPES[f.type] if isinstance(f.type, str) else f.type  # type: ignore[return-value]
+    return _TYPES[f.type] if isinstance(f.type, str) else f.type
 
 
 def _hocon_assignment(override: str) -> tuple[str, str]:

@@ -133,7 +133,7 @@ def _prepare(progress: DataFrame, *, scanned: bool) -> tuple[Counts, dict[str, s
         rows += row["rows"]
         with_consumption += row.withConsumption
         course_contents[row.courseId] = set(row.contents or ())
-    counts = {Counter.ENROLMENTS_WITH_CONSUMPTION: with_consumption}
+    counts: Counts = {Counter.ENROLMENTS_WITH_CONSUMPTION: with_consumption}
     if scanned:
         counts[Counter.ENROLMENTS_SCANNED] = rows
     # one user_enrolments lookup per enrolment with consumption (a scan: every row it read)

@@ -21,6 +21,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from enrolment_reconciliation.counters import Counter, Counts
+from enrolment_reconciliation.io.hadoop_fs import HadoopFS
 from enrolment_reconciliation.pipeline import BatchResult
 from enrolment_reconciliation.schemas import AUDIT, CERTIFICATE
 
@@ -56,15 +57,14 @@ def backfill_summary(counts: Counts) -> dict[str, int]:
 def _write_single_file(spark: SparkSession, df: DataFrame, target: str, fmt: str) -> None:
     """Write ``df`` as exactly one file at ``target`` (through Hadoop's FileSystem, so DIR may
     be on HDFS or an object store when the job runs on a cluster)."""
-    jvm = spark.sparkContext._jvm
-    path_cls = jvm.org.apache.hadoop.fs.Path  # type: ignore[union-attr]
+    hadoop = HadoopFS(spark, target)
+    path_cls, fs = hadoop.path, hadoop.fs
     staging = f"{target}.parts"
     writer = df.coalesce(1).write.mode("overwrite")
     if fmt == "csv":
         writer.option("header", "true").csv(staging)
     else:
         writer.text(staging)
-    fs = path_cls(staging).getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())  # type: ignore[union-attr]
     parts = [
         s.getPath()
         for s in fs.listStatus(path_cls(staging))
@@ -116,14 +116,14 @@ def _chart(per_course: list[dict[str, Any]], target: Path) -> None:
     )
     left.set_yticks(list(y), names, fontsize=8)
     left.set_xlabel("enrolments")
-    left.legend(loc="lower right")
+    left.legend(loc="best", framealpha=0.9)
     left.set_title("Enrolments per course")
     before = [r["progressBefore"] / max(r["enrolments"], 1) for r in shown][::-1]
     after = [r["progressAfter"] / max(r["enrolments"], 1) for r in shown][::-1]
     right.barh([i + 0.2 for i in y], before, height=0.4, color="#c0c0c0", label="before")
     right.barh([i - 0.2 for i in y], after, height=0.4, color="#4c72b0", label="after")
     right.set_xlabel("mean progress (completed leaves)")
-    right.legend(loc="lower right")
+    right.legend(loc="best", framealpha=0.9)
     right.set_title("Progress per enrolment")
     more = len(per_course) - len(shown)
     fig.suptitle(

@@ -19,6 +19,7 @@ from collections.abc import Callable
 
 from pyspark.sql import DataFrame, SparkSession
 
+from enrolment_reconciliation.io.hadoop_fs import HadoopFS
 from enrolment_reconciliation.schemas import EVENT_SCHEMA
 
 log = logging.getLogger(__name__)
@@ -31,11 +32,10 @@ class Outbox:
     def __init__(self, spark: SparkSession, location: str) -> None:
         self._spark = spark
         self.location = location.rstrip("/")
-        jvm = spark.sparkContext._jvm
-        self._path_cls = jvm.org.apache.hadoop.fs.Path
-        root = self._path_cls(self.location)
-        self._fs = root.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
-        self._fs.mkdirs(root)
+        hadoop = HadoopFS(spark, self.location)
+        self._path_cls = hadoop.path
+        self._fs = hadoop.fs
+        self._fs.mkdirs(hadoop.path(self.location))
 
     def _path(self, *parts: str):
         return self._path_cls("/".join([self.location, *parts]))

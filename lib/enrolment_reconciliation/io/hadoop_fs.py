@@ -1,0 +1,22 @@
+"""Hadoop's FileSystem from PySpark: paths on local disk, HDFS or an object store alike, so the
+outbox and reports can live next to the checkpoint when the job runs on a cluster."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pyspark.sql import SparkSession
+
+
+class HadoopFS:
+    """The FileSystem of ``location`` and a maker of its paths (py4j objects)."""
+
+    def __init__(self, spark: SparkSession, location: str) -> None:
+        jvm, jsc = spark.sparkContext._jvm, spark.sparkContext._jsc
+        if jvm is None or jsc is None:
+            raise RuntimeError("the SparkContext has no JVM gateway (stopped?)")
+        self._path_cls = jvm.org.apache.hadoop.fs.Path
+        self.fs: Any = self._path_cls(location).getFileSystem(jsc.hadoopConfiguration())
+
+    def path(self, location: str) -> Any:
+        return self._path_cls(location)
