@@ -24,7 +24,7 @@ from enrolment_reconciliation.io.cassandra import (
 )
 from enrolment_reconciliation.io.kafka import write_to_topics
 from enrolment_reconciliation.io.outbox import Outbox
-from enrolment_reconciliation.pipeline import BatchResult
+from enrolment_reconciliation.pipeline import BatchResult, PhaseClock
 from enrolment_reconciliation.schemas import CERTIFICATE
 
 log = logging.getLogger(__name__)
@@ -59,17 +59,31 @@ def recover_outbox(outbox: Outbox, cfg: JobConfig) -> int:
 def apply_batch(batch: BatchResult, batch_id: str, cfg: JobConfig, outbox: Outbox) -> Counts:
     """Write and publish a reconciled batch; returns its counters with the writes added."""
     counts = dict(batch.counters)
+    clock = PhaseClock(batch.seconds)
     outputs = batch.outputs
     events = counts[Counter.CERT_EVENTS] + counts[Counter.AUDIT_EVENTS]
     failed = failed_messages(outputs.failed, cfg) if counts[Counter.FAILED_EVENTS] else None
-    staged = outbox.stage(batch_id, outputs.events, any_events=events > 0)
-    counts[Counter.AGGREGATE_BATCHES] = (
-        write_activity_aggregates(outputs.activity_aggregates, cfg)
-        if counts[Counter.AGGREGATE_ROWS]
-        else 0
-    )
-    if counts[Counter.ENROLMENT_UPDATES]:
-        write_enrolment_updates(outputs.enrolment_updates, cfg, row_bytes=batch.enrolment_row_bytes)
+    with clock("outbox"):
+        staged = outbox.stage(batch_id, outputs.events, any_events=events > 0)
+    with clock("write-aggregates"):
+        counts[Counter.AGGREGATE_BATCHES] = (
+            write_activity_aggregates(outputs.activity_aggregates, cfg)
+            if counts[Counter.AGGREGATE_ROWS]
+            else 0
+        )
+    with clock("write-enrolments"):
+        if counts[Counter.ENROLMENT_UPDATES]:
+            write_enrolment_updates(
+                outputs.enrolment_updates, cfg, row_bytes=batch.enrolment_row_bytes
+            )
+    with clock("publish"):
+        _publish(staged, failed, batch_id, cfg, outbox)
+    return counts
+
+
+def _publish(
+    staged: bool, failed: DataFrame | None, batch_id: str, cfg: JobConfig, outbox: Outbox
+) -> None:
     if staged:
         outbox.mark_applied(batch_id)
         _fault_point(AFTER_ENROLMENT_WRITE)
@@ -81,4 +95,3 @@ def apply_batch(batch: BatchResult, batch_id: str, cfg: JobConfig, outbox: Outbo
         outbox.publish(batch_id, publish)
     elif failed is not None:
         write_to_topics(failed, cfg)
-    return counts

@@ -22,6 +22,9 @@ Example (notebook)::
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -78,12 +81,13 @@ class BatchResources:
 @dataclass
 class BatchResult:
     """The outputs of one batch (derived from persisted frames until :meth:`release`), its
-    counters, and the write size estimate the throttle needs."""
+    counters, the seconds of each phase, and the write size estimate the throttle needs."""
 
     outputs: Reconciliation
     counters: Counts
     now: datetime
     enrolment_row_bytes: float = 0.0
+    seconds: dict[str, float] = field(default_factory=dict)
     _persisted: list[DataFrame] = field(default_factory=list, repr=False)
 
     def release(self) -> None:
@@ -91,6 +95,22 @@ class BatchResult:
         for df in self._persisted:
             df.unpersist()
         self._persisted.clear()
+
+
+class PhaseClock:
+    """Seconds spent in each named phase: ``with clock("write"): ...``."""
+
+    def __init__(self, seconds: dict[str, float] | None = None) -> None:
+        self.seconds = seconds if seconds is not None else {}
+
+    @contextmanager
+    def __call__(self, phase: str) -> Iterator[None]:
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            elapsed = time.monotonic() - started
+            self.seconds[phase] = round(self.seconds.get(phase, 0.0) + elapsed, 3)
 
 
 def utc_now_ms() -> datetime:
@@ -212,24 +232,28 @@ def reconcile_batch(
         return persisted[-1]
 
     counts = new_counts()
+    clock = PhaseClock()
     requests = None
     if source.requests is not None:
         requests = keep(source.requests)
-        counts.update(_request_counts(requests))
+        with clock("requests"):
+            counts.update(_request_counts(requests))
     progress = keep(source.progress)
-    prepared, course_contents = _prepare(progress, scanned=source.scanned)
+    with clock("read"):
+        prepared, course_contents = _prepare(progress, scanned=source.scanned)
     counts.update(prepared)
     reader = resources.relation_cache
-    if source.scanned:
-        stats = reader.scan()
-    else:
-        stats = reader.fetch_for_contents(
-            course_contents,
-            with_optional=cfg.exclude_optional_nodes,
-            with_units=cfg.module_aggs_enabled,
-        )
+    with clock("structure"):
+        if source.scanned:
+            stats = reader.scan()
+        else:
+            stats = reader.fetch_for_contents(
+                course_contents,
+                with_optional=cfg.exclude_optional_nodes,
+                with_units=cfg.module_aggs_enabled,
+            )
+        structure, structure_counts = resources.structures(spark).frame(course_contents)
     counts.update(stats.counts())
-    structure, structure_counts = resources.structures(spark).frame(course_contents)
     counts.update(structure_counts)
 
     inputs = BatchInputs(
@@ -239,6 +263,7 @@ def reconcile_batch(
         current_aggregates=source.current_aggregates,
     )
     result = reconcile(inputs, settings, now=now, keep=keep)
-    tallied, row_bytes = _tally(result, settings)
+    with clock("reconcile"):
+        tallied, row_bytes = _tally(result, settings)
     counts.update(tallied)
-    return BatchResult(result, counts, now, row_bytes, persisted)
+    return BatchResult(result, counts, now, row_bytes, clock.seconds, persisted)

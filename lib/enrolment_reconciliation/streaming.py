@@ -64,6 +64,10 @@ class BatchWatchdog:
         self._sc = spark.sparkContext
         self._seconds = seconds
 
+    def spark_jobs(self, group: str) -> int:
+        """How many Spark jobs the group ran (the micro-batch's, with the watchdog's group)."""
+        return len(self._sc.statusTracker().getJobIdsForGroup(group))
+
     def run(self, group: str, work: Callable[[], Counts]) -> Counts:
         self._sc.setJobGroup(group, f"enrolment-reconciliation {group}", interruptOnCancel=True)
         expired = threading.Event()
@@ -104,14 +108,18 @@ def batch_handler(
     def handle(batch: DataFrame, batch_id: int) -> None:
         started = time.monotonic()
 
+        phases: dict[str, float] = {}
+
         def work() -> Counts:
             result = reconcile_batch(spark, read_requested(spark, batch, cfg), cfg, resources)
             try:
                 return apply_batch(result, f"batch-{batch_id}", cfg, outbox)
             finally:
+                phases.update(result.seconds)
                 result.release()
 
-        counts = watchdog.run(f"batch-{batch_id}", work)
+        group = f"batch-{batch_id}"
+        counts = watchdog.run(group, work)
         seconds = time.monotonic() - started
         on_success(counts, seconds)
         log.info(
@@ -120,6 +128,8 @@ def batch_handler(
                     "event": "micro-batch",
                     "batchId": batch_id,
                     "seconds": round(seconds, 3),
+                    "sparkJobs": watchdog.spark_jobs(group),
+                    "phases": phases,
                     "counters": counts,
                 },
                 sort_keys=True,

@@ -20,11 +20,22 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import redis
 from cassandra.concurrent import execute_concurrent
 from cassandra.query import BatchStatement, BatchType
+from pyspark.sql import SparkSession
+from pyspark.sql.types import (
+    BooleanType,
+    IntegerType,
+    MapType,
+    StringType,
+    StructField,
+    StructType,
+    TimestampType,
+)
 
 from enrolment_reconciliation.io.cassandra import apply_schema, connect_from_config
 from enrolment_reconciliation.io.relation_cache import redis_client
@@ -190,3 +201,80 @@ def load_sample(
         **rows,
         "relation_cache_keys": keys,
     }
+
+
+def _user_rows(sample: SampleData, table: str, indices: Iterable[Any]) -> Iterator[tuple]:
+    for index in indices:
+        activity = sample.user_activity(int(index[0]))
+        yield from (activity.enrolments if table == "enrolments" else activity.consumption)
+
+
+def load_sample_with_spark(
+    spark: SparkSession, sample: SampleData, cfg: JobConfig, *, truncate: bool = False
+) -> dict[str, int]:
+    """Like :func:`load_sample`, for large samples: the executors generate the users' rows (each
+    user from its own seed) and the connector writes them, so nothing passes through the
+    driver. Returns the same counts.
+    """
+    cluster, session = connect_from_config(cfg)
+    client = redis_client(cfg)
+    try:
+        apply_schema(session, cfg.keyspace)
+        if truncate:
+            for table in (cfg.consumption_table, cfg.enrolments_table, cfg.activity_agg_table):
+                session.execute(f"TRUNCATE {cfg.keyspace}.{table}", timeout=300)
+            client.flushdb()
+        keys = write_relation_cache(client, sample.relation_cache())
+    finally:
+        client.close()
+        cluster.shutdown()
+    parts = max(spark.sparkContext.defaultParallelism * 4, sample.users // 2000)
+    users = spark.range(sample.users, numPartitions=parts).rdd
+    counts = {}
+    for name, table, row_type in (
+        ("enrolments", cfg.enrolments_table, EnrolmentRow),
+        ("consumption", cfg.consumption_table, ConsumptionRow),
+    ):
+        rows = users.mapPartitions(partial(_user_rows, sample, name))
+        frame = spark.createDataFrame(rows, _schema(row_type)).persist()
+        counts[name] = frame.count()
+        frame.write.format("org.apache.spark.sql.cassandra").mode("append").options(
+            keyspace=cfg.keyspace, table=table
+        ).save()
+        frame.unpersist()
+    return {
+        "courses": len(sample.courses),
+        "users": sample.users,
+        **counts,
+        "relation_cache_keys": keys,
+    }
+
+
+def _schema(row_type: type) -> StructType:
+    """The Spark schema of a row type's Cassandra columns."""
+    kinds = {
+        "status": IntegerType(),
+        "progress": IntegerType(),
+        "viewcount": IntegerType(),
+        "completedcount": IntegerType(),
+        "active": BooleanType(),
+        "contentstatus": MapType(StringType(), IntegerType()),
+    }
+    timestamps = {
+        "enrolled_date",
+        "completedon",
+        "datetime",
+        "last_access_time",
+        "last_updated_time",
+        "last_completed_time",
+    }
+    return StructType(
+        [
+            StructField(
+                name,
+                TimestampType() if name in timestamps else kinds.get(name, StringType()),
+                True,
+            )
+            for name in row_type._fields  # type: ignore[attr-defined]
+        ]
+    )
