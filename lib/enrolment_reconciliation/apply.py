@@ -66,11 +66,11 @@ def apply_batch(batch: BatchResult, batch_id: str, cfg: JobConfig, outbox: Outbo
     with clock("outbox"):
         staged = outbox.stage(batch_id, outputs.events, any_events=events > 0)
     with clock("write-aggregates"):
-        counts[Counter.AGGREGATE_BATCHES] = (
-            write_activity_aggregates(outputs.activity_aggregates, cfg)
-            if counts[Counter.AGGREGATE_ROWS]
-            else 0
-        )
+        if counts[Counter.AGGREGATE_ROWS]:
+            write_activity_aggregates(
+                outputs.activity_aggregates, cfg, row_bytes=batch.aggregate_row_bytes
+            )
+            counts[Counter.AGGREGATE_WRITES] = counts[Counter.AGGREGATE_ROWS]
     with clock("write-enrolments"):
         if counts[Counter.ENROLMENT_UPDATES]:
             write_enrolment_updates(

@@ -246,10 +246,7 @@ class JobConfig:
     )
     # writes
     write_concurrency: int = setting(
-        "write.concurrency", 8, "aggregate UPDATE batches in flight per executor task"
-    )
-    write_retries: int = setting(
-        "write.retries", 3, "executor-side retries of a failed aggregate write"
+        "write.concurrency", 32, "write batches in flight per task, both writers"
     )
     max_writes_per_second: int = setting(
         "write.max.per.second",

@@ -43,7 +43,7 @@ class Counter(StrEnum):
     CERT_EVENTS = "enrolment.cert-issue-events-count"
     AUDIT_EVENTS = "enrolment.audit-events-count"
     FAILED_EVENTS = "failed.failed-events-count"
-    AGGREGATE_BATCHES = "write.db-update-count"
+    AGGREGATE_WRITES = "write.db-update-count"
 
 
 MEANING: dict[Counter, str] = {
@@ -78,8 +78,8 @@ MEANING: dict[Counter, str] = {
     Counter.CERT_EVENTS: "certificate-issue requests (original: cert-issue-events-count)",
     Counter.AUDIT_EVENTS: "AUDIT enrol-complete events",
     Counter.FAILED_EVENTS: "events sent to the failed topic",
-    Counter.AGGREGATE_BATCHES: "CQL batches of aggregate UPDATEs executed (original: "
-    "db-update-count)",
+    Counter.AGGREGATE_WRITES: "aggregate map-append UPDATEs written (original: db-update-count, "
+    "which counted batches of threshold.batch.write.size)",
 }
 
 # The request counters are also Spark observed metrics of the stream, under these names.

@@ -87,6 +87,7 @@ class BatchResult:
     counters: Counts
     now: datetime
     enrolment_row_bytes: float = 0.0
+    aggregate_row_bytes: float = 0.0
     seconds: dict[str, float] = field(default_factory=dict)
     _persisted: list[DataFrame] = field(default_factory=list, repr=False)
 
@@ -161,14 +162,14 @@ def _prepare(progress: DataFrame, *, scanned: bool) -> tuple[Counts, dict[str, s
     return counts, course_contents
 
 
-def _tally(result: Reconciliation, settings: ReconcileSettings) -> tuple[Counts, float]:
+def _tally(result: Reconciliation, settings: ReconcileSettings) -> tuple[Counts, dict[str, float]]:
     """One Spark job: every output count (it also materialises the persisted frames), and the
-    average size of an enrolment row to write (for the throttle)."""
-    update_bytes = F.octet_length(F.to_json(F.struct("*")))
+    average size of a row each writer writes (for the throttle)."""
+    row_bytes = F.octet_length(F.to_json(F.struct("*")))
     parts = [
         result.enriched.select(F.col(ROUTE).alias("k"), F.lit(1).alias("v")),
-        result.activity_aggregates.select(F.lit("aggregates").alias("k"), F.lit(1).alias("v")),
-        result.enrolment_updates.select(F.lit("updates").alias("k"), update_bytes.alias("v")),
+        result.activity_aggregates.select(F.lit("aggregates").alias("k"), row_bytes.alias("v")),
+        result.enrolment_updates.select(F.lit("updates").alias("k"), row_bytes.alias("v")),
         result.events.select(F.col("kind").alias("k"), F.lit(1).alias("v")),
         result.failed.select(F.lit("failed").alias("k"), F.lit(1).alias("v")),
     ]
@@ -205,8 +206,8 @@ def _tally(result: Reconciliation, settings: ReconcileSettings) -> tuple[Counts,
         Counter.AUDIT_EVENTS: n(AUDIT),
         Counter.FAILED_EVENTS: n("failed"),
     }
-    updates = n("updates")
-    return counts, (rows["updates"][1] / updates if updates else 0.0)
+    sizes = {k: rows[k][1] / n(k) for k in ("aggregates", "updates") if n(k)}
+    return counts, sizes
 
 
 def reconcile_batch(
@@ -264,6 +265,14 @@ def reconcile_batch(
     )
     result = reconcile(inputs, settings, now=now, keep=keep)
     with clock("reconcile"):
-        tallied, row_bytes = _tally(result, settings)
+        tallied, sizes = _tally(result, settings)
     counts.update(tallied)
-    return BatchResult(result, counts, now, row_bytes, clock.seconds, persisted)
+    return BatchResult(
+        result,
+        counts,
+        now,
+        enrolment_row_bytes=sizes.get("updates", 0.0),
+        aggregate_row_bytes=sizes.get("aggregates", 0.0),
+        seconds=clock.seconds,
+        _persisted=persisted,
+    )

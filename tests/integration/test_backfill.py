@@ -143,7 +143,7 @@ def test_a_second_run_over_unchanged_data_writes_and_emits_nothing(spark, loaded
     second = run_backfill(spark, loaded, BackfillOptions())
     counters = second["counters"]
     assert total_writes(counters) == 0
-    assert counters[Counter.AGGREGATE_BATCHES] == 0
+    assert counters[Counter.AGGREGATE_WRITES] == 0
     assert counters[Counter.CERT_EVENTS] == counters[Counter.AUDIT_EVENTS] == 0
     recomputed = first["summary"]["changed"] + first["summary"]["unchanged"]
     assert counters[Counter.ENROLMENTS_UNCHANGED] == recomputed

@@ -3,17 +3,16 @@
 Reads go through the Spark Cassandra Connector: **direct joins** of a batch's keys for the
 stream and ``sync`` (never a scan), and token-range **scans** with every filter the key layout
 allows pushed down for the backfill. ``user_enrolments`` is written with the connector;
-``user_activity_agg`` with prepared ``m = m + ?`` UPDATEs from the executors, because a
-connector write of a map column replaces the whole map and would destroy other jobs' keys
-(design.md §3.1). Both writers can be throttled (``write.max.per.second``).
+``user_activity_agg`` with the connector's RDD API and its append behaviour (``m = m + ?``),
+because a DataFrame write of a map column replaces the whole map and would destroy other jobs'
+keys (design.md §3.1). Both writers run in the executors' JVMs and share one throttle
+(``write.max.per.second``).
 """
 
 from __future__ import annotations
 
 import ssl
-import time
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 from cassandra.auth import PlainTextAuthProvider
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, Session
 from cassandra.policies import DCAwareRoundRobinPolicy
-from cassandra.query import BatchStatement, BatchType, PreparedStatement
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -197,177 +195,23 @@ def current_aggregates(spark: SparkSession, cfg: JobConfig, filters: ScanFilters
 
 
 # --- writers ----------------------------------------------------------------------------------
-APPEND_AGGREGATES_CQL = (
-    "UPDATE {keyspace}.{table} SET aggregates = aggregates + ?,"
-    " agg_last_updated = agg_last_updated + ?"
-    " WHERE activity_type = ? AND activity_id = ? AND user_id = ? AND context_id = ?"
-)
-
-# One driver session and prepared statement per executor Python worker (workers are reused
-# across tasks and batches).
-_EXECUTOR_SESSIONS: dict[CassandraEndpoint, tuple[Cluster, Session]] = {}
-_PREPARED: dict[tuple[CassandraEndpoint, str], PreparedStatement] = {}
+AGGREGATE_COLUMNS = ["activity_type", "activity_id", "user_id", "context_id"]
+APPENDED_MAPS = ["aggregates", "agg_last_updated"]
 
 
-class RateLimiter:
-    """On average at most ``rate`` units per second (a token bucket that may go into debt, so a
-    batch larger than one second's worth still passes, and the next one waits)."""
+def write_options(cfg: JobConfig, *, tasks: int = 1, row_bytes: float = 0) -> dict[str, str]:
+    """Connector write settings shared by both writers.
 
-    def __init__(
-        self,
-        rate: float,
-        *,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        self._rate = rate
-        self._clock = clock
-        self._sleep = sleep
-        self._tokens = rate
-        self._last = clock()
-
-    def acquire(self, units: float) -> None:
-        now = self._clock()
-        self._tokens = min(self._rate, self._tokens + (now - self._last) * self._rate)
-        self._last = now
-        self._tokens -= units
-        if self._tokens < 0:
-            self._sleep(-self._tokens / self._rate)
-
-
-@dataclass(frozen=True)
-class AggregateWriteSettings:
-    """Plain values the executors need to append aggregates (picklable, no secrets in repr)."""
-
-    endpoint: CassandraEndpoint
-    keyspace: str
-    table: str
-    batch_size: int
-    concurrency: int
-    retries: int
-    rows_per_second: float = 0.0  # per task; 0 = unbounded
-
-    @classmethod
-    def from_config(cls, cfg: JobConfig, *, tasks: int = 1) -> AggregateWriteSettings:
-        return cls(
-            endpoint=CassandraEndpoint.from_config(cfg),
-            keyspace=cfg.keyspace,
-            table=cfg.activity_agg_table,
-            batch_size=cfg.write_batch_size,
-            concurrency=cfg.write_concurrency,
-            retries=cfg.write_retries,
-            rows_per_second=cfg.max_writes_per_second / max(tasks, 1),
-        )
-
-
-def _executor_statement(settings: AggregateWriteSettings) -> tuple[Session, PreparedStatement]:
-    if settings.endpoint not in _EXECUTOR_SESSIONS:
-        _EXECUTOR_SESSIONS[settings.endpoint] = settings.endpoint.connect()
-    session = _EXECUTOR_SESSIONS[settings.endpoint][1]
-    cql = APPEND_AGGREGATES_CQL.format(keyspace=settings.keyspace, table=settings.table)
-    if (settings.endpoint, cql) not in _PREPARED:
-        _PREPARED[(settings.endpoint, cql)] = session.prepare(cql)
-    return session, _PREPARED[(settings.endpoint, cql)]
-
-
-def _batches(
-    statement: PreparedStatement, rows: Iterable[Any], size: int
-) -> Iterator[BatchStatement]:
-    """Logged batches of ``size`` UPDATEs (course and unit rows together, as the original)."""
-    current = BatchStatement(batch_type=BatchType.LOGGED)
-    for row in rows:
-        values = (
-            row.aggregates,
-            row.agg_last_updated,
-            row.activity_type,
-            row.activity_id,
-            row.user_id,
-            row.context_id,
-        )
-        current.add(statement, values)
-        if len(current) >= size:
-            yield current
-            current = BatchStatement(batch_type=BatchType.LOGGED)
-    if len(current):
-        yield current
-
-
-def _execute(
-    session: Session,
-    batches: Iterable[BatchStatement],
-    concurrency: int,
-    limiter: RateLimiter | None,
-) -> tuple[int, list[tuple[BatchStatement, Exception]]]:
-    """Run the batches with ``concurrency`` in flight; returns (count, failed with errors)."""
-    in_flight: deque = deque()
-    failed: list[tuple[BatchStatement, Exception]] = []
-    count = 0
-
-    def settle_oldest() -> None:
-        batch, future = in_flight.popleft()
-        try:
-            future.result()
-        except Exception as error:  # retried by the caller, then raised
-            failed.append((batch, error))
-
-    for batch in batches:
-        if limiter:
-            limiter.acquire(len(batch))
-        if len(in_flight) >= concurrency:
-            settle_oldest()
-        in_flight.append((batch, session.execute_async(batch)))
-        count += 1
-    while in_flight:
-        settle_oldest()
-    return count, failed
-
-
-def append_partition(settings: AggregateWriteSettings, rows: Iterable[Any]) -> Iterator[int]:
-    """Append one partition's aggregate rows as logged batches of ``batch_size`` UPDATEs,
-    ``concurrency`` in flight, at most ``rows_per_second``; each failed batch is retried
-    ``retries`` times. Yields the number of batches executed."""
-    session, statement = _executor_statement(settings)
-    limiter = RateLimiter(settings.rows_per_second) if settings.rows_per_second > 0 else None
-    count, failed = _execute(
-        session, _batches(statement, rows, settings.batch_size), settings.concurrency, limiter
-    )
-    for attempt in range(settings.retries):
-        if not failed:
-            break
-        time.sleep(min(2**attempt, 8))
-        _, failed = _execute(session, [b for b, _ in failed], settings.concurrency, limiter)
-    if failed:
-        raise RuntimeError(
-            f"{len(failed)} {settings.table} batches failed after {settings.retries + 1} "
-            f"attempts: {failed[0][1]!r}"
-        )
-    yield count
-
-
-def write_activity_aggregates(aggregates: DataFrame, cfg: JobConfig) -> int:
-    """Append ``aggregates``/``agg_last_updated`` at the server (``m = m + ?``), from executors.
-
-    Never a connector DataFrame write: that would replace the whole maps and destroy keys other
-    jobs own (``score:*``, ``max_score:*``, ...). Returns the number of CQL batches executed
-    (the original's ``db-update-count``).
-    """
-    tasks = aggregates.sparkSession.sparkContext.defaultParallelism
-    settings = AggregateWriteSettings.from_config(cfg, tasks=tasks)
-    return int(aggregates.rdd.mapPartitions(lambda rows: append_partition(settings, rows)).sum())
-
-
-def enrolment_write_options(cfg: JobConfig, *, tasks: int = 1, row_bytes: float = 0) -> dict:
-    """Connector options of the ``user_enrolments`` write.
-
-    ``ignoreNulls`` leaves a null ``completedon`` unset, so the column keeps its value. The
-    connector's throttle is in MB/s per task: ``write.max.per.second`` rows of ``row_bytes``
+    Batches of ``threshold.batch.write.size`` rows grouped by replica set, ``write.concurrency``
+    batches in flight per task; ``ignoreNulls`` leaves a null column (``completedon``) as it is.
+    The connector's throttle is in MB/s per task: ``write.max.per.second`` rows of ``row_bytes``
     are spread over the write's tasks.
     """
     options = {
-        "keyspace": cfg.keyspace,
-        "table": cfg.enrolments_table,
         "spark.cassandra.output.ignoreNulls": "true",
         "spark.cassandra.output.batch.size.rows": str(cfg.write_batch_size),
+        "spark.cassandra.output.batch.grouping.key": "replica_set",
+        "spark.cassandra.output.concurrent.writes": str(cfg.write_concurrency),
     }
     if cfg.max_writes_per_second > 0:
         per_task = cfg.max_writes_per_second * max(row_bytes, 64) / max(tasks, 1)
@@ -375,9 +219,77 @@ def enrolment_write_options(cfg: JobConfig, *, tasks: int = 1, row_bytes: float 
     return options
 
 
+class _ConnectorRddApi:
+    """The connector's Scala RDD API, reached through py4j: the only API with which the
+    connector appends to a map column (``m = m + ?``) instead of replacing it."""
+
+    def __init__(self, spark: SparkSession) -> None:
+        sc = spark.sparkContext
+        jvm = sc._jvm
+        assert jvm is not None and sc._jsc is not None
+        self._jvm = jvm
+        self._loader = jvm.java.lang.Thread.currentThread().getContextClassLoader()
+        self._conn = jvm.com.datastax.spark.connector
+        self._conf = sc._jsc.sc().getConf()
+
+    def _scala_object(self, name: str) -> Any:
+        cls = self._jvm.java.lang.Class.forName(name + "$", True, self._loader)
+        return cls.getField("MODULE$").get(None)
+
+    def _seq(self, items: list[Any]) -> Any:
+        buffer = self._jvm.java.util.ArrayList()
+        for item in items:
+            buffer.add(item)
+        return self._jvm.scala.collection.JavaConverters.asScalaBufferConverter(buffer).asScala()
+
+    def save_appending(
+        self, rows: DataFrame, keyspace: str, table: str, options: dict[str, str]
+    ) -> None:
+        """``saveToCassandra`` of ``rows`` (key columns, then the maps to append)."""
+        none = self._scala_object("scala.None")
+        append = self._scala_object("com.datastax.spark.connector.CollectionAppend")
+        columns = [self._conn.ColumnName(c, none) for c in AGGREGATE_COLUMNS]
+        columns += [self._conn.CollectionColumnName(c, none, append) for c in APPENDED_MAPS]
+        conf = self._conf.clone()
+        for key, value in options.items():
+            conf.set(key, value)
+        self._conn.RDDFunctions(rows._jdf.rdd()).saveToCassandra(
+            keyspace,
+            table,
+            self._conn.SomeColumns(self._seq(columns)),
+            self._conn.writer.WriteConf.fromSparkConf(conf),
+            self._conn.cql.CassandraConnector.apply(conf),
+            self._scala_object("com.datastax.spark.connector.writer.SqlRowWriter$Factory"),
+        )
+
+
+def write_activity_aggregates(
+    aggregates: DataFrame, cfg: JobConfig, *, row_bytes: float = 0
+) -> None:
+    """Append ``aggregates``/``agg_last_updated`` at the server (``m = m + ?``).
+
+    Never a DataFrame write: that would replace the whole maps and destroy keys other jobs own
+    (``score:*``, ``max_score:*``, ...). The connector's RDD API with its append behaviour writes
+    ``UPDATE ... SET aggregates = aggregates + ?, agg_last_updated = agg_last_updated + ?`` in
+    batches, from the executors' JVMs.
+    """
+    tasks = aggregates.sparkSession.sparkContext.defaultParallelism
+    rows = aggregates.select(*AGGREGATE_COLUMNS, *APPENDED_MAPS)
+    _ConnectorRddApi(aggregates.sparkSession).save_appending(
+        rows,
+        cfg.keyspace,
+        cfg.activity_agg_table,
+        write_options(cfg, tasks=tasks, row_bytes=row_bytes),
+    )
+
+
 def write_enrolment_updates(updates: DataFrame, cfg: JobConfig, *, row_bytes: float = 0) -> None:
     """Write status, progress, contentstatus, completedon, datetime through the connector."""
     rows = updates.select(*ENROLMENT_WRITE_COLUMNS)
     tasks = updates.sparkSession.sparkContext.defaultParallelism
-    options = enrolment_write_options(cfg, tasks=tasks, row_bytes=row_bytes)
+    options = {
+        "keyspace": cfg.keyspace,
+        "table": cfg.enrolments_table,
+        **write_options(cfg, tasks=tasks, row_bytes=row_bytes),
+    }
     rows.write.format(CASSANDRA_FORMAT).mode("append").options(**options).save()
