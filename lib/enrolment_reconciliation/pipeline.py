@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import reduce
 
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
@@ -40,12 +41,12 @@ from enrolment_reconciliation.core.reconcile import (
     Reconciliation,
     reconcile,
 )
-from enrolment_reconciliation.core.requests import VALID, request_counts
+from enrolment_reconciliation.core.requests import FAILED, SKIPPED, VALID, to_enrolment_keys
 from enrolment_reconciliation.counters import Counter, Counts, new_counts
 from enrolment_reconciliation.inputs import SourceFrames
 from enrolment_reconciliation.io.relation_cache import CourseStructures, RelationCacheReader
 from enrolment_reconciliation.io.search import CollectionStatusClient
-from enrolment_reconciliation.schemas import AUDIT, CERTIFICATE, ENROLMENT_KEY
+from enrolment_reconciliation.schemas import AUDIT, CERTIFICATE
 
 
 def settings_from_config(cfg: JobConfig, *, write_only_changes: bool = False) -> ReconcileSettings:
@@ -120,18 +121,6 @@ def utc_now_ms() -> datetime:
     return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
-def _request_counts(requests: DataFrame) -> Counts:
-    """One Spark job over the persisted requests: their counters. It also materialises them, so
-    the stream's source (and its observed metrics) is read exactly once per micro-batch."""
-    valid_key = F.when(
-        F.col("requestStatus") == VALID,
-        F.concat_ws("\u0001", *[F.col(c) for c in ENROLMENT_KEY]),
-    )
-    counted = [*request_counts(), (Counter.CONSUMPTION_READS, F.count_distinct(valid_key))]
-    row = requests.agg(*[column.alias(name) for name, column in counted]).first()
-    return {name: int(row[name] or 0) for name, _ in counted} if row else {}
-
-
 def _prepare(progress: DataFrame, *, scanned: bool) -> tuple[Counts, dict[str, set[str]]]:
     """One Spark job: per course, the consumed contents and the enrolment counts.
 
@@ -162,9 +151,15 @@ def _prepare(progress: DataFrame, *, scanned: bool) -> tuple[Counts, dict[str, s
     return counts, course_contents
 
 
-def _tally(result: Reconciliation, settings: ReconcileSettings) -> tuple[Counts, dict[str, float]]:
-    """One Spark job: every output count (it also materialises the persisted frames), and the
-    average size of a row each writer writes (for the throttle)."""
+def _tally(
+    result: Reconciliation, settings: ReconcileSettings, requests: DataFrame | None
+) -> tuple[Counts, dict[str, float]]:
+    """One Spark job: every count of the batch (it also materialises the persisted frames), and
+    the average size of a row each writer writes (for the throttle).
+
+    The requests are counted here, not in a job of their own: the read job has already
+    materialised them once, so the stream's source, and its observed metrics, are read once.
+    """
     row_bytes = F.octet_length(F.to_json(F.struct("*")))
     parts = [
         result.enriched.select(F.col(ROUTE).alias("k"), F.lit(1).alias("v")),
@@ -179,9 +174,15 @@ def _tally(result: Reconciliation, settings: ReconcileSettings) -> tuple[Counts,
         parts.append(
             result.all_aggregates.select(F.lit("computed").alias("k"), F.lit(1).alias("v"))
         )
-    union = parts[0]
-    for part in parts[1:]:
-        union = union.unionByName(part)
+    if requests is not None:
+        parts += [
+            requests.select(F.col("requestStatus").alias("k"), F.lit(1).alias("v")),
+            to_enrolment_keys(requests).select(F.lit("keys").alias("k"), F.lit(1).alias("v")),
+        ]
+    # few tasks: every branch reads small persisted frames, and each task costs more than its rows
+    union = reduce(DataFrame.unionByName, parts).coalesce(
+        result.enriched.sparkSession.sparkContext.defaultParallelism
+    )
     rows = {
         r.k: (r.n, r.v)
         for r in union.groupBy("k")
@@ -206,6 +207,15 @@ def _tally(result: Reconciliation, settings: ReconcileSettings) -> tuple[Counts,
         Counter.AUDIT_EVENTS: n(AUDIT),
         Counter.FAILED_EVENTS: n("failed"),
     }
+    if requests is not None:
+        counts |= {
+            Counter.TOTAL_EVENTS: n(VALID) + n(SKIPPED) + n(FAILED),
+            Counter.VALID_EVENTS: n(VALID),
+            Counter.SKIPPED_EVENTS: n(SKIPPED),
+            Counter.FAILED_REQUESTS: n(FAILED),
+            # one keyed read per distinct requested enrolment
+            Counter.CONSUMPTION_READS: n("keys"),
+        }
     sizes = {k: rows[k][1] / n(k) for k in ("aggregates", "updates") if n(k)}
     return counts, sizes
 
@@ -234,11 +244,7 @@ def reconcile_batch(
 
     counts = new_counts()
     clock = PhaseClock()
-    requests = None
-    if source.requests is not None:
-        requests = keep(source.requests)
-        with clock("requests"):
-            counts.update(_request_counts(requests))
+    requests = keep(source.requests) if source.requests is not None else None
     progress = keep(source.progress)
     with clock("read"):
         prepared, course_contents = _prepare(progress, scanned=source.scanned)
@@ -265,7 +271,7 @@ def reconcile_batch(
     )
     result = reconcile(inputs, settings, now=now, keep=keep)
     with clock("reconcile"):
-        tallied, sizes = _tally(result, settings)
+        tallied, sizes = _tally(result, settings, requests)
     counts.update(tallied)
     return BatchResult(
         result,

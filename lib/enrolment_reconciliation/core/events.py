@@ -12,6 +12,7 @@ from datetime import datetime
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from enrolment_reconciliation.core.expressions import built_once
 from enrolment_reconciliation.core.progress import BROKEN, ROUTE, UNRESOLVED
 from enrolment_reconciliation.schemas import AUDIT, CERTIFICATE, ENROLMENT_KEY, to_event_key_names
 
@@ -38,9 +39,13 @@ def _epoch_ms(now: datetime) -> Column:
     return F.lit(int(now.timestamp() * 1000)).cast("long")
 
 
-def to_audit_events(completed: DataFrame, now: datetime) -> DataFrame:
-    """AUDIT ``enrol-complete`` telemetry for each newly completed enrolment (spec.md §6.1)."""
-    ets = _epoch_ms(now)
+_ETS = "_ets"  # the batch's time in epoch ms, a column so the event expressions are built once
+
+
+@built_once
+def _audit_event() -> tuple[Column, Column]:
+    """The AUDIT event's mid and JSON text, over the enrolment key and ``_ets``."""
+    ets = F.col(_ETS)
     mid = F.concat(F.lit("LP.AUDIT."), _key_uuid(AUDIT_KIND))
     event = F.struct(
         F.struct(F.col("userId").alias("id"), F.lit("User").alias("type")).alias("actor"),
@@ -75,20 +80,16 @@ def to_audit_events(completed: DataFrame, now: datetime) -> DataFrame:
         ).alias("object"),
         F.array().cast("array<string>").alias("tags"),
     )
-    return completed.select(
-        F.lit(AUDIT).alias("kind"),
-        mid.alias("mid"),
-        *ENROLMENT_KEY,
-        F.to_json(event).alias("value"),
-    )
+    return mid, F.to_json(event)
 
 
-def to_certificate_events(completed: DataFrame, now: datetime) -> DataFrame:
-    """BE_JOB_REQUEST ``issue-certificate`` for each newly completed enrolment (spec.md §6.2)."""
+@built_once
+def _certificate_event() -> tuple[Column, Column]:
+    """The certificate request's mid and JSON text, over the enrolment key and ``_ets``."""
     mid = F.concat(F.lit("LP."), _key_uuid(CERTIFICATE_KIND))
     event = F.struct(
         F.lit("BE_JOB_REQUEST").alias("eid"),
-        _epoch_ms(now).alias("ets"),
+        F.col(_ETS).alias("ets"),
         mid.alias("mid"),
         F.struct(
             F.lit("Course Certificate Generator").alias("id"), F.lit("System").alias("type")
@@ -112,12 +113,26 @@ def to_certificate_events(completed: DataFrame, now: datetime) -> DataFrame:
             F.col("courseId").alias("courseId"),
         ).alias("edata"),
     )
-    return completed.select(
-        F.lit(CERTIFICATE).alias("kind"),
-        mid.alias("mid"),
-        *ENROLMENT_KEY,
-        F.to_json(event).alias("value"),
+    return mid, F.to_json(event)
+
+
+def _events(
+    completed: DataFrame, now: datetime, kind: str, event: tuple[Column, Column]
+) -> DataFrame:
+    mid, value = event
+    return completed.withColumn(_ETS, _epoch_ms(now)).select(
+        F.lit(kind).alias("kind"), mid.alias("mid"), *ENROLMENT_KEY, value.alias("value")
     )
+
+
+def to_audit_events(completed: DataFrame, now: datetime) -> DataFrame:
+    """AUDIT ``enrol-complete`` telemetry for each newly completed enrolment (spec.md §6.1)."""
+    return _events(completed, now, AUDIT, _audit_event())
+
+
+def to_certificate_events(completed: DataFrame, now: datetime) -> DataFrame:
+    """BE_JOB_REQUEST ``issue-certificate`` for each newly completed enrolment (spec.md §6.2)."""
+    return _events(completed, now, CERTIFICATE, _certificate_event())
 
 
 def to_completion_events(enrolment_updates: DataFrame, now: datetime) -> DataFrame:

@@ -37,10 +37,12 @@ def _empty_ids() -> Column:
 
 def with_consumption_defaults(consumption: DataFrame) -> DataFrame:
     """Null defaults of the original reader (spec.md §2.3): status 1, view and completed count 0."""
-    return (
-        consumption.withColumn("status", F.coalesce(F.col("status"), F.lit(IN_PROGRESS)))
-        .withColumn("viewcount", F.coalesce(F.col("viewcount"), F.lit(0)))
-        .withColumn("completedcount", F.coalesce(F.col("completedcount"), F.lit(0)))
+    return consumption.withColumns(
+        {
+            "status": F.coalesce(F.col("status"), F.lit(IN_PROGRESS)),
+            "viewcount": F.coalesce(F.col("viewcount"), F.lit(0)),
+            "completedcount": F.coalesce(F.col("completedcount"), F.lit(0)),
+        }
     )
 
 
@@ -118,7 +120,7 @@ def with_course_structure(progress: DataFrame, structure: DataFrame) -> DataFram
         .when(F.col("collectionStatus") == RETIRED, F.lit(RETIRED_COURSE))
         .otherwise(F.lit(UNRESOLVED))
     )
-    return enriched.withColumn("leafnodes", leaves).withColumn(ROUTE, route)
+    return enriched.withColumns({"leafnodes": leaves, ROUTE: route})
 
 
 def required_leaves(
@@ -144,11 +146,13 @@ def compute_course_progress(enriched: DataFrame, *, exclude_optional_nodes: bool
     (spec.md §10.5). Adds ``requiredCount, completedCount, complete``.
     """
     required = required_leaves(F.col("leafnodes"), F.col("optionalnodes"), exclude_optional_nodes)
-    return (
-        enriched.where(F.col(ROUTE) == OK)
-        .withColumn("requiredCount", F.size(required))
-        .withColumn(COMPLETED_COUNT, _completed_count(required))
-        .withColumn("complete", F.col(COMPLETED_COUNT) >= F.col("requiredCount"))
+    required_count, completed_count = F.size(required), _completed_count(required)
+    return enriched.where(F.col(ROUTE) == OK).withColumns(
+        {
+            "requiredCount": required_count,
+            COMPLETED_COUNT: completed_count,
+            "complete": completed_count >= required_count,
+        }
     )
 
 

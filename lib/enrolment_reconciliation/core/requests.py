@@ -18,6 +18,7 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from enrolment_reconciliation.core.expressions import built_once
 from enrolment_reconciliation.counters import Counter
 from enrolment_reconciliation.schemas import (
     ENROLMENT_KEY,
@@ -96,6 +97,21 @@ def _field_reason(name: str, value: Column, edata_text: Column, keys: Column) ->
     return reason
 
 
+@built_once
+def _classification() -> tuple[dict[str, Column], Column, Column]:
+    """The edata fields, the reason a request fails (or null) and whether it is a sync."""
+    edata_text = F.col("_edata_text")
+    keys = F.coalesce(F.json_object_keys(edata_text), F.array().cast("array<string>"))
+    fields = {name: F.col("_parsed.edata")[name] for name in _FIELDS}
+    is_sync = F.lower(F.trim(F.coalesce(fields["action"], F.lit("")))) == SYNC_ACTION
+    problems = [_field_reason(n, fields[n], edata_text, keys) for n in _FIELDS]
+    # The message itself, then the action; the ids matter only for a sync request.
+    reason = F.coalesce(_raw_reason(F.col("_raw"), F.col("payload"), edata_text), problems[0])
+    id_reason = F.concat_ws("; ", *problems[1:])
+    reason = F.when(reason.isNotNull(), reason).when(is_sync & (id_reason != ""), id_reason)
+    return fields, reason, is_sync
+
+
 def to_sync_requests(raw: DataFrame) -> DataFrame:
     """Parse raw messages into one row each with the request fields and a classification.
 
@@ -103,35 +119,27 @@ def to_sync_requests(raw: DataFrame) -> DataFrame:
     ``offset``). Output adds ``payload`` (the raw text), ``action``, ``userId``, ``courseId``,
     ``batchId``, ``requestStatus`` (valid | skipped | failed) and ``reason`` (failed only).
     """
-    value = F.col("value").cast("binary")
     payload = F.col("value").cast("string")
-    df = raw.select(
-        value.alias("_raw"),
+    source = [c for c in ("topic", "partition", "offset") if c in raw.columns]
+    parsed = raw.select(
+        F.col("value").cast("binary").alias("_raw"),
         payload.alias("payload"),
-        *[c for c in ("topic", "partition", "offset") if c in raw.columns],
+        *source,
         F.from_json(payload, SYNC_REQUEST_JSON_SCHEMA, _JSON_OPTIONS).alias("_parsed"),
         F.from_json(payload, _AS_TEXT, _JSON_OPTIONS)["edata"].alias("_edata_text"),
     )
-    edata_text = F.col("_edata_text")
-    keys = F.coalesce(F.json_object_keys(edata_text), F.array().cast("array<string>"))
-    fields = {name: F.col("_parsed.edata")[name] for name in _FIELDS}
-    is_sync = F.lower(F.trim(F.coalesce(fields["action"], F.lit("")))) == SYNC_ACTION
-
-    problems = [_field_reason(n, fields[n], edata_text, keys) for n in _FIELDS]
-    # The message itself, then the action; the ids matter only for a sync request.
-    reason = F.coalesce(_raw_reason(F.col("_raw"), F.col("payload"), edata_text), problems[0])
-    id_reason = F.concat_ws("; ", *problems[1:])
-    reason = F.when(reason.isNotNull(), reason).when(is_sync & (id_reason != ""), id_reason)
-    status = F.when(reason.isNotNull(), FAILED).when(~is_sync, SKIPPED).otherwise(VALID)
-    return (
-        df.withColumn("action", fields["action"])
-        .withColumn("userId", fields["userId"])
-        .withColumn("courseId", fields["courseId"])
-        .withColumn("batchId", fields["batchId"])
-        .withColumn("reason", reason)
-        .withColumn("requestStatus", status)
-        .drop("_raw", "_parsed", "_edata_text")
+    fields, reason, is_sync = _classification()
+    classified = parsed.select(
+        "payload",
+        *source,
+        *[column.alias(name) for name, column in fields.items()],
+        reason.alias("reason"),
+        is_sync.alias("_sync"),
     )
+    status = (
+        F.when(F.col("reason").isNotNull(), FAILED).when(~F.col("_sync"), SKIPPED).otherwise(VALID)
+    )
+    return classified.withColumn("requestStatus", status).drop("_sync")
 
 
 def request_counts() -> list[tuple[Counter, Column]]:
