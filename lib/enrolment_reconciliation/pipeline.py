@@ -176,7 +176,9 @@ def _tally(
         )
     if requests is not None:
         parts += [
-            requests.select(F.col("requestStatus").alias("k"), F.lit(1).alias("v")),
+            requests.select(
+                F.concat(F.lit("request:"), "requestStatus").alias("k"), F.lit(1).alias("v")
+            ),
             to_enrolment_keys(requests).select(F.lit("keys").alias("k"), F.lit(1).alias("v")),
         ]
     # few tasks: every branch reads small persisted frames, and each task costs more than its rows
@@ -209,10 +211,10 @@ def _tally(
     }
     if requests is not None:
         counts |= {
-            Counter.TOTAL_EVENTS: n(VALID) + n(SKIPPED) + n(FAILED),
-            Counter.VALID_EVENTS: n(VALID),
-            Counter.SKIPPED_EVENTS: n(SKIPPED),
-            Counter.FAILED_REQUESTS: n(FAILED),
+            Counter.TOTAL_EVENTS: sum(n(f"request:{s}") for s in (VALID, SKIPPED, FAILED)),
+            Counter.VALID_EVENTS: n(f"request:{VALID}"),
+            Counter.SKIPPED_EVENTS: n(f"request:{SKIPPED}"),
+            Counter.FAILED_REQUESTS: n(f"request:{FAILED}"),
             # one keyed read per distinct requested enrolment
             Counter.CONSUMPTION_READS: n("keys"),
         }
