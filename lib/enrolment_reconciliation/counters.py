@@ -82,6 +82,22 @@ MEANING: dict[Counter, str] = {
     "which counted batches of threshold.batch.write.size)",
 }
 
+# The original job's metric (spec.md §8.1) each counter stands for, if any: exported under the
+# original's Prometheus name so existing dashboards carry over (io/prometheus.py).
+ORIGINAL: dict[Counter, str] = {
+    Counter.TOTAL_EVENTS: "total-events-count",
+    Counter.SKIPPED_EVENTS: "skipped-events-count",
+    Counter.CONSUMPTION_READS: "db-read-count",
+    Counter.CACHE_HITS: "cache-hit-count",
+    Counter.CACHE_MISSES: "cache-miss-count",
+    Counter.RETIRED: "retired-consumption-events-count",
+    Counter.UNRESOLVED: "failed-events-count",
+    Counter.ENROLMENT_READS: "db-read-count",
+    Counter.ENROLMENTS_COMPLETED: "enrolment-complete-count",
+    Counter.CERT_EVENTS: "cert-issue-events-count",
+    Counter.AGGREGATE_WRITES: "db-update-count",
+}
+
 # The request counters are also Spark observed metrics of the stream, under these names.
 REQUEST_COUNTERS = (
     Counter.TOTAL_EVENTS,

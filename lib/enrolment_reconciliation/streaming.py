@@ -15,9 +15,11 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 from pyspark.errors import StreamingQueryException
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.streaming import StreamingQueryListener
 
 from enrolment_reconciliation.apply import apply_batch, recover_outbox
 from enrolment_reconciliation.config import JobConfig
@@ -26,6 +28,7 @@ from enrolment_reconciliation.counters import Counts
 from enrolment_reconciliation.inputs import read_requested
 from enrolment_reconciliation.io.kafka import read_sync_request_stream
 from enrolment_reconciliation.io.outbox import Outbox
+from enrolment_reconciliation.io.prometheus import PrometheusExporter
 from enrolment_reconciliation.pipeline import BatchResources, reconcile_batch
 
 log = logging.getLogger("enrolment_reconciliation.stream")
@@ -139,6 +142,34 @@ def batch_handler(
     return handle
 
 
+class LagListener(StreamingQueryListener):
+    """Consumer lag after each micro-batch: offsets on the topic the stream has not read."""
+
+    def __init__(self, record: Callable[[int], None]) -> None:
+        self._record = record
+
+    def onQueryStarted(self, event: Any) -> None:  # noqa: N802 (Spark's listener API)
+        pass
+
+    def onQueryProgress(self, event: Any) -> None:  # noqa: N802
+        lag = 0
+        for source in event.progress.sources:
+            ends, latest = (
+                json.loads(source.endOffset or "{}"),
+                json.loads(source.latestOffset or "{}"),
+            )
+            for topic, partitions in latest.items():
+                for partition, offset in partitions.items():
+                    lag += max(0, offset - ends.get(topic, {}).get(partition, 0))
+        self._record(lag)
+
+    def onQueryIdle(self, event: Any) -> None:  # noqa: N802
+        pass
+
+    def onQueryTerminated(self, event: Any) -> None:  # noqa: N802
+        pass
+
+
 def run_stream(
     spark: SparkSession,
     cfg: JobConfig,
@@ -147,11 +178,33 @@ def run_stream(
     """Run until stopped (processing-time) or until the topic is drained (available-now)."""
     tune_for_micro_batches(spark)
     resources = BatchResources.from_config(cfg)
+    exporter = PrometheusExporter(cfg.prometheus_port) if cfg.prometheus_port else None
+    listener = LagListener(exporter.record_lag) if exporter else None
+    if listener:
+        spark.streams.addListener(listener)
+    try:
+        _run_query(spark, cfg, resources, on_batch, exporter)
+    finally:
+        if listener:
+            spark.streams.removeListener(listener)
+        if exporter:
+            exporter.close()
+
+
+def _run_query(
+    spark: SparkSession,
+    cfg: JobConfig,
+    resources: BatchResources,
+    on_batch: Callable[[Counts, float], None],
+    exporter: PrometheusExporter | None,
+) -> None:
     failures = 0
     applied = [False]  # a batch succeeded since the last restart: consecutive failures reset
 
     def succeeded(counts: Counts, seconds: float) -> None:
         applied[0] = True
+        if exporter:
+            exporter.record_batch(counts, seconds)
         on_batch(counts, seconds)
 
     while True:
