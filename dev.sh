@@ -4,6 +4,7 @@
 #                   run the streaming job (available-now) and print a summary
 #   ./dev.sh test   set up, start the local stack, run the whole test suite
 #   ./dev.sh backfill-demo   the same for the nightly backfill: sample data, a dry run, two runs
+#   ./dev.sh bench [small|medium|large]   every benchmark instrument; figures into docs/benchmarks/
 # and their parts: setup | stack-start | stack-stop | status | lint
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -34,6 +35,15 @@ setup() {
   bash stack/fetch-jars.sh
 }
 
+start_stack() {
+  bash stack/stack.sh start
+  # the stack's generated credentials, as the job's environment variables (never printed)
+  set -a
+  # shellcheck disable=SC1091
+  . "$STACK_DIR/secrets.env"
+  set +a
+}
+
 stack_args() {
   # --set overrides for the job, from the ports the stack really uses
   # shellcheck disable=SC1091
@@ -44,7 +54,7 @@ stack_args() {
 
 run() {
   setup
-  bash stack/stack.sh start
+  start_stack
   mapfile -t overrides < <(stack_args)
   # a fresh env per run: its own topics and checkpoint, so the summary shows this run only
   local env_name="demo$(date +%s)"
@@ -62,7 +72,7 @@ run() {
 
 backfill_demo() {
   setup
-  bash stack/stack.sh start
+  start_stack
   mapfile -t overrides < <(stack_args)
   local env_name="demo$(date +%s)" conf="$ROOT/conf/local.conf" report="$STACK_DIR/reports/backfill-dry-run"
   overrides+=(--env "$env_name" --set "backfill.outbox.location=$STACK_DIR/checkpoints/$env_name/backfill-outbox")
@@ -79,9 +89,16 @@ backfill_demo() {
   done
 }
 
+bench() {
+  setup
+  start_stack
+  log "benchmarks, preset ${1:-small}: figures into docs/benchmarks/"
+  "$PY" -m benchmarks.run --preset "${1:-small}" "${@:2}"
+}
+
 test_suite() {
   setup
-  bash stack/stack.sh start
+  start_stack
   log "ruff and mypy"
   "$VENV/bin/ruff" check lib jobs tests benchmarks
   "$VENV/bin/ruff" format --check lib jobs tests benchmarks
@@ -94,10 +111,11 @@ case "${1:-}" in
   setup) setup ;;
   run) run ;;
   backfill-demo) backfill_demo ;;
+  bench) shift; bench "$@" ;;
   test) shift; test_suite "$@" ;;
   stack-start) bash stack/stack.sh start ;;
   stack-stop) bash stack/stack.sh stop ;;
   status) bash stack/stack.sh status ;;
   lint) "$VENV/bin/ruff" check lib jobs tests benchmarks && "$VENV/bin/mypy" ;;
-  *) echo "usage: $0 run|test|backfill-demo|setup|stack-start|stack-stop|status|lint" >&2; exit 2 ;;
+  *) echo "usage: $0 run|test|backfill-demo|bench|setup|stack-start|stack-stop|status|lint" >&2; exit 2 ;;
 esac

@@ -34,7 +34,8 @@ def _port_open(host: str, port: int) -> bool:
         return False
 
 
-def check_cassandra(host: str, port: int) -> str:
+def _cassandra_session(host: str, port: int, user: str | None, password: str | None):
+    from cassandra.auth import PlainTextAuthProvider
     from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
     from cassandra.policies import DCAwareRoundRobinPolicy
 
@@ -48,11 +49,39 @@ def check_cassandra(host: str, port: int) -> str:
         connect_timeout=5,
         control_connection_timeout=5,
         execution_profiles={EXEC_PROFILE_DEFAULT: profile},
+        auth_provider=PlainTextAuthProvider(user, password) if user else None,
     )
     try:
-        session = cluster.connect()
+        return cluster, cluster.connect()
+    except Exception:
+        cluster.shutdown()
+        raise
+
+
+def check_cassandra(host: str, port: int) -> str:
+    """Ready once the stack's own role logs in. On a fresh data directory Cassandra's
+    PasswordAuthenticator has only the default cassandra/cassandra superuser: its password is
+    then changed to the generated one of .stack/secrets.env (never printed)."""
+    from cassandra.cluster import NoHostAvailable
+
+    user = os.environ.get("LMS_CASSANDRA_USERNAME")
+    password = os.environ.get("LMS_CASSANDRA_PASSWORD")
+    try:
+        cluster, session = _cassandra_session(host, port, user, password)
+    except NoHostAvailable as error:
+        if not (user == "cassandra" and password and "Authentication" in str(error)):
+            raise
+        cluster, session = _cassandra_session(host, port, "cassandra", "cassandra")
+        if not password.isalnum():  # ALTER ROLE takes no bind markers; the stack makes hex ones
+            raise RuntimeError(
+                "LMS_CASSANDRA_PASSWORD must be alphanumeric for the local stack"
+            ) from None
+        session.execute(f"ALTER ROLE cassandra WITH PASSWORD = '{password}'")
+        cluster.shutdown()
+        return check_cassandra(host, port)
+    try:
         row = session.execute("SELECT release_version FROM system.local").one()
-        return f"release_version={row[0]}"
+        return f"release_version={row[0]}, password authentication"
     finally:
         cluster.shutdown()
 
@@ -76,7 +105,13 @@ def check_kafka(bootstrap: str) -> str:
 def check_redis(host: str, port: int) -> str:
     import redis
 
-    client = redis.Redis(host=host, port=port, socket_connect_timeout=2, socket_timeout=2)
+    client = redis.Redis(
+        host=host,
+        port=port,
+        password=os.environ.get("REDIS_PASSWORD") or None,
+        socket_connect_timeout=2,
+        socket_timeout=2,
+    )
     try:
         if not client.ping():
             raise RuntimeError("PING returned false")

@@ -10,7 +10,12 @@ from __future__ import annotations
 import pytest
 from pyspark.sql import SparkSession
 
+from enrolment_reconciliation.sample.stack import export_stack_credentials
 from tests.helpers import TEST_KEYSPACE, stack_config
+
+# the local stack logs in with generated passwords (stack/stack.sh); jobs started by tests
+# inherit them from this environment, as a deployed job gets its own
+export_stack_credentials()
 
 # Every keyspace the integration tests use. They are created before the SparkSession starts:
 # the connector caches schema metadata, and a keyspace created a moment before a Spark read
@@ -25,6 +30,7 @@ TEST_KEYSPACES = (
     "er_test_backfill",
     "er_test_backfill_stream",
     "er_test_faults",
+    "er_test_faults_ref",
     "er_test_notebook",
 )
 SMALL_SESSION = {
@@ -39,6 +45,22 @@ SMALL_SESSION = {
     "spark.sql.codegen.wholeStage": "false",
     "spark.sql.codegen.factoryMode": "NO_CODEGEN",
 }
+
+
+ON_DEMAND = ("faults", "soak")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Long fault campaigns and the soak run only when asked for by name (``-m faults``)."""
+    asked = config.option.markexpr or ""
+    deselected = [
+        item
+        for item in items
+        if any(item.get_closest_marker(m) and m not in asked for m in ON_DEMAND)
+    ]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = [item for item in items if item not in deselected]
 
 
 def _create_test_keyspaces() -> None:

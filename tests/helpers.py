@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from enrolment_reconciliation.core.progress import (
 )
 from enrolment_reconciliation.core.requests import to_sync_requests
 from enrolment_reconciliation.core.structure import course_structure, parse_relation_key
+from enrolment_reconciliation.io.cassandra import connect_from_config
 from enrolment_reconciliation.sample.stack import stack_config as _stack_config
 from enrolment_reconciliation.sample.stack import stack_overrides
 from enrolment_reconciliation.sample.stack import sync_request as _sync_request
@@ -227,8 +229,8 @@ def produce(cfg: JobConfig, messages: list[bytes | None]) -> None:
     from kafka import KafkaProducer
 
     producer = KafkaProducer(bootstrap_servers=cfg.kafka_broker_servers, acks="all")
-    for m in messages:
-        producer.send(cfg.input_topic, m)
+    for m in messages:  # a tombstone (no value) needs a key
+        producer.send(cfg.input_topic, m, key=b"tombstone" if m is None else None)
     producer.flush()
     producer.close()
 
@@ -298,7 +300,12 @@ def seed(cql, cfg: JobConfig) -> None:
     assessment scores in user_activity_agg that the job must keep."""
     for table in ("user_content_consumption", "user_enrolments", "user_activity_agg"):
         cql.execute(f"TRUNCATE {table}", timeout=60)
-    client = redis.Redis(host=cfg.redis_host, port=cfg.redis_port, db=STREAM_REDIS_DB)
+    client = redis.Redis(
+        host=cfg.redis_host,
+        port=cfg.redis_port,
+        password=cfg.credentials.redis_password,
+        db=STREAM_REDIS_DB,
+    )
     client.flushdb()
     for key, members in CASE_2.items():
         client.sadd(key, *members)
@@ -328,3 +335,50 @@ def seed(cql, cfg: JobConfig) -> None:
         " AND context_id='cb:Batch1'",
         (SCORES, {k: datetime(2026, 1, 1) for k in SCORES}),
     )
+
+
+# --- comparing whole runs ---------------------------------------------------------------------
+@dataclass
+class Tables:
+    enrolments: dict[tuple, tuple]
+    aggregates: dict[tuple, dict]
+
+
+def read_tables(cfg: JobConfig) -> Tables:
+    """The job's two output tables, timestamps reduced to whether they are set."""
+    cluster, session = connect_from_config(cfg, keyspace=cfg.keyspace)
+    try:
+        enrolments = {
+            (r.userid, r.courseid, r.batchid): (
+                r.status,
+                r.progress,
+                dict(r.contentstatus or {}),
+                r.completedon is not None,
+                r.active,
+                r.enrolled_date,
+            )
+            for r in session.execute(
+                "SELECT userid, courseid, batchid, status, progress, contentstatus, completedon,"
+                " active, enrolled_date FROM user_enrolments"
+            )
+        }
+        aggregates = {
+            (r.activity_id, r.user_id, r.context_id): dict(r.aggregates or {})
+            for r in session.execute(
+                "SELECT activity_id, user_id, context_id, aggregates FROM user_activity_agg"
+            )
+        }
+    finally:
+        cluster.shutdown()
+    return Tables(enrolments, aggregates)
+
+
+def events_of(cfg: JobConfig) -> dict[str, dict]:
+    """Certificate and AUDIT events by mid, without their timestamps."""
+    found = {}
+    for topic in (cfg.certissue_topic, cfg.audit_topic):
+        for event in messages_on(cfg, topic, timeout_ms=2000):
+            for stamp in ("ets", "syncts"):
+                event.pop(stamp, None)
+            found[event["mid"]] = event
+    return found

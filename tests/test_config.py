@@ -140,3 +140,15 @@ def test_help_lists_every_setting():
     text = _parser().format_help()
     for setting in declared_settings():
         assert setting.metadata["keys"][0] in text
+
+
+def test_trigger_intervals_take_the_duration_forms_operators_write():
+    def interval(text: str) -> str:
+        return load_config(overrides=[f"stream.trigger.interval={text}"]).trigger_interval
+
+    assert interval("1s") == "1000 milliseconds"
+    assert interval("500ms") == "500 milliseconds"
+    assert interval('"10 seconds"') == "10000 milliseconds"
+    assert interval('"2 minutes"') == "120000 milliseconds"
+    with pytest.raises(ConfigError, match=r"stream\.trigger\.interval must be a duration"):
+        interval("soon")

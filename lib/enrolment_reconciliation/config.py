@@ -326,6 +326,26 @@ def _coerce(key: str, value: Any, kind: type) -> Any:
     raise ConfigError(f"config key {key!r} must be {kind.__name__}, got {value!r}")
 
 
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$")
+_DURATION_MS = {
+    **dict.fromkeys(("ms", "milli", "millis", "millisecond", "milliseconds"), 1),
+    **dict.fromkeys(("", "s", "sec", "secs", "second", "seconds"), 1000),
+    **dict.fromkeys(("m", "min", "mins", "minute", "minutes"), 60_000),
+    **dict.fromkeys(("h", "hour", "hours"), 3_600_000),
+}
+
+
+def spark_interval(key: str, value: str) -> str:
+    """A HOCON/Flink-style duration (``1s``, ``500ms``, ``2 minutes``) as Spark's interval text."""
+    match = _DURATION.match(value.strip('"').lower())
+    if not match or match.group(2) not in _DURATION_MS:
+        raise ConfigError(
+            f"{key} must be a duration such as 1s, 500ms or 10 seconds, got {value!r}"
+        )
+    millis = round(float(match.group(1)) * _DURATION_MS[match.group(2)])
+    return f"{millis} milliseconds"
+
+
 def undeclared_override_warnings(keys: Iterable[str]) -> list[str]:
     """A warning for each ``--set`` key that no setting declares, naming the closest one."""
     declared = [k for f in declared_settings() for k in f.metadata["keys"]]
@@ -381,6 +401,9 @@ def load_config(
             )
     if values["write_batch_size"] < 1:
         raise ConfigError("threshold.batch.write.size must be at least 1")
+    values["trigger_interval"] = spark_interval(
+        "stream.trigger.interval", values["trigger_interval"]
+    )
     return JobConfig(**values, credentials=Credentials.from_environ(environ))
 
 

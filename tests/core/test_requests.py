@@ -19,6 +19,7 @@ from enrolment_reconciliation.schemas import (
     RAW_REQUEST_SCHEMA,
 )
 from tests.helpers import literal_frame, parsed_requests, raw_requests, sync_request
+from tests.hostile_corpus import CORPUS, SKIPPED, VALID
 
 CLASSIFIED = StructType(
     [
@@ -152,3 +153,26 @@ def test_a_failed_event_never_outgrows_a_kafka_message(spark):
             "source": {"topic": "sync", "partition": 0, "offset": 1},
         },
     ]
+
+
+def test_every_kind_in_the_hostile_corpus_is_classified_with_its_exact_reason(spark):
+    payloads = [None if h.payload is None else h.payload for h in CORPUS]
+    rows = [(p, "sync", 0, offset) for offset, p in enumerate(payloads)]
+    classified = to_sync_requests(spark.createDataFrame(rows, RAW_REQUEST_SCHEMA))
+    actual = {
+        r.offset: (r.requestStatus, r.reason)
+        for r in classified.select("offset", "requestStatus", "reason").collect()
+    }
+    expected = {
+        offset: (h.expected, None) if h.expected in (VALID, SKIPPED) else ("failed", h.expected)
+        for offset, h in enumerate(CORPUS)
+    }
+    mismatches = {
+        CORPUS[o].name: (actual.get(o), want)
+        for o, want in expected.items()
+        if actual.get(o) != want
+    }
+    assert len(CORPUS) >= 50
+    assert mismatches == {}, "\n".join(
+        f"{k}: got {v[0]}, want {v[1]}" for k, v in mismatches.items()
+    )

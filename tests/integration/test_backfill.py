@@ -7,7 +7,6 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -23,8 +22,10 @@ from enrolment_reconciliation.sample.loader import load_sample
 from enrolment_reconciliation.streaming import run_stream
 from tests.helpers import (
     as_cli_args,
+    events_of,
     messages_on,
     produce,
+    read_tables,
     spark_submit,
     stack_overrides,
     sync_request,
@@ -49,52 +50,6 @@ def backfill_config(tmp_path: Path, keyspace: str = KEYSPACE, *extra: str) -> Jo
             *extra,
         ],
     )
-
-
-@dataclass
-class Tables:
-    enrolments: dict[tuple, tuple]
-    aggregates: dict[tuple, dict]
-
-
-def read_tables(cfg: JobConfig) -> Tables:
-    """The job's two output tables, timestamps reduced to whether they are set."""
-    cluster, session = connect_from_config(cfg, keyspace=cfg.keyspace)
-    try:
-        enrolments = {
-            (r.userid, r.courseid, r.batchid): (
-                r.status,
-                r.progress,
-                dict(r.contentstatus or {}),
-                r.completedon is not None,
-                r.active,
-                r.enrolled_date,
-            )
-            for r in session.execute(
-                "SELECT userid, courseid, batchid, status, progress, contentstatus, completedon,"
-                " active, enrolled_date FROM user_enrolments"
-            )
-        }
-        aggregates = {
-            (r.activity_id, r.user_id, r.context_id): dict(r.aggregates or {})
-            for r in session.execute(
-                "SELECT activity_id, user_id, context_id, aggregates FROM user_activity_agg"
-            )
-        }
-    finally:
-        cluster.shutdown()
-    return Tables(enrolments, aggregates)
-
-
-def events_of(cfg: JobConfig) -> dict[str, dict]:
-    """Certificate and AUDIT events by mid, without their timestamps."""
-    found = {}
-    for topic in (cfg.certissue_topic, cfg.audit_topic):
-        for event in messages_on(cfg, topic, timeout_ms=2000):
-            for stamp in ("ets", "syncts"):
-                event.pop(stamp, None)
-            found[event["mid"]] = event
-    return found
 
 
 @pytest.fixture(scope="module")

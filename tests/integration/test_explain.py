@@ -46,7 +46,12 @@ def cfg():
     )
     insert_enrolments(session, [("u", "C", "b", 1, None)])
     cluster.shutdown()
-    client = redis.Redis(host=cfg.redis_host, port=cfg.redis_port, db=REDIS_DB)
+    client = redis.Redis(
+        host=cfg.redis_host,
+        port=cfg.redis_port,
+        password=cfg.credentials.redis_password,
+        db=REDIS_DB,
+    )
     client.flushdb()
     put_keys(client, KEYS)
     client.close()

@@ -40,7 +40,11 @@ def session(cfg: JobConfig) -> Iterator[Session]:
 @pytest.fixture(scope="module")
 def relation_cache(cfg: JobConfig) -> Iterator[redis.Redis]:
     client = redis.Redis(
-        host=cfg.redis_host, port=cfg.redis_port, db=REDIS_DB, decode_responses=True
+        host=cfg.redis_host,
+        port=cfg.redis_port,
+        password=cfg.credentials.redis_password,
+        db=REDIS_DB,
+        decode_responses=True,
     )
     yield client
     client.close()

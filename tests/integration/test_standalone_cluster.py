@@ -176,7 +176,12 @@ def loaded(cfg):
         " VALUES ('u1', 'C1', 'B1', 1, true)"
     )
 
-    client = redis.Redis(host=cfg.redis_host, port=cfg.redis_port, db=REDIS_DB)
+    client = redis.Redis(
+        host=cfg.redis_host,
+        port=cfg.redis_port,
+        password=cfg.credentials.redis_password,
+        db=REDIS_DB,
+    )
     try:
         client.flushdb()
     except redis.ConnectionError as e:

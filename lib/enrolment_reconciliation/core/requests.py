@@ -51,6 +51,13 @@ def _is_non_string(edata_json: Column, field: str) -> Column:
     return F.coalesce(edata_json.rlike(f'[{{,]"{field}":(?!"|null[,}}])'), F.lit(False))
 
 
+def _is_overflowed_number(value: Column) -> Column:
+    """A number past a double (``1e400``) reaches Spark's JSON functions as the JSON text
+    ``"Infinity"`` under a string schema; a string holding those quotes would be escaped."""
+    escaped = F.col("payload").contains('\\"Infinity\\"')
+    return F.coalesce(value.isin('"Infinity"', '"-Infinity"') & ~escaped, F.lit(False))
+
+
 def _blank(col: Column) -> Column:
     return col.isNull() | (F.trim(col) == "")
 
@@ -61,7 +68,7 @@ def _raw_reason(raw: Column, payload: Column, edata_text: Column) -> Column:
     valid_utf8 = F.encode(F.decode(raw, "UTF-8"), "UTF-8") == raw
     return (
         F.when(raw.isNull(), "empty message: the Kafka record has no value (a tombstone)")
-        .when(F.trim(payload) == "", "empty message")
+        .when(payload.rlike(r"^\s*$"), "empty message")
         .when(~valid_utf8, "not UTF-8 text")
         .when(~F.coalesce(single_value, F.lit(False)), "malformed JSON")
         .when(~F.ltrim(payload).startswith("{"), "the message is JSON but not an object")
@@ -82,7 +89,10 @@ def _field_reason(name: str, value: Column, edata_text: Column, keys: Column) ->
     is_id = name != "action"
     reason = F.when(
         F.size(F.filter(keys, lambda k: k == name)) > 1, F.lit(f"{field} appears more than once")
-    ).when(_is_non_string(edata_text, name), F.lit(f"{field} is not a string"))
+    ).when(
+        _is_non_string(edata_text, name) | _is_overflowed_number(value),
+        F.lit(f"{field} is not a string"),
+    )
     if is_id:
         reason = reason.when(_blank(value), F.lit(f"{field} is missing or empty"))
     if is_id:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,21 @@ def stack_settings() -> dict[str, str]:
             if sep and key.strip() in settings:
                 settings[key.strip()] = value.strip().strip('"')
     return settings
+
+
+def export_stack_credentials(environ: MutableMapping[str, str] | None = None) -> list[str]:
+    """Put the local stack's generated credentials (``.stack/secrets.env``) into the environment,
+    where the job reads them, unless already set. Returns the names set (never the values)."""
+    environ = os.environ if environ is None else environ
+    secrets = STACK_ENV.with_name("secrets.env")
+    names = []
+    if secrets.is_file():
+        for line in secrets.read_text().splitlines():
+            key, sep, value = line.partition("=")
+            if sep and not key.startswith("#") and key.strip() not in environ:
+                environ[key.strip()] = value.strip()
+                names.append(key.strip())
+    return names
 
 
 def stack_overrides(keyspace: str | None = None) -> list[str]:

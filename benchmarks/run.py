@@ -1,0 +1,684 @@
+"""Every instrument of docs/benchmarks.md in one run: ``./dev.sh bench [small|medium|large]``.
+
+On the local stack, in one run (so the figures are ratios on one machine at one moment):
+
+1. data at scale: a generated sample with realistic courses, loaded by the executors;
+2. the baseline: the original job's access pattern, one request at a time, with the writes;
+3. the batch function on the same requests (read, reconcile, write, publish), warm;
+4. the stream (``spark-submit.sh stream --trigger processing-time=1s``): end-to-end latency of
+   waves of requests (produced -> enrolment row rewritten), seconds and Spark jobs per
+   micro-batch, then the highest request rate at which the consumer lag does not grow;
+5. the backfill over every enrolment, then again over unchanged data, and the floor: a bare
+   connector scan of the same tables plus a bare write of as many rows;
+6. peak memory of the driver (JVM and Python) and the Python workers, per instrument.
+
+Prints a table and writes ``<out>/<preset>.json`` and ``<out>/<preset>.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import signal
+import subprocess
+import threading
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+from statistics import median
+from typing import Any
+
+import psutil
+from kafka import KafkaProducer
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from benchmarks.baseline import reconcile_one_by_one
+from enrolment_reconciliation.apply import apply_batch
+from enrolment_reconciliation.backfill import BackfillOptions, run_backfill
+from enrolment_reconciliation.config import JobConfig, load_config
+from enrolment_reconciliation.inputs import read_requested
+from enrolment_reconciliation.io.cassandra import (
+    CASSANDRA_FORMAT,
+    connect_from_config,
+    read_table,
+)
+from enrolment_reconciliation.io.outbox import Outbox
+from enrolment_reconciliation.pipeline import BatchResources, reconcile_batch
+from enrolment_reconciliation.sample.data import SampleData, generate_sample
+from enrolment_reconciliation.sample.loader import load_sample_with_spark
+from enrolment_reconciliation.sample.stack import PROJECT_ROOT, stack_overrides, sync_request
+from enrolment_reconciliation.schemas import RAW_REQUEST_SCHEMA
+from enrolment_reconciliation.spark import build_spark_session
+from enrolment_reconciliation.streaming import tune_for_micro_batches
+
+KEYSPACE, REDIS_DB = "er_bench", 15
+
+
+@dataclass(frozen=True)
+class Preset:
+    courses: int
+    users: int
+    requests: int  # per batch-function run, and for the baseline
+    waves: int  # stream latency: waves of `wave_size` requests, `wave_gap` seconds apart
+    wave_size: int
+    wave_gap: float
+    rates: tuple[int, ...]  # stream throughput: offered requests per second, in steps
+    step_seconds: int
+
+
+PRESETS = {
+    "small": Preset(8, 400, 200, 3, 20, 3.0, (20, 80), 12),
+    "medium": Preset(60, 12_000, 1_000, 8, 50, 4.0, (25, 50, 100, 200, 400), 30),
+    "large": Preset(200, 120_000, 1_000, 8, 50, 4.0, (50, 100, 200, 400, 800), 30),
+}
+
+
+# --- measuring -------------------------------------------------------------------------------
+class PeakMemory:
+    """Peak resident memory of a process tree, by role, sampled every 0.2 s."""
+
+    def __init__(self, root: int) -> None:
+        self._root = root
+        self.peaks = {"driverJvmMb": 0.0, "driverPythonMb": 0.0, "pythonWorkersMb": 0.0}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self) -> None:
+        try:
+            procs = [psutil.Process(self._root), *psutil.Process(self._root).children(True)]
+        except psutil.Error:
+            return
+        sizes = {"driverJvmMb": 0.0, "driverPythonMb": 0.0, "pythonWorkersMb": 0.0}
+        for proc in procs:
+            try:
+                cmd = " ".join(proc.cmdline())
+                rss = proc.memory_info().rss / 2**20
+            except psutil.Error:
+                continue
+            if "pyspark.daemon" in cmd or "pyspark/worker" in cmd:
+                sizes["pythonWorkersMb"] += rss
+            elif "java" in proc.name():
+                sizes["driverJvmMb"] += rss
+            elif "python" in proc.name():
+                sizes["driverPythonMb"] += rss
+        for role, size in sizes.items():
+            self.peaks[role] = max(self.peaks[role], round(size, 1))
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.2):
+            self._sample()
+
+    def __enter__(self) -> PeakMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+@contextmanager
+def timed(into: dict[str, Any], key: str) -> Iterator[None]:
+    started = time.perf_counter()
+    yield
+    into[key] = round(time.perf_counter() - started, 3)
+
+
+# --- data --------------------------------------------------------------------------------------
+def make_sample(preset: Preset, seed: int) -> SampleData:
+    """Courses of 10 to about 300 leaves, 2 to 4 levels deep, ~10% optional, several batches."""
+    return generate_sample(
+        seed=seed,
+        courses=preset.courses,
+        users=preset.users,
+        batches_per_course=3,
+        min_units=2,
+        max_units=12,
+        max_leaves_per_unit=24,
+        courses_per_user=(1, 3),
+    )
+
+
+def pick_requests(sample: SampleData, count: int, rng: random.Random) -> dict[str, list]:
+    """Enrolment keys: in progress with consumption (rewritten on every sync), and all."""
+    in_progress, every = [], []
+    consumed: set[tuple] = set()
+    for activity in sample.activities():
+        consumed |= {(r.userid, r.courseid, r.batchid) for r in activity.consumption}
+        for e in activity.enrolments:
+            key = (e.userid, e.courseid, e.batchid)
+            every.append(key)
+            done = e.contentstatus and all(s == 2 for s in e.contentstatus.values())
+            if e.status == 1 and key in consumed and not done:
+                in_progress.append(key)
+    rng.shuffle(every)
+    rng.shuffle(in_progress)
+    return {"batch": every[:count], "stream": in_progress}
+
+
+def mark_stale(cfg: JobConfig, keys: list[tuple]) -> None:
+    """Give the enrolments a progress no reconciliation yields, so the job rewrites each row
+    (it writes only what changes) and the row's write time marks when the request was applied."""
+    cluster, session = connect_from_config(cfg, keyspace=cfg.keyspace)
+    update = session.prepare(
+        f"UPDATE {cfg.enrolments_table} SET progress = -1"
+        " WHERE userid = ? AND courseid = ? AND batchid = ?"
+    )
+    for key in set(keys):
+        session.execute(update, key)
+    cluster.shutdown()
+
+
+def restore_enrolments(cfg: JobConfig, sample: SampleData, keys: list[tuple]) -> None:
+    """Put the sample's enrolment rows back (so two runs over the same requests do the same)."""
+    wanted = set(keys)
+    cluster, session = connect_from_config(cfg, keyspace=cfg.keyspace)
+    insert = session.prepare(
+        f"UPDATE {cfg.enrolments_table} SET status = ?, progress = ?, contentstatus = ?,"
+        " completedon = ?, datetime = ? WHERE userid = ? AND courseid = ? AND batchid = ?"
+    )
+    for e in sample.enrolments():
+        if (e.userid, e.courseid, e.batchid) in wanted:
+            session.execute(
+                insert,
+                (
+                    e.status,
+                    e.progress,
+                    e.contentstatus,
+                    e.completedon,
+                    e.datetime,
+                    e.userid,
+                    e.courseid,
+                    e.batchid,
+                ),
+            )
+    cluster.shutdown()
+
+
+# --- instruments -------------------------------------------------------------------------------
+def measure_batch(spark: SparkSession, cfg: JobConfig, keys: list[tuple]) -> dict[str, Any]:
+    """The batch function on ``keys``, end to end (read, reconcile, write, publish), warm."""
+    resources = BatchResources.from_config(cfg)
+    outbox = Outbox(spark, cfg.checkpoint_location + "/bench-outbox")
+    rows = [(sync_request(*k).encode(), "bench", 0, i) for i, k in enumerate(keys)]
+    sc = spark.sparkContext
+    runs = []
+    for attempt in range(2):
+        raw = spark.createDataFrame(rows, RAW_REQUEST_SCHEMA).localCheckpoint()
+        group = f"bench-batch-{attempt}-{uuid.uuid4().hex[:6]}"
+        sc.setJobGroup(group, group)
+        started = time.perf_counter()
+        result = reconcile_batch(spark, read_requested(spark, raw, cfg), cfg, resources)
+        counts = apply_batch(result, group, cfg, outbox)
+        result.release()
+        seconds = round(time.perf_counter() - started, 3)
+        jobs = spark_job_profile(spark, group)
+        runs.append(
+            {
+                "seconds": seconds,
+                "sparkJobs": len(sc.statusTracker().getJobIdsForGroup(group)),
+                "jobs": jobs,
+                "sparkJobSeconds": round(sum(j["seconds"] for j in jobs), 3),
+                "driverOnlySeconds": round(seconds - sum(j["seconds"] for j in jobs), 3),
+                "phases": result.seconds,
+                "aggregateRows": counts["aggregates.activity-agg-rows-count"],
+                "enrolmentUpdates": counts["enrolment.enrolment-update-count"],
+            }
+        )
+    sc.setJobGroup("bench", "bench")
+    return {"requests": len(keys), "cold": runs[0], "warm": runs[1]}
+
+
+def spark_job_profile(spark: SparkSession, group: str) -> list[dict[str, Any]]:
+    """Each Spark job of ``group`` from the UI's REST API: what it ran, its seconds, its tasks."""
+    sc = spark.sparkContext
+    url = f"{sc.uiWebUrl}/api/v1/applications/{sc.applicationId}/jobs"
+    for _ in range(20):  # the UI's store is fed asynchronously by the listener bus
+        jobs = [
+            j
+            for j in json.loads(urllib.request.urlopen(url, timeout=5).read())
+            if j.get("jobGroup") == group
+        ]
+        if all("completionTime" in j for j in jobs):
+            break
+        time.sleep(0.25)
+
+    def at(text: str) -> float:
+        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%f%Z").timestamp()
+
+    return [
+        {
+            "name": j["name"].split(" at ")[0],
+            "description": (j.get("description") or "")[:60],
+            "seconds": round(at(j["completionTime"]) - at(j["submissionTime"]), 3),
+            "tasks": j["numTasks"],
+        }
+        for j in sorted(jobs, key=lambda j: j["jobId"])
+        if "completionTime" in j
+    ]
+
+
+def measure_floor(spark: SparkSession, cfg: JobConfig, rows_written: int) -> dict[str, Any]:
+    """A bare scan of the tables the backfill reads, and a bare write of as many rows."""
+    floor: dict[str, Any] = {}
+    with timed(floor, "scanSeconds"):
+        scanned = sum(
+            read_table(spark, cfg.keyspace, table).select("userid").count()
+            for table in (cfg.consumption_table, cfg.enrolments_table)
+        )
+        scanned += read_table(spark, cfg.keyspace, cfg.activity_agg_table).select("user_id").count()
+    rows = spark.range(max(rows_written, 1)).select(
+        F.lit("Bench").alias("activity_type"),
+        F.col("id").cast("string").alias("activity_id"),
+        F.lit("bench").alias("user_id"),
+        F.lit("cb:bench").alias("context_id"),
+        F.create_map(F.lit("completedCount"), F.lit(1.0)).alias("aggregates"),
+    )
+    with timed(floor, "writeSeconds"):
+        rows.write.format(CASSANDRA_FORMAT).mode("append").options(
+            keyspace=cfg.keyspace, table=cfg.activity_agg_table
+        ).save()
+    floor["rowsScanned"] = scanned
+    floor["rowsWritten"] = rows_written
+    floor["seconds"] = round(floor["scanSeconds"] + floor["writeSeconds"], 3)
+    return floor
+
+
+def measure_backfill(spark: SparkSession, cfg: JobConfig, rows: int) -> dict[str, Any]:
+    first = run_backfill(spark, cfg, BackfillOptions())
+    second = run_backfill(spark, cfg, BackfillOptions())
+    summary = first["summary"]
+    written = summary["aggregatesChanged"] + summary["changed"]
+    floor = measure_floor(spark, cfg, written)
+    return {
+        "seconds": first["seconds"],
+        "phases": first["phases"],
+        "enrolmentsScanned": summary["scanned"],
+        "consumptionRows": rows,
+        "rowsWritten": written,
+        "enrolmentsPerSecond": round(summary["scanned"] / first["seconds"], 1),
+        "consumptionRowsPerSecond": round(rows / first["seconds"], 1),
+        "rerunSeconds": second["seconds"],
+        "rerunRowsWritten": second["summary"]["aggregatesChanged"] + second["summary"]["changed"],
+        "floor": floor,
+        "efficiency": round(floor["seconds"] / first["seconds"], 3),
+    }
+
+
+class StreamJob:
+    """``spark-submit.sh stream --trigger processing-time=1s`` in the background."""
+
+    def __init__(self, cfg: JobConfig, overrides: list[str], log: Path, port: int) -> None:
+        args = [
+            "--env",
+            cfg.env,
+            "--trigger",
+            "processing-time=1s",
+            "--set",
+            f"metrics.prometheus.port={port}",
+        ]
+        args += [a for o in overrides for a in ("--set", o)]
+        self.port = port
+        self.log = log
+        self._out = log.open("w")
+        self.proc = subprocess.Popen(
+            [str(PROJECT_ROOT / "spark-submit.sh"), "stream", *args],
+            cwd=PROJECT_ROOT,
+            stdout=self._out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def batches(self) -> list[dict]:
+        lines = self.log.read_text(errors="replace").splitlines()
+        return [json.loads(x.split(": ", 1)[1]) for x in lines if '"event": "micro-batch"' in x]
+
+    def lag(self) -> float | None:
+        try:
+            text = urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=2).read()
+        except OSError:
+            return None
+        for line in text.decode().splitlines():
+            if line.startswith("enrolment_reconciliation_consumer_lag "):
+                return float(line.split()[1])
+        return None
+
+    def wait_for_batches(self, count: int, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while len(self.batches()) < count:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the stream exited:\n{self.log.read_text()[-3000:]}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"no micro-batch within {timeout}s:\n{self.log.read_text()[-3000:]}"
+                )
+            time.sleep(0.5)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+        self._out.close()
+
+
+def _rewritten_after(
+    cfg: JobConfig, produced: dict[tuple, float], timeout: float, settled: Callable[[], bool]
+) -> dict[tuple, float]:
+    """When each enrolment row was rewritten (Cassandra's write time), polled until all are or
+    the stream has processed every request (a row the job finds unchanged is not rewritten)."""
+    cluster, session = connect_from_config(cfg, keyspace=cfg.keyspace)
+    query = session.prepare(
+        f"SELECT writetime(status) AS written FROM {cfg.enrolments_table}"
+        " WHERE userid = ? AND courseid = ? AND batchid = ?"
+    )
+    latency: dict[tuple, float] = {}
+    deadline = time.monotonic() + timeout
+    last_round = False
+    while len(latency) < len(produced) and time.monotonic() < deadline and not last_round:
+        last_round = settled()
+        for key, at in produced.items():
+            if key in latency:
+                continue
+            row = session.execute(query, key).one()
+            if row and row.written and row.written / 1e6 > at:
+                latency[key] = row.written / 1e6 - at
+        time.sleep(0.2)
+    cluster.shutdown()
+    return latency
+
+
+def measure_stream(
+    cfg: JobConfig, overrides: list[str], preset: Preset, keys: list[tuple], workdir: Path
+) -> dict[str, Any]:
+    producer = KafkaProducer(bootstrap_servers=cfg.kafka_broker_servers, acks=1, linger_ms=5)
+
+    def send(batch: list[tuple]) -> dict[tuple, float]:
+        sent = {}
+        for key in batch:
+            sent[key] = time.time()
+            producer.send(cfg.input_topic, sync_request(*key).encode())
+        producer.flush()
+        return sent
+
+    with socket_port() as port:
+        job = StreamJob(cfg, overrides, workdir / "stream.log", port)
+
+    def processed() -> int:
+        return sum(b["counters"]["requests.total-events-count"] for b in job.batches())
+
+    pool = iter(keys)
+    result: dict[str, Any] = {}
+    with PeakMemory(job.proc.pid) as memory:
+        try:
+            send([next(pool)])  # warm-up: the first micro-batch starts the JVM's work
+            job.wait_for_batches(1, timeout=300)
+            warm = len(job.batches())
+            latencies: list[float] = []
+            for _ in range(preset.waves):
+                keys_of_wave = [next(pool) for _ in range(preset.wave_size)]
+                mark_stale(cfg, keys_of_wave)
+                wave = send(keys_of_wave)
+                target = processed() + len(wave)
+                latencies += _rewritten_after(
+                    cfg, wave, timeout=120, settled=lambda t=target: processed() >= t
+                ).values()
+                time.sleep(max(0.0, preset.wave_gap))
+            batches = [
+                b for b in job.batches()[warm:] if b["counters"]["requests.total-events-count"]
+            ]
+            result["latency"] = {
+                "requests": len(latencies),
+                "p50": round(percentile(latencies, 0.5), 3),
+                "p95": round(percentile(latencies, 0.95), 3),
+                "max": round(max(latencies), 3) if latencies else None,
+                "all": [round(x, 3) for x in latencies],
+            }
+            result["microBatches"] = {
+                "count": len(batches),
+                "seconds": [b["seconds"] for b in batches],
+                "medianSeconds": median([b["seconds"] for b in batches]) if batches else None,
+                "sparkJobs": [b.get("sparkJobs") for b in batches],
+                "requests": [b["counters"]["requests.total-events-count"] for b in batches],
+            }
+            result["throughput"] = _throughput(job, preset, keys, send)
+        finally:
+            job.stop()
+            producer.close()
+    result["memory"] = memory.peaks
+    return result
+
+
+def _throughput(
+    job: StreamJob, preset: Preset, keys: list[tuple], send: Callable[[list[tuple]], dict]
+) -> dict[str, Any]:
+    """Offer each rate for a step; the stream keeps up when its backlog drains within a batch.
+
+    Backlog = requests sent - requests the stream's micro-batches reported. A stream that keeps
+    up carries at most one micro-batch's worth (a sawtooth); one that does not ends the step
+    with a backlog that takes several batches to clear.
+    """
+
+    def processed() -> int:
+        return sum(b["counters"]["requests.total-events-count"] for b in job.batches())
+
+    steps = []
+    cycle = iter(keys * (1 + sum(preset.rates) * preset.step_seconds // max(len(keys), 1)))
+    for rate in preset.rates:
+        base, lags, sent = processed(), [], 0
+        started = time.monotonic()
+        while (elapsed := time.monotonic() - started) < preset.step_seconds:
+            due = int(rate * elapsed) - sent
+            if due > 0:
+                send([next(cycle) for _ in range(due)])
+                sent += due
+            lags.append(job.lag())
+            time.sleep(0.25)
+        stopped = time.monotonic()
+        while processed() - base < sent and time.monotonic() - stopped < 300:
+            time.sleep(0.25)
+        drain = time.monotonic() - stopped
+        batches = [b["seconds"] for b in job.batches()[-3:]]
+        # the last request waits at most for the batch under way plus its own batch
+        keeps_up = processed() - base >= sent and drain <= 2 * max(batches) + 1
+        steps.append(
+            {
+                "rate": rate,
+                "offered": sent,
+                "drainSeconds": round(drain, 2),
+                "recentBatchSeconds": batches,
+                "prometheusLagMax": max((x for x in lags if x is not None), default=None),
+                "keepsUp": keeps_up,
+            }
+        )
+        if not keeps_up:
+            break
+    sustained = max((s["rate"] for s in steps if s["keepsUp"]), default=0)
+    return {"steps": steps, "sustainedRate": sustained}
+
+
+@contextmanager
+def socket_port() -> Iterator[int]:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    yield port
+
+
+# --- report ------------------------------------------------------------------------------------
+def chart(figures: dict[str, Any], target: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 2, figsize=(12, 8))
+    lat = figures["stream"]["latency"]["all"]
+    axes[0][0].hist(lat, bins=20, color="#4c72b0")
+    axes[0][0].set_title(
+        f"stream: request -> row rewritten (p50 {figures['stream']['latency']['p50']} s)"
+    )
+    axes[0][0].set_xlabel("seconds")
+    mb = figures["stream"]["microBatches"]
+    axes[0][1].plot(mb["seconds"], marker="o", label="seconds")
+    axes[0][1].plot(mb["sparkJobs"], marker="s", label="Spark jobs")
+    axes[0][1].set_title("stream: warm micro-batches")
+    axes[0][1].set_xlabel("micro-batch")
+    axes[0][1].legend()
+    steps = figures["stream"]["throughput"]["steps"]
+    axes[1][0].bar(
+        [str(s["rate"]) for s in steps],
+        [s["drainSeconds"] for s in steps],
+        color=["#55a868" if s["keepsUp"] else "#c44e52" for s in steps],
+    )
+    axes[1][0].set_title("stream: backlog drain after each rate step (green: keeps up)")
+    axes[1][0].set_ylabel("seconds to apply the last request")
+    axes[1][0].set_xlabel("requests per second")
+    b = figures["backfill"]
+    names = ["baseline (per request)", "backfill", "floor (scan + write)"]
+    baseline_seconds = b["enrolmentsScanned"] / max(figures["baseline"]["requestsPerSecond"], 1e-9)
+    values = [baseline_seconds, b["seconds"], b["floor"]["seconds"]]
+    axes[1][1].barh(names, values, color=["#c0c0c0", "#4c72b0", "#55a868"])
+    axes[1][1].set_title(f"backfill of {b['enrolmentsScanned']} enrolments (seconds)")
+    fig.suptitle(f"enrolment-reconciliation benchmarks, preset {figures['preset']}")
+    fig.tight_layout()
+    fig.savefig(target, dpi=100)
+    plt.close(fig)
+
+
+def table(f: dict[str, Any]) -> str:
+    """The headline figures, one line each."""
+    s, b, bl, bf, r = f["stream"], f["batch"], f["baseline"], f["backfill"], f["ratios"]
+    warm, lat, mb = b["warm"], s["latency"], s["microBatches"]
+    memory = " / ".join(f"{v} MB" for v in f["memory"]["backfill"].values())
+    rows = [
+        ("data", f"{f['data']['enrolments']} enrolments, {f['data']['consumption']} rows"),
+        ("baseline (per request)", f"{bl['requests']} in {bl['seconds']} s"),
+        (
+            "batch function, warm",
+            f"{b['requests']} in {warm['seconds']} s, {r['batchVsBaseline']}x",
+        ),
+        ("Spark jobs per batch", f"{warm['sparkJobs']} (stream: {sorted(set(mb['sparkJobs']))})"),
+        ("latency p50/p95/max", f"{lat['p50']} / {lat['p95']} / {lat['max']} s, trigger 1 s"),
+        ("micro-batch median", f"{mb['medianSeconds']} s"),
+        ("stream sustained", f"{s['throughput']['sustainedRate']} req/s, {r['streamVsBaseline']}x"),
+        ("backfill", f"{bf['enrolmentsPerSecond']} enrolments/s, {r['backfillVsBaseline']}x"),
+        ("backfill rows/s", f"{bf['consumptionRowsPerSecond']} consumption rows/s"),
+        (
+            "efficiency floor/job",
+            f"{bf['efficiency']} ({bf['floor']['seconds']} / {bf['seconds']} s)",
+        ),
+        ("re-run, unchanged", f"{bf['rerunSeconds']} s, {bf['rerunRowsWritten']} rows written"),
+        ("peak RSS JVM/Py/workers", memory),
+    ]
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="small")
+    parser.add_argument("--out", default=str(PROJECT_ROOT / "docs" / "benchmarks"))
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args()
+    preset = PRESETS[args.preset]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    workdir = Path(PROJECT_ROOT / ".stack" / "bench" / uuid.uuid4().hex[:8])
+    workdir.mkdir(parents=True, exist_ok=True)
+    env = f"bench{uuid.uuid4().hex[:8]}"
+    overrides = [
+        *stack_overrides(KEYSPACE),
+        f"redis.database.relationCache.id={REDIS_DB}",
+        f"stream.checkpoint.location={workdir}/checkpoint",
+        f"backfill.outbox.location={workdir}/backfill-outbox",
+        "service.search.basePath=http://127.0.0.1:9/search",
+    ]
+    cfg = load_config(env=env, overrides=overrides)
+    rng = random.Random(args.seed)
+    figures: dict[str, Any] = {
+        "preset": args.preset,
+        "settings": asdict(preset),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "memoryGb": round(psutil.virtual_memory().total / 2**30, 1),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
+        "startedAt": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "memory": {},
+    }
+    spark = build_spark_session(
+        cfg,
+        master="local[2]",
+        app_name="enrolment-reconciliation-bench",
+        extra_conf={"spark.ui.port": "0", "spark.ui.showConsoleProgress": "false"},
+    )
+    spark.sparkContext.setLogLevel("WARN")
+    sample = make_sample(preset, args.seed)
+    with timed(figures, "loadSeconds"):
+        figures["data"] = load_sample_with_spark(spark, sample, cfg, truncate=True)
+    keys = pick_requests(sample, preset.requests, rng)
+    print(f"loaded {figures['data']} in {figures['loadSeconds']} s", flush=True)
+
+    seconds = reconcile_one_by_one(cfg, keys["batch"])
+    figures["baseline"] = {
+        "requests": len(keys["batch"]),
+        "seconds": round(seconds, 3),
+        "requestsPerSecond": round(len(keys["batch"]) / seconds, 1),
+    }
+    print(f"baseline: {figures['baseline']}", flush=True)
+    tune_for_micro_batches(spark)
+    restore_enrolments(cfg, sample, keys["batch"])
+    with PeakMemory(os.getpid()) as memory:
+        figures["batch"] = measure_batch(spark, cfg, keys["batch"])
+    figures["memory"]["batch"] = memory.peaks
+    print(f"batch: {figures['batch']['warm']}", flush=True)
+    spark.conf.set("spark.sql.adaptive.enabled", "true")
+    spark.conf.set("spark.sql.shuffle.partitions", "8")
+    with PeakMemory(os.getpid()) as memory:
+        figures["backfill"] = measure_backfill(spark, cfg, figures["data"]["consumption"])
+    figures["memory"]["backfill"] = memory.peaks
+    print(f"backfill: {figures['backfill']}", flush=True)
+    spark.stop()
+
+    figures["stream"] = measure_stream(cfg, overrides, preset, keys["stream"], workdir)
+    figures["memory"]["stream"] = figures["stream"].pop("memory")
+    baseline_rps = figures["baseline"]["requestsPerSecond"]
+    figures["ratios"] = {
+        "batchVsBaseline": round(
+            figures["baseline"]["seconds"] / figures["batch"]["warm"]["seconds"], 2
+        ),
+        "streamVsBaseline": round(
+            figures["stream"]["throughput"]["sustainedRate"] / baseline_rps, 2
+        ),
+        "backfillVsBaseline": round(figures["backfill"]["enrolmentsPerSecond"] / baseline_rps, 2),
+    }
+    (out / f"{args.preset}.json").write_text(json.dumps(figures, indent=2) + "\n")
+    chart(figures, out / f"{args.preset}.png")
+    print("\n" + table(figures))
+    print(f"\nwritten: {out / (args.preset + '.json')}, {out / (args.preset + '.png')}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,138 @@
+"""Crash anywhere: the stream over a known set of requests, SIGKILLed at seeded random moments and
+restarted each time, ends with exactly the tables of an uninterrupted run, every certificate and
+AUDIT event delivered at least once, and duplicates identical (same mid, same content).
+
+The short run (3 kills) is part of the suite; the campaign (20 kills) runs on demand:
+``./dev.sh test -m faults`` (see docs/reliability.md).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import time
+import uuid
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+from enrolment_reconciliation.config import JobConfig, load_config
+from enrolment_reconciliation.sample.data import SampleData, generate_sample
+from enrolment_reconciliation.sample.loader import load_sample
+from enrolment_reconciliation.sample.stack import PROJECT_ROOT, stack_overrides
+from tests.helpers import as_cli_args, messages_on, produce, read_tables, run_job, sync_request
+
+REDIS_DB = 13
+BATCH = 12  # requests per micro-batch: many batches, so the kills land in all their phases
+
+
+def _config(keyspace: str, tmp: Path) -> tuple[JobConfig, list[str]]:
+    env = f"crash{uuid.uuid4().hex[:8]}"
+    overrides = [
+        *stack_overrides(keyspace),
+        f"redis.database.relationCache.id={REDIS_DB}",
+        f"stream.checkpoint.location={tmp}/checkpoint",
+        "service.search.basePath=http://127.0.0.1:9/search",
+    ]
+    args = ["--env", env, *as_cli_args(overrides), "--max-offsets-per-trigger", str(BATCH)]
+    return load_config(env=env, overrides=overrides), args
+
+
+def _requests(sample: SampleData) -> list[bytes]:
+    keys = [(e.userid, e.courseid, e.batchid) for e in sample.enrolments()]
+    return [sync_request(*k).encode() for k in keys]
+
+
+def _events(cfg: JobConfig) -> dict[str, list[dict]]:
+    copies: dict[str, list[dict]] = defaultdict(list)
+    for topic in (cfg.certissue_topic, cfg.audit_topic):
+        for event in messages_on(cfg, topic, timeout_ms=3000):
+            # the batch time stamps differ between runs and between a copy and its resend
+            copies[event["mid"]].append(
+                {k: v for k, v in event.items() if k not in ("ets", "syncts")}
+            )
+    return copies
+
+
+def _run_with_kills(args: list[str], kills: int, seed: int, log: Path) -> dict[str, object]:
+    """Restart the available-now stream until it finishes cleanly, killing it ``kills`` times."""
+    rng = random.Random(seed)
+    moments, restarts = [], 0
+    while True:
+        restarts += 1
+        with log.open("a") as out:
+            proc = subprocess.Popen(
+                [
+                    str(PROJECT_ROOT / "spark-submit.sh"),
+                    "stream",
+                    "--trigger",
+                    "available-now",
+                    *args,
+                ],
+                cwd=PROJECT_ROOT,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+            if len(moments) < kills:
+                moment = rng.uniform(3.0, 45.0)
+                try:
+                    proc.wait(timeout=moment)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+                    moments.append(round(moment, 1))
+                    continue
+            else:
+                proc.wait(timeout=900)
+        assert proc.returncode == 0, log.read_text()[-4000:]
+        if len(moments) >= kills:
+            return {"kills": moments, "restarts": restarts}
+
+
+def _campaign(cql, tmp_path: Path, *, kills: int, users: int, seed: int) -> dict[str, object]:
+    sample = generate_sample(seed=seed, courses=3, users=users, batches_per_course=2)
+    reference, ref_args = _config("er_test_faults_ref", tmp_path / "reference")
+    crashed, crash_args = _config("er_test_faults", tmp_path / "crashed")
+    requests = _requests(sample)
+    load_sample(sample, reference, truncate=True)
+    produce(reference, requests)
+    done = run_job(ref_args)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    expected_tables, expected_events = read_tables(reference), _events(reference)
+
+    load_sample(sample, crashed, truncate=True)
+    produce(crashed, requests)
+    started = time.monotonic()
+    figures = _run_with_kills(crash_args, kills, seed, tmp_path / "crashed.log")
+    figures["seconds"] = round(time.monotonic() - started, 1)
+
+    assert read_tables(crashed) == expected_tables
+    delivered = _events(crashed)
+    assert set(delivered) == set(expected_events)  # every event at least once, none invented
+    for mid, copies in delivered.items():
+        assert all(c == expected_events[mid][0] for c in copies), mid  # duplicates identical
+    figures.update(
+        requests=len(requests),
+        events=len(expected_events),
+        duplicates=sum(len(c) - 1 for c in delivered.values()),
+    )
+    print("crash-anywhere:", json.dumps(figures))
+    return figures
+
+
+@pytest.mark.integration
+def test_killed_three_times_the_stream_ends_as_an_uninterrupted_run(cql, tmp_path):
+    figures = _campaign(cql, tmp_path, kills=3, users=20, seed=5)
+    assert len(figures["kills"]) == 3
+
+
+@pytest.mark.integration
+@pytest.mark.faults
+def test_crash_campaign_twenty_kills(cql, tmp_path):
+    figures = _campaign(cql, tmp_path, kills=20, users=60, seed=17)
+    assert len(figures["kills"]) == 20
