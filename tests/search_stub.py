@@ -4,25 +4,29 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class SearchStub:
     """Answers collection-status searches from ``statuses`` (course id -> status or absent).
 
-    ``fail_with`` makes every call answer that HTTP status; ``requests`` records request bodies.
+    ``fail_with`` makes every call answer that HTTP status, ``delay_seconds`` makes every call
+    wait that long first (a service timing out); ``requests`` records request bodies.
     """
 
     def __init__(self, statuses: dict[str, str] | None = None) -> None:
         self.statuses = dict(statuses or {})
         self.requests: list[dict] = []
         self.fail_with: int | None = None
+        self.delay_seconds = 0.0
         stub = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 stub.requests.append({"path": self.path, "body": body})
+                time.sleep(stub.delay_seconds)
                 if stub.fail_with or self.path != "/search/v3/search":
                     self.send_response(stub.fail_with or 404)
                     self.end_headers()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -60,25 +61,63 @@ def tune_for_micro_batches(spark: SparkSession) -> None:
     spark.conf.set("spark.sql.shuffle.partitions", str(spark.sparkContext.defaultParallelism))
 
 
-class BatchWatchdog:
-    """Cancels the Spark jobs of a micro-batch that runs longer than ``seconds``."""
+EXIT_STUCK = 75  # EX_TEMPFAIL: a supervisor restarts the job; checkpoint and outbox lose nothing
 
-    def __init__(self, spark: SparkSession, seconds: float) -> None:
+
+class BatchWatchdog:
+    """Fails a micro-batch that runs longer than ``seconds``.
+
+    First its Spark jobs are cancelled and the connector's cached sessions closed (a driver-side
+    call stuck on a session of a Cassandra that went away, e.g. an uninterruptible schema
+    refresh, is not a Spark job and ignores the cancel). If the batch still has not returned
+    ``grace`` seconds later, the process exits with ``EXIT_STUCK``: a stuck JVM thread cannot be
+    recovered in process, and a restart from the checkpoint loses nothing.
+    """
+
+    def __init__(self, spark: SparkSession, seconds: float, grace: float | None = None) -> None:
         self._sc = spark.sparkContext
         self._seconds = seconds
+        self._grace = grace if grace is not None else min(max(seconds / 2, 10), 120)
 
     def spark_jobs(self, group: str) -> int:
         """How many Spark jobs the group ran (the micro-batch's, with the watchdog's group)."""
         return len(self._sc.statusTracker().getJobIdsForGroup(group))
 
+    def _evict_connector_sessions(self) -> None:
+        try:
+            jvm = self._sc._jvm
+            assert jvm is not None
+            jvm.com.datastax.spark.connector.cql.CassandraConnector.evictCache()
+        except Exception as error:  # the connector is not on the classpath, or the call failed
+            log.warning("closing the connector's sessions failed: %s", error)
+
+    def _give_up(self, group: str) -> None:
+        log.critical(
+            json.dumps(
+                {
+                    "event": "batch-stuck",
+                    "batch": group,
+                    "seconds": self._seconds + self._grace,
+                    "exitCode": EXIT_STUCK,
+                    "action": "exiting for a restart from the checkpoint",
+                }
+            )
+        )
+        logging.shutdown()
+        os._exit(EXIT_STUCK)
+
     def run(self, group: str, work: Callable[[], Counts]) -> Counts:
         self._sc.setJobGroup(group, f"enrolment-reconciliation {group}", interruptOnCancel=True)
         expired = threading.Event()
+        stuck = threading.Timer(self._grace, self._give_up, args=(group,))
+        stuck.daemon = True
 
         def cancel() -> None:
             expired.set()
             log.error(json.dumps({"event": "batch-timeout", "batch": group}))
+            stuck.start()
             self._sc.cancelJobGroup(group)
+            self._evict_connector_sessions()
 
         timer = threading.Timer(self._seconds, cancel)
         timer.daemon = True
@@ -93,6 +132,7 @@ class BatchWatchdog:
             raise
         finally:
             timer.cancel()
+            stuck.cancel()
         if expired.is_set():
             raise TimeoutError(f"{group} ran past {self._seconds}s and was cancelled")
         return counts

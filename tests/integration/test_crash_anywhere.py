@@ -127,7 +127,7 @@ def _campaign(cql, tmp_path: Path, *, kills: int, users: int, seed: int) -> dict
 
 @pytest.mark.integration
 def test_killed_three_times_the_stream_ends_as_an_uninterrupted_run(cql, tmp_path):
-    figures = _campaign(cql, tmp_path, kills=3, users=20, seed=5)
+    figures = _campaign(cql, tmp_path, kills=3, users=12, seed=5)
     assert len(figures["kills"]) == 3
 
 

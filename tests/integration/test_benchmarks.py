@@ -1,0 +1,38 @@
+"""The benchmark instruments run end to end on the real stack (``small`` preset): a smoke test of
+``./dev.sh bench``; the figures themselves are not asserted (speed is for the benchmarks)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from enrolment_reconciliation.sample.stack import PROJECT_ROOT
+
+pytestmark = pytest.mark.integration
+
+
+def test_every_instrument_reports_its_figures(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.run", "--preset", "small", "--out", str(tmp_path)],
+        cwd=PROJECT_ROOT,
+        env={**os.environ, "PYTHONPATH": f"{PROJECT_ROOT}:{PROJECT_ROOT / 'lib'}"},
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    figures = json.loads((tmp_path / "small.json").read_text())
+    assert figures["baseline"]["requests"] == figures["batch"]["requests"] > 0
+    assert figures["batch"]["warm"]["sparkJobs"] > 0
+    assert figures["stream"]["latency"]["requests"] > 0
+    assert figures["stream"]["throughput"]["steps"]
+    assert figures["backfill"]["rerunRowsWritten"] == 0  # the second backfill writes nothing
+    assert figures["backfill"]["floor"]["rowsWritten"] == figures["backfill"]["rowsWritten"]
+    assert set(figures["memory"]) == {"batch", "backfill", "stream"}
+    assert set(figures["ratios"]) == {"batchVsBaseline", "streamVsBaseline", "backfillVsBaseline"}
+    assert (tmp_path / "small.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "efficiency floor/job" in done.stdout

@@ -1,0 +1,300 @@
+"""Service outages while the stream runs (``--trigger processing-time=1s``), design.md §4:
+Cassandra stopped and restarted, Redis stopped and restarted, the Kafka broker restarted, the
+search service answering 500s and timing out. Requests are sent before and during each outage;
+after recovery every one of them is applied (or, for the search route, reported) and nothing is
+lost. The job retries failed micro-batches from its checkpoint; a micro-batch that hangs is
+cancelled by the batch watchdog and retried like any other.
+
+On demand: ``./dev.sh test -m faults tests/integration/test_outages.py`` (docs/reliability.md).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import redis
+
+from enrolment_reconciliation.config import JobConfig
+from enrolment_reconciliation.sample.stack import PROJECT_ROOT
+from enrolment_reconciliation.streaming import EXIT_STUCK
+from tests.helpers import (
+    CASE_2,
+    STREAM_REDIS_DB,
+    config_for,
+    messages_on,
+    produce,
+    seed,
+    sync_request,
+)
+from tests.search_stub import SearchStub
+
+pytestmark = [pytest.mark.integration, pytest.mark.faults]
+
+OUTAGE_SECONDS = 30
+STREAM_SETTINGS = [
+    "stream.batch.timeout.seconds=60",
+    "stream.restart.backoff.seconds=2",
+    "stream.restart.max.attempts=60",
+]
+
+
+def _stack(action: str, service: str) -> None:
+    subprocess.run(
+        ["bash", str(PROJECT_ROOT / "stack" / "stack.sh"), action, service],
+        check=True,
+        capture_output=True,
+        timeout=400,
+    )
+
+
+def _relation_cache(cfg: JobConfig) -> redis.Redis:
+    return redis.Redis(
+        host=cfg.redis_host,
+        port=cfg.redis_port,
+        password=cfg.credentials.redis_password,
+        db=STREAM_REDIS_DB,
+    )
+
+
+def _learners(cql, prefix: str, count: int) -> list[str]:
+    """Learners of course001 who consumed every leaf: each request completes one enrolment."""
+    users = [f"{prefix}{i:02d}" for i in range(count)]
+    consumption = cql.prepare(
+        "INSERT INTO user_content_consumption (userid, courseid, batchid, contentid, status)"
+        " VALUES (?, 'course001', 'Batch1', ?, 2)"
+    )
+    enrolment = cql.prepare(
+        "INSERT INTO user_enrolments (userid, courseid, batchid, status, active)"
+        " VALUES (?, 'course001', 'Batch1', 1, true)"
+    )
+    for user in users:
+        for content in ("R1", "R2", "R3"):
+            cql.execute(consumption, (user, content))
+        cql.execute(enrolment, (user,))
+    return users
+
+
+def _completed(cql, users: list[str]) -> set[str]:
+    for _ in range(30):
+        try:
+            rows = cql.execute(
+                "SELECT userid, status FROM user_enrolments WHERE courseid='course001'"
+                " AND batchid='Batch1' ALLOW FILTERING"
+            )
+            return {r.userid for r in rows if r.status == 2} & set(users)
+        except Exception:  # Cassandra still coming back
+            time.sleep(2)
+    raise TimeoutError("Cassandra did not answer")
+
+
+def _wait(condition: Callable[[], bool], timeout: float, what: str, log: Path) -> float:
+    started = time.monotonic()
+    while not condition():
+        if time.monotonic() - started > timeout:
+            raise TimeoutError(f"{what} not within {timeout}s:\n{log.read_text()[-4000:]}")
+        time.sleep(1)
+    return time.monotonic() - started
+
+
+class Stream:
+    """The stream in the background, supervised as systemd does it: restarted when it exits
+    with code 75 (a micro-batch stuck beyond its watchdog, streaming.EXIT_STUCK)."""
+
+    def __init__(self, args: list[str], log: Path) -> None:
+        self.log = log
+        self.args = args
+        self.process_restarts = 0
+        self._out = log.open("a")
+        self.proc = self._start()
+        self._supervisor = threading.Thread(target=self._supervise, daemon=True)
+        self._stopping = False
+        self._supervisor.start()
+
+    def _start(self) -> subprocess.Popen:
+        return subprocess.Popen(
+            [
+                str(PROJECT_ROOT / "spark-submit.sh"),
+                "stream",
+                "--trigger",
+                "processing-time=1s",
+                *self.args,
+            ],
+            cwd=PROJECT_ROOT,
+            stdout=self._out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def _supervise(self) -> None:
+        while not self._stopping:
+            if self.proc.poll() == EXIT_STUCK and not self._stopping:
+                self.process_restarts += 1
+                self.proc = self._start()
+            time.sleep(1)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None or self.proc.returncode == EXIT_STUCK
+
+    def stop(self) -> None:
+        self._stopping = True
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+        self._out.close()
+
+    def restarts(self) -> int:
+        return self.log.read_text(errors="replace").count('"event": "query-failed"')
+
+
+def _outage(
+    cql,
+    tmp_path: Path,
+    name: str,
+    inject: Callable[[JobConfig], None],
+    recover: Callable[[JobConfig], None],
+    *,
+    produce_during: bool = True,
+    extra: tuple[str, ...] = (),
+) -> dict[str, object]:
+    env = f"{name}{uuid.uuid4().hex[:6]}"
+    cfg, args = config_for(env, tmp_path)
+    seed(cql, cfg)
+    before, during = _learners(cql, "pre", 4), _learners(cql, "dur", 4)
+    sets = [a for s in (*STREAM_SETTINGS, *extra) for a in ("--set", s)]
+    stream = Stream([*args, *sets], tmp_path / "stream.log")
+    try:
+        produce(cfg, [sync_request(u, "course001", "Batch1").encode() for u in before])
+        _wait(lambda: _completed(cql, before) == set(before), 300, "first requests", stream.log)
+        inject(cfg)
+        down = time.monotonic()
+        if produce_during:
+            produce(cfg, [sync_request(u, "course001", "Batch1").encode() for u in during])
+        time.sleep(OUTAGE_SECONDS)
+        recover(cfg)
+        back = time.monotonic()
+        if not produce_during:
+            produce(cfg, [sync_request(u, "course001", "Batch1").encode() for u in during])
+        everyone = before + during
+        recovery = _wait(
+            lambda: _completed(cql, everyone) == set(everyone), 600, "recovery", stream.log
+        )
+        restarts = stream.restarts()
+        alive = stream.alive()
+        process_restarts = stream.process_restarts
+    finally:
+        stream.stop()
+    certificates = {c["edata"]["userIds"][0] for c in messages_on(cfg, cfg.certissue_topic)}
+    assert alive, stream.log.read_text()[-4000:]
+    assert certificates >= set(everyone)  # every completion's certificate request delivered
+    figures = {
+        "outage": name,
+        "env": env,
+        "downSeconds": round(back - down, 1),
+        "appliedSecondsAfterRecovery": round(recovery, 1),
+        "queryRestarts": restarts,
+        "processRestarts": process_restarts,
+        "requests": len(everyone),
+        "lost": len(set(everyone) - _completed(cql, everyone)),
+    }
+    print("outage:", json.dumps(figures))
+    return figures
+
+
+def test_cassandra_stopped_and_restarted(cql, tmp_path):
+    figures = _outage(
+        cql,
+        tmp_path,
+        "cass",
+        lambda cfg: _stack("stop", "cassandra"),
+        lambda cfg: _stack("start", "cassandra"),
+    )
+    assert figures["lost"] == 0
+
+
+def test_redis_stopped_and_restarted(cql, tmp_path):
+    def back(cfg: JobConfig) -> None:
+        _stack("start", "redis")
+        client = _relation_cache(cfg)  # the local Redis keeps no data across a restart
+        for key, members in CASE_2.items():
+            client.sadd(key, *members)
+        client.close()
+
+    figures = _outage(cql, tmp_path, "redis", lambda cfg: _stack("stop", "redis"), back)
+    assert figures["lost"] == 0
+
+
+def test_kafka_broker_restarted(cql, tmp_path):
+    figures = _outage(
+        cql,
+        tmp_path,
+        "kafka",
+        lambda cfg: _stack("stop", "kafka"),
+        lambda cfg: _stack("start", "kafka"),
+        produce_during=False,  # nothing can be produced while the only broker is down
+    )
+    assert figures["lost"] == 0
+
+
+@pytest.mark.parametrize("failure", ["500", "timeout"])
+def test_search_service_failing_then_recovering(cql, tmp_path, failure):
+    """Course008 has no leafnodes: each of its requests asks the search service. While the
+    service fails, those micro-batches fail and are retried; afterwards each request lands on
+    the failed topic with the published-without-leafnodes reason, and course001 is applied."""
+    with SearchStub({"course008": "Live"}) as stub:
+
+        def inject(cfg: JobConfig) -> None:
+            if failure == "500":
+                stub.fail_with = 500
+            else:
+                stub.delay_seconds = 15  # past the job's 10 s search timeout
+            enrolment = cql.prepare(
+                "INSERT INTO user_enrolments (userid, courseid, batchid, status, active)"
+                " VALUES (?, 'course008', 'Batch8', 1, true)"
+            )
+            consumption = cql.prepare(
+                "INSERT INTO user_content_consumption (userid, courseid, batchid, contentid,"
+                " status) VALUES (?, 'course008', 'Batch8', 'R1', 2)"
+            )
+            for user in ("dur00", "dur01"):
+                cql.execute(enrolment, (user,))
+                cql.execute(consumption, (user,))
+            client = _relation_cache(cfg)
+            client.sadd("course008:R1:ancestors", "course008")
+            client.close()
+            produce(
+                cfg, [sync_request(u, "course008", "Batch8").encode() for u in ("dur00", "dur01")]
+            )
+
+        def recover(cfg: JobConfig) -> None:
+            stub.fail_with, stub.delay_seconds = None, 0.0
+
+        figures = _outage(
+            cql,
+            tmp_path,
+            f"search{failure}",
+            inject,
+            recover,
+            extra=(f"service.search.basePath={stub.base_path}",),
+        )
+        cfg = config_for(str(figures["env"]), tmp_path)[0]
+        failed = {
+            (f["userId"], f["reason"])
+            for f in messages_on(cfg, cfg.failed_topic)
+            if f.get("courseId") == "course008"
+        }
+    assert figures["lost"] == 0
+    assert figures["queryRestarts"] >= 1  # the failing service did fail micro-batches
+    reason = "leaf nodes are not available for a published collection: course008"
+    assert failed == {("dur00", reason), ("dur01", reason)}

@@ -1,0 +1,36 @@
+"""The batch watchdog: a micro-batch stuck where a cancel cannot reach ends the process with
+EXIT_STUCK, for its supervisor to restart it from the checkpoint."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from enrolment_reconciliation.sample.stack import PROJECT_ROOT
+from enrolment_reconciliation.streaming import EXIT_STUCK, BatchWatchdog
+
+STUCK = """
+import time
+from pyspark.sql import SparkSession
+from enrolment_reconciliation.streaming import BatchWatchdog
+spark = SparkSession.builder.master("local[1]").config("spark.ui.enabled", "false").getOrCreate()
+BatchWatchdog(spark, 1, grace=1).run("batch-7", lambda: time.sleep(120) or {})
+print("returned")
+"""
+
+
+def test_a_batch_stuck_past_timeout_and_grace_exits_for_a_restart():
+    done = subprocess.run(
+        [sys.executable, "-c", STUCK],
+        cwd=PROJECT_ROOT,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(PROJECT_ROOT / "lib")},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == EXIT_STUCK, done.stderr[-2000:]
+    assert '"event": "batch-stuck"' in done.stderr and "returned" not in done.stdout
+
+
+def test_a_batch_that_finishes_in_time_returns_its_counts(spark):
+    assert BatchWatchdog(spark, 30, grace=1).run("batch-8", lambda: {"n": 1}) == {"n": 1}
