@@ -19,7 +19,7 @@ from enrolment_reconciliation.io.cassandra import (
     connect_from_config,
     read_consumption_for,
 )
-from enrolment_reconciliation.io.relation_cache import RelationCacheReader
+from enrolment_reconciliation.io.relation_cache import RelationCacheReader, redis_client
 from enrolment_reconciliation.io.search import CollectionStatusClient, SearchServiceError
 from enrolment_reconciliation.pipeline import BatchResources, reconcile_batch
 from enrolment_reconciliation.sample.data import generate_sample
@@ -312,3 +312,17 @@ def test_core_over_generated_sample_data_matches_the_spec_rules(spark, cfg, cql,
         isinstance(r.completedon, datetime) == r.newlyCompleted
         for r in result.outputs.enrolment_updates.collect()
     )
+
+
+def test_a_relation_cache_copy_without_ttl_still_holds_the_whole_course(cfg, relation_cache):
+    """TTL 0 (no copy kept between batches): one read still resolves the course and its units."""
+    for key, members in CASE_2.items():
+        relation_cache.sadd(key, *members)
+    reader = RelationCacheReader(redis_client(cfg), ttl_seconds=0)
+    reader.fetch_for_contents({"course001": ["R1", "R2", "R3"]})
+    course = reader.structure("course001")
+    assert course.leafnodes == {"R1", "R2", "R3"}
+    assert course.units == {
+        "unit1": (frozenset({"R1", "R3"}), frozenset()),
+        "unit2": (frozenset({"R2", "R3"}), frozenset()),
+    }

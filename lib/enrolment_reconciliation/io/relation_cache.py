@@ -144,6 +144,9 @@ class RelationCacheReader:
     def fetch(self, keys: Iterable[str]) -> ReadStats:
         """Resolve ``keys`` from the copy, reading the ones it lacks in one pipeline."""
         self._refresh_if_expired()
+        return self._fetch(keys)
+
+    def _fetch(self, keys: Iterable[str]) -> ReadStats:
         wanted = list(dict.fromkeys(keys))
         missing = [k for k in wanted if k not in self.members]
         self._smembers(missing)
@@ -162,12 +165,13 @@ class RelationCacheReader:
     ) -> ReadStats:
         """Read the keys for the consumed contents of each course (course id -> content ids)."""
         kinds = [LEAFNODES, OPTIONALNODES] if with_optional else [LEAFNODES]
+        self._refresh_if_expired()  # once: the second read builds on the first (even at TTL 0)
         first = [
             key
             for course, ids in course_contents.items()
             for key in keys_for_contents(course, ids if with_units else (), kinds)
         ]
-        stats = self.fetch(first)
+        stats = self._fetch(first)
         if with_units:
             second = []
             for course, ids in course_contents.items():
@@ -178,7 +182,7 @@ class RelationCacheReader:
                     if unit != course
                 }
                 second += keys_for_units(course, units, kinds)
-            more = self.fetch(second)
+            more = self._fetch(second)
             stats = ReadStats(
                 stats.keys_read + more.keys_read,
                 stats.keys_empty + more.keys_empty,
