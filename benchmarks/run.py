@@ -22,7 +22,7 @@ import json
 import os
 import platform
 import random
-import signal
+import re
 import subprocess
 import threading
 import time
@@ -55,7 +55,12 @@ from enrolment_reconciliation.io.outbox import Outbox
 from enrolment_reconciliation.pipeline import BatchResources, reconcile_batch
 from enrolment_reconciliation.sample.data import SampleData, generate_sample
 from enrolment_reconciliation.sample.loader import load_sample_with_spark
-from enrolment_reconciliation.sample.stack import PROJECT_ROOT, stack_overrides, sync_request
+from enrolment_reconciliation.sample.stack import (
+    PROJECT_ROOT,
+    StreamProcess,
+    stack_overrides,
+    sync_request,
+)
 from enrolment_reconciliation.schemas import RAW_REQUEST_SCHEMA
 from enrolment_reconciliation.spark import build_spark_session
 from enrolment_reconciliation.streaming import tune_for_micro_batches
@@ -83,12 +88,35 @@ PRESETS = {
 
 
 # --- measuring -------------------------------------------------------------------------------
+def live_heap_mb(root: int) -> float | None:
+    """Live objects in the heap of the JVM in ``root``'s process tree, in MB: the total of a
+    class histogram, which forces a full GC first. Unlike RSS, independent of the heap's size."""
+    try:
+        tree = [psutil.Process(root), *psutil.Process(root).children(recursive=True)]
+        jvm = next(p for p in tree if p.name() == "java")
+        out = subprocess.run(
+            ["jcmd", str(jvm.pid), "GC.class_histogram"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        ).stdout
+    except (StopIteration, psutil.Error, OSError, subprocess.TimeoutExpired):
+        return None
+    total = re.search(r"^Total\s+\d+\s+(\d+)", out, re.MULTILINE)
+    return round(int(total.group(1)) / 2**20, 1) if total else None
+
+
 class PeakMemory:
-    """Peak resident memory of a process tree, by role, sampled every 0.2 s."""
+    """Peak resident memory of a process tree, by role, sampled every 0.2 s; and the driver
+    JVM's live heap at the end (``record_live_heap``, else on exit)."""
 
     def __init__(self, root: int) -> None:
         self._root = root
-        self.peaks = {"driverJvmMb": 0.0, "driverPythonMb": 0.0, "pythonWorkersMb": 0.0}
+        self.peaks: dict[str, Any] = {
+            "driverJvmMb": 0.0,
+            "driverPythonMb": 0.0,
+            "pythonWorkersMb": 0.0,
+        }
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -121,9 +149,14 @@ class PeakMemory:
         self._thread.start()
         return self
 
+    def record_live_heap(self) -> None:
+        self.peaks["driverLiveHeapMb"] = live_heap_mb(self._root)
+
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
+        if "driverLiveHeapMb" not in self.peaks:
+            self.record_live_heap()
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -321,33 +354,13 @@ def measure_backfill(spark: SparkSession, cfg: JobConfig, rows: int) -> dict[str
     }
 
 
-class StreamJob:
-    """``spark-submit.sh stream --trigger processing-time=1s`` in the background."""
+class StreamJob(StreamProcess):
+    """The stream at ``--trigger processing-time=1s`` with its Prometheus endpoint on ``port``."""
 
     def __init__(self, cfg: JobConfig, overrides: list[str], log: Path, port: int) -> None:
-        args = [
-            "--env",
-            cfg.env,
-            "--trigger",
-            "processing-time=1s",
-            "--set",
-            f"metrics.prometheus.port={port}",
-        ]
-        args += [a for o in overrides for a in ("--set", o)]
+        args = ["--env", cfg.env, "--set", f"metrics.prometheus.port={port}"]
+        super().__init__([*args, *(a for o in overrides for a in ("--set", o))], log)
         self.port = port
-        self.log = log
-        self._out = log.open("w")
-        self.proc = subprocess.Popen(
-            [str(PROJECT_ROOT / "spark-submit.sh"), "stream", *args],
-            cwd=PROJECT_ROOT,
-            stdout=self._out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    def batches(self) -> list[dict]:
-        lines = self.log.read_text(errors="replace").splitlines()
-        return [json.loads(x.split(": ", 1)[1]) for x in lines if '"event": "micro-batch"' in x]
 
     def lag(self) -> float | None:
         try:
@@ -358,26 +371,6 @@ class StreamJob:
             if line.startswith("enrolment_reconciliation_consumer_lag "):
                 return float(line.split()[1])
         return None
-
-    def wait_for_batches(self, count: int, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while len(self.batches()) < count:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"the stream exited:\n{self.log.read_text()[-3000:]}")
-            if time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"no micro-batch within {timeout}s:\n{self.log.read_text()[-3000:]}"
-                )
-            time.sleep(0.5)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-        self._out.close()
 
 
 def _rewritten_after(
@@ -421,10 +414,7 @@ def measure_stream(
 
     with socket_port() as port:
         job = StreamJob(cfg, overrides, workdir / "stream.log", port)
-
-    def processed() -> int:
-        return sum(b["counters"]["requests.total-events-count"] for b in job.batches())
-
+    processed = job.processed
     pool = iter(keys)
     result: dict[str, Any] = {}
     with PeakMemory(job.proc.pid) as memory:
@@ -460,6 +450,7 @@ def measure_stream(
                 "requests": [b["counters"]["requests.total-events-count"] for b in batches],
             }
             result["throughput"] = _throughput(job, preset, keys, send)
+            memory.record_live_heap()
         finally:
             job.stop()
             producer.close()
@@ -476,10 +467,7 @@ def _throughput(
     up carries at most one micro-batch's worth (a sawtooth); one that does not ends the step
     with a backlog that takes several batches to clear.
     """
-
-    def processed() -> int:
-        return sum(b["counters"]["requests.total-events-count"] for b in job.batches())
-
+    processed = job.processed
     steps = []
     cycle = iter(keys * (1 + sum(preset.rates) * preset.step_seconds // max(len(keys), 1)))
     for rate in preset.rates:
@@ -583,7 +571,9 @@ def table(f: dict[str, Any]) -> str:
     """The headline figures, one line each."""
     b, bl, bf, r = f["batch"], f["baseline"], f["backfill"], f["ratios"]
     warm = b["warm"]
-    memory = " / ".join(f"{v} MB" for v in f["memory"]["backfill"].values())
+    peaks = {k: v for k, v in f["memory"]["backfill"].items() if k != "driverLiveHeapMb"}
+    memory = " / ".join(f"{v} MB" for v in peaks.values())
+    live = {k: m.get("driverLiveHeapMb") for k, m in f["memory"].items()}
     rows = [
         ("data", f"{f['data']['enrolments']} enrolments, {f['data']['consumption']} rows"),
         ("baseline (per request)", f"{bl['requests']} in {bl['seconds']} s"),
@@ -601,6 +591,7 @@ def table(f: dict[str, Any]) -> str:
         ),
         ("re-run, unchanged", f"{bf['rerunSeconds']} s, {bf['rerunRowsWritten']} rows written"),
         ("peak RSS JVM/Py/workers", memory),
+        ("driver live heap", " / ".join(f"{k} {v} MB" for k, v in live.items())),
     ]
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)

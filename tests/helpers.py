@@ -13,7 +13,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import redis
 from chispa import assert_df_equality
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -34,6 +33,7 @@ from enrolment_reconciliation.core.progress import (
 from enrolment_reconciliation.core.requests import to_sync_requests
 from enrolment_reconciliation.core.structure import course_structure, parse_relation_key
 from enrolment_reconciliation.io.cassandra import connect_from_config
+from enrolment_reconciliation.io.relation_cache import redis_client
 from enrolment_reconciliation.sample.stack import stack_config as _stack_config
 from enrolment_reconciliation.sample.stack import stack_overrides
 from enrolment_reconciliation.sample.stack import sync_request as _sync_request
@@ -300,12 +300,7 @@ def seed(cql, cfg: JobConfig) -> None:
     assessment scores in user_activity_agg that the job must keep."""
     for table in ("user_content_consumption", "user_enrolments", "user_activity_agg"):
         cql.execute(f"TRUNCATE {table}", timeout=60)
-    client = redis.Redis(
-        host=cfg.redis_host,
-        port=cfg.redis_port,
-        password=cfg.credentials.redis_password,
-        db=STREAM_REDIS_DB,
-    )
+    client = redis_client(cfg)
     client.flushdb()
     for key, members in CASE_2.items():
         client.sadd(key, *members)

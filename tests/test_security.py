@@ -22,37 +22,22 @@ def test_no_credential_in_help_or_the_config_dump():
         var: f"s3cret-{var.lower()}-{uuid.uuid4().hex[:6]}" for var in CREDENTIAL_ENV.values()
     }
     env = {"PATH": "/usr/bin:/bin", **secrets, "PYTHONPATH": str(PROJECT_ROOT / "lib")}
-    texts = []
-    for mode in ("stream", "sync", "backfill", "explain"):
-        done = subprocess.run(
-            [
-                sys.executable,
-                str(PROJECT_ROOT / "jobs" / "enrolment_reconciliation_job.py"),
-                mode,
-                "--help",
-            ],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=True,
-        )
-        texts.append(done.stdout + done.stderr)
-    dump = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "from enrolment_reconciliation.config import load_config;"
-            " c = load_config(); print(repr(c)); print(c.credentials)",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
+
+    def run(*args: str) -> str:
+        command = [sys.executable, *args]
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done.stdout + done.stderr
+
+    job = str(PROJECT_ROOT / "jobs" / "enrolment_reconciliation_job.py")
+    texts = [run(job, mode, "--help") for mode in ("stream", "sync", "backfill", "explain")]
+    dump = run(
+        "-c",
+        "from enrolment_reconciliation.config import load_config;"
+        " c = load_config(); print(repr(c)); print(c.credentials)",
     )
-    texts.append(dump.stdout + dump.stderr)
-    assert "Credentials(set=[" in dump.stdout  # the dump names which are set, never the values
+    texts.append(dump)
+    assert "Credentials(set=[" in dump  # the dump names which are set, never the values
     assert [t for t in texts if _leaks(t, list(secrets.values()))] == []
 
 

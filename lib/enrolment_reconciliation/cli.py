@@ -128,10 +128,13 @@ def _unreachable(error: BaseException) -> bool:
 
 
 def _run_mode(args: argparse.Namespace, cfg: JobConfig) -> int:
-    from enrolment_reconciliation.spark import build_spark_session
+    from enrolment_reconciliation.spark import LONG_RUNNING_UI_LIMITS, build_spark_session
 
     spark = build_spark_session(
-        cfg, master=args.master, app_name=f"enrolment-reconciliation-{args.mode}"
+        cfg,
+        master=args.master,
+        app_name=f"enrolment-reconciliation-{args.mode}",
+        defaults=LONG_RUNNING_UI_LIMITS if args.mode == "stream" else None,
     )
     spark.sparkContext.setLogLevel("WARN")
     try:

@@ -23,9 +23,33 @@ DEFAULT_JARS_DIR = PROJECT_ROOT / ".stack" / "lib" / "spark"
 CASSANDRA_EXTENSIONS = "com.datastax.spark.connector.CassandraSparkExtensions"
 
 
+# A long-running driver keeps Spark's UI record (jobs, stages, tasks, SQL plans with their
+# metrics) of past work up to these limits; Spark's defaults (1,000 jobs, stages and SQL
+# executions, every DAG node) let a stream's driver heap grow for hours. Enough is kept to look
+# at the last few dozen micro-batches. A value given to spark-submit (--conf) wins.
+LONG_RUNNING_UI_LIMITS = {
+    "spark.ui.retainedJobs": "100",
+    "spark.ui.retainedStages": "100",
+    "spark.ui.retainedTasks": "10000",
+    "spark.sql.ui.retainedExecutions": "50",
+    "spark.ui.dagGraph.retainedRootRDDs": "100",
+}
+
+
 def _under_spark_submit() -> bool:
     """True inside a Python app launched by spark-submit (its gateway is already up)."""
     return "PYSPARK_GATEWAY_PORT" in os.environ
+
+
+def _unset_by_launcher(defaults: dict[str, str]) -> dict[str, str]:
+    """The entries of ``defaults`` whose key spark-submit did not set."""
+    if not defaults or not _under_spark_submit():
+        return dict(defaults)
+    from pyspark import SparkConf, SparkContext
+
+    SparkContext._ensure_initialized()  # connects to spark-submit's gateway, starts nothing
+    launched = SparkConf()  # loads the spark.* system properties spark-submit passed
+    return {k: v for k, v in defaults.items() if not launched.contains(k)}
 
 
 def spark_jars() -> list[str]:
@@ -78,8 +102,12 @@ def build_spark_session(
     app_name: str = "enrolment-reconciliation",
     master: str | None = None,
     extra_conf: dict[str, str] | None = None,
+    defaults: dict[str, str] | None = None,
 ) -> SparkSession:
     """Create (or reuse) the SparkSession with the jars, extensions and Cassandra connection.
+
+    ``defaults`` are used where spark-submit (``--conf``, spark-defaults.conf) left a key unset;
+    ``extra_conf`` always applies.
 
     Example::
 
@@ -95,6 +123,7 @@ def build_spark_session(
     if not _under_spark_submit():
         builder = builder.config("spark.jars", ",".join(spark_jars()))
     settings = {
+        **_unset_by_launcher(defaults or {}),
         "spark.sql.extensions": CASSANDRA_EXTENSIONS,
         "spark.sql.shuffle.partitions": "8",
         "spark.sql.session.timeZone": "UTC",

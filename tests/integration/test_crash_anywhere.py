@@ -23,7 +23,7 @@ import pytest
 from enrolment_reconciliation.config import JobConfig, load_config
 from enrolment_reconciliation.sample.data import SampleData, generate_sample
 from enrolment_reconciliation.sample.loader import load_sample
-from enrolment_reconciliation.sample.stack import PROJECT_ROOT, stack_overrides
+from enrolment_reconciliation.sample.stack import StreamProcess, stack_overrides
 from tests.helpers import as_cli_args, messages_on, produce, read_tables, run_job, sync_request
 
 REDIS_DB = 13
@@ -64,32 +64,22 @@ def _run_with_kills(args: list[str], kills: int, seed: int, log: Path) -> dict[s
     moments, restarts = [], 0
     while True:
         restarts += 1
-        with log.open("a") as out:
-            proc = subprocess.Popen(
-                [
-                    str(PROJECT_ROOT / "spark-submit.sh"),
-                    "stream",
-                    "--trigger",
-                    "available-now",
-                    *args,
-                ],
-                cwd=PROJECT_ROOT,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        stream = StreamProcess(args, log, trigger="available-now")
+        try:
             if len(moments) < kills:
                 moment = rng.uniform(3.0, 45.0)
                 try:
-                    proc.wait(timeout=moment)
+                    stream.proc.wait(timeout=moment)
                 except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait()
+                    os.killpg(stream.proc.pid, signal.SIGKILL)
+                    stream.proc.wait()
                     moments.append(round(moment, 1))
                     continue
             else:
-                proc.wait(timeout=900)
-        assert proc.returncode == 0, log.read_text()[-4000:]
+                stream.proc.wait(timeout=900)
+        finally:
+            stream.stop()
+        assert stream.proc.returncode == 0, stream.tail(4000)
         if len(moments) >= kills:
             return {"kills": moments, "restarts": restarts}
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
-import redis
 
 from enrolment_reconciliation.cli import _parser
 from enrolment_reconciliation.explain import explain_enrolment, render
 from enrolment_reconciliation.io.cassandra import connect_from_config
+from enrolment_reconciliation.io.relation_cache import redis_client
 from tests.helpers import (
     as_cli_args,
     insert_consumption,
@@ -46,12 +46,7 @@ def cfg():
     )
     insert_enrolments(session, [("u", "C", "b", 1, None)])
     cluster.shutdown()
-    client = redis.Redis(
-        host=cfg.redis_host,
-        port=cfg.redis_port,
-        password=cfg.credentials.redis_password,
-        db=REDIS_DB,
-    )
+    client = redis_client(cfg)
     client.flushdb()
     put_keys(client, KEYS)
     client.close()

@@ -11,24 +11,19 @@ On demand: ``./dev.sh test -m faults tests/integration/test_outages.py`` (docs/r
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
-import threading
 import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import redis
 
 from enrolment_reconciliation.config import JobConfig
-from enrolment_reconciliation.sample.stack import PROJECT_ROOT
-from enrolment_reconciliation.streaming import EXIT_STUCK
+from enrolment_reconciliation.io.relation_cache import redis_client
+from enrolment_reconciliation.sample.stack import PROJECT_ROOT, StreamProcess
 from tests.helpers import (
     CASE_2,
-    STREAM_REDIS_DB,
     config_for,
     messages_on,
     produce,
@@ -56,31 +51,27 @@ def _stack(action: str, service: str) -> None:
     )
 
 
-def _relation_cache(cfg: JobConfig) -> redis.Redis:
-    return redis.Redis(
-        host=cfg.redis_host,
-        port=cfg.redis_port,
-        password=cfg.credentials.redis_password,
-        db=STREAM_REDIS_DB,
-    )
-
-
 def _learners(cql, prefix: str, count: int) -> list[str]:
     """Learners of course001 who consumed every leaf: each request completes one enrolment."""
     users = [f"{prefix}{i:02d}" for i in range(count)]
+    _enrol(cql, users, "course001", "Batch1", ("R1", "R2", "R3"))
+    return users
+
+
+def _enrol(cql, users: list[str], course: str, batch: str, consumed: tuple[str, ...]) -> None:
+    """Enrol ``users`` in ``course``/``batch``, each having completed the ``consumed`` contents."""
     consumption = cql.prepare(
         "INSERT INTO user_content_consumption (userid, courseid, batchid, contentid, status)"
-        " VALUES (?, 'course001', 'Batch1', ?, 2)"
+        " VALUES (?, ?, ?, ?, 2)"
     )
     enrolment = cql.prepare(
         "INSERT INTO user_enrolments (userid, courseid, batchid, status, active)"
-        " VALUES (?, 'course001', 'Batch1', 1, true)"
+        " VALUES (?, ?, ?, 1, true)"
     )
     for user in users:
-        for content in ("R1", "R2", "R3"):
-            cql.execute(consumption, (user, content))
-        cql.execute(enrolment, (user,))
-    return users
+        for content in consumed:
+            cql.execute(consumption, (user, course, batch, content))
+        cql.execute(enrolment, (user, course, batch))
 
 
 def _completed(cql, users: list[str]) -> set[str]:
@@ -109,59 +100,6 @@ def _wait(condition: Callable[[], bool], timeout: float, what: str, log: Path) -
     return time.monotonic() - started
 
 
-class Stream:
-    """The stream in the background, supervised as systemd does it: restarted when it exits
-    with code 75 (a micro-batch stuck beyond its watchdog, streaming.EXIT_STUCK)."""
-
-    def __init__(self, args: list[str], log: Path) -> None:
-        self.log = log
-        self.args = args
-        self.process_restarts = 0
-        self._out = log.open("a")
-        self.proc = self._start()
-        self._supervisor = threading.Thread(target=self._supervise, daemon=True)
-        self._stopping = False
-        self._supervisor.start()
-
-    def _start(self) -> subprocess.Popen:
-        return subprocess.Popen(
-            [
-                str(PROJECT_ROOT / "spark-submit.sh"),
-                "stream",
-                "--trigger",
-                "processing-time=1s",
-                *self.args,
-            ],
-            cwd=PROJECT_ROOT,
-            stdout=self._out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    def _supervise(self) -> None:
-        while not self._stopping:
-            if self.proc.poll() == EXIT_STUCK and not self._stopping:
-                self.process_restarts += 1
-                self.proc = self._start()
-            time.sleep(1)
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None or self.proc.returncode == EXIT_STUCK
-
-    def stop(self) -> None:
-        self._stopping = True
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-        self._out.close()
-
-    def restarts(self) -> int:
-        return self.log.read_text(errors="replace").count('"event": "query-failed"')
-
-
 def _outage(
     cql,
     tmp_path: Path,
@@ -177,7 +115,7 @@ def _outage(
     seed(cql, cfg)
     before, during = _learners(cql, "pre", 4), _learners(cql, "dur", 4)
     sets = [a for s in (*STREAM_SETTINGS, *extra) for a in ("--set", s)]
-    stream = Stream([*args, *sets], tmp_path / "stream.log")
+    stream = StreamProcess([*args, *sets], tmp_path / "stream.log", supervise=True)
     try:
         produce(cfg, [sync_request(u, "course001", "Batch1").encode() for u in before])
         _wait(lambda: _completed(cql, before) == set(before), 300, "first requests", stream.log)
@@ -196,7 +134,7 @@ def _outage(
         )
         # the enrolment rows are written before the events are published: wait for those too
         _wait(lambda: _certificates(cfg) >= set(everyone), 180, "certificate requests", stream.log)
-        restarts = stream.restarts()
+        restarts = stream.failed_batches()
         alive = stream.alive()
         process_restarts = stream.process_restarts
     finally:
@@ -231,7 +169,7 @@ def test_cassandra_stopped_and_restarted(cql, tmp_path):
 def test_redis_stopped_and_restarted(cql, tmp_path):
     def back(cfg: JobConfig) -> None:
         _stack("start", "redis")
-        client = _relation_cache(cfg)  # the local Redis keeps no data across a restart
+        client = redis_client(cfg)  # the local Redis keeps no data across a restart
         for key, members in CASE_2.items():
             client.sadd(key, *members)
         client.close()
@@ -273,18 +211,8 @@ def test_search_service_failing_then_recovering(cql, tmp_path, failure):
                 stub.fail_with = 500
             else:
                 stub.delay_seconds = 15  # past the job's 10 s search timeout
-            enrolment = cql.prepare(
-                "INSERT INTO user_enrolments (userid, courseid, batchid, status, active)"
-                " VALUES (?, 'course008', 'Batch8', 1, true)"
-            )
-            consumption = cql.prepare(
-                "INSERT INTO user_content_consumption (userid, courseid, batchid, contentid,"
-                " status) VALUES (?, 'course008', 'Batch8', 'R1', 2)"
-            )
-            for user in ("dur00", "dur01"):
-                cql.execute(enrolment, (user,))
-                cql.execute(consumption, (user,))
-            client = _relation_cache(cfg)
+            _enrol(cql, ["dur00", "dur01"], "course008", "Batch8", ("R1",))
+            client = redis_client(cfg)
             client.sadd("course008:R1:ancestors", "course008")
             client.close()
             produce(

@@ -60,12 +60,7 @@ def cql(cfg):
 
 @pytest.fixture
 def relation_cache(cfg) -> Iterator[redis.Redis]:
-    client = redis.Redis(
-        host=cfg.redis_host,
-        port=cfg.redis_port,
-        password=cfg.credentials.redis_password,
-        db=REDIS_DB,
-    )
+    client = redis_client(cfg)
     client.flushdb()
     yield client
     client.close()

@@ -15,10 +15,9 @@ from __future__ import annotations
 import uuid
 
 import pytest
-import redis
 
+from enrolment_reconciliation.io.relation_cache import redis_client
 from tests.helpers import (
-    STREAM_REDIS_DB,
     config_for,
     json_lines,
     messages_on,
@@ -45,12 +44,7 @@ def test_relation_cache_faults_are_handled_per_course(cql, tmp_path):
     env = f"rcfault{uuid.uuid4().hex[:8]}"
     cfg, args = config_for(env, tmp_path)
     seed(cql, cfg)
-    client = redis.Redis(
-        host=cfg.redis_host,
-        port=cfg.redis_port,
-        password=cfg.credentials.redis_password,
-        db=STREAM_REDIS_DB,
-    )
+    client = redis_client(cfg)
     client.set("course002:course002:leafnodes", "R1,R2")  # a string where a set belongs
     client.sadd("course002:R1:ancestors", "course002")
     for key, members in STRUCTURE.items():

@@ -10,6 +10,7 @@ from cassandra.cluster import Session
 
 from enrolment_reconciliation.config import JobConfig
 from enrolment_reconciliation.io.cassandra import connect_from_config
+from enrolment_reconciliation.io.relation_cache import redis_client
 from enrolment_reconciliation.sample.data import SampleData, generate_sample
 from enrolment_reconciliation.sample.loader import load_sample
 from tests.helpers import stack_config
@@ -39,13 +40,7 @@ def session(cfg: JobConfig) -> Iterator[Session]:
 
 @pytest.fixture(scope="module")
 def relation_cache(cfg: JobConfig) -> Iterator[redis.Redis]:
-    client = redis.Redis(
-        host=cfg.redis_host,
-        port=cfg.redis_port,
-        password=cfg.credentials.redis_password,
-        db=REDIS_DB,
-        decode_responses=True,
-    )
+    client = redis_client(cfg)
     yield client
     client.close()
 

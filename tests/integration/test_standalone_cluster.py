@@ -27,6 +27,7 @@ import redis
 from kafka import KafkaConsumer
 
 from enrolment_reconciliation.io.cassandra import apply_schema, connect_from_config
+from enrolment_reconciliation.io.relation_cache import redis_client
 from tests.helpers import ROOT, stack_config
 
 pytestmark = pytest.mark.integration
@@ -176,12 +177,7 @@ def loaded(cfg):
         " VALUES ('u1', 'C1', 'B1', 1, true)"
     )
 
-    client = redis.Redis(
-        host=cfg.redis_host,
-        port=cfg.redis_port,
-        password=cfg.credentials.redis_password,
-        db=REDIS_DB,
-    )
+    client = redis_client(cfg)
     try:
         client.flushdb()
     except redis.ConnectionError as e:

@@ -155,6 +155,17 @@ def write_relation_cache(
     return written
 
 
+def _prepare_stores(
+    session: Session, client: redis.Redis, cfg: JobConfig, *, truncate: bool
+) -> None:
+    """Apply the schema; with ``truncate``, empty the job's tables and relation-cache db."""
+    apply_schema(session, cfg.keyspace)
+    if truncate:
+        for table in (cfg.consumption_table, cfg.enrolments_table, cfg.activity_agg_table):
+            session.execute(f"TRUNCATE {cfg.keyspace}.{table}", timeout=300)
+        client.flushdb()
+
+
 def load_sample(
     sample: SampleData,
     cfg: JobConfig,
@@ -177,11 +188,7 @@ def load_sample(
     cluster, session = connect_from_config(cfg)
     client = redis_client(cfg)
     try:
-        apply_schema(session, cfg.keyspace)
-        if truncate:
-            for table in (cfg.consumption_table, cfg.enrolments_table, cfg.activity_agg_table):
-                session.execute(f"TRUNCATE {cfg.keyspace}.{table}", timeout=120)
-            client.flushdb()
+        _prepare_stores(session, client, cfg, truncate=truncate)
         rows = write_sample_rows(
             session,
             sample,
@@ -219,11 +226,7 @@ def load_sample_with_spark(
     cluster, session = connect_from_config(cfg)
     client = redis_client(cfg)
     try:
-        apply_schema(session, cfg.keyspace)
-        if truncate:
-            for table in (cfg.consumption_table, cfg.enrolments_table, cfg.activity_agg_table):
-                session.execute(f"TRUNCATE {cfg.keyspace}.{table}", timeout=300)
-            client.flushdb()
+        _prepare_stores(session, client, cfg, truncate=truncate)
         keys = write_relation_cache(client, sample.relation_cache())
     finally:
         client.close()

@@ -8,13 +8,18 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import threading
 import time
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from enrolment_reconciliation.config import JobConfig, load_config
+from enrolment_reconciliation.counters import Counter
 from enrolment_reconciliation.schemas import SYNC_ACTION
+from enrolment_reconciliation.streaming import EXIT_STUCK
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 STACK_ENV = Path(os.environ.get("STACK_DIR", PROJECT_ROOT / ".stack")) / "stack.env"
@@ -94,3 +99,100 @@ def sync_request(
             },
         }
     )
+
+
+class StreamProcess:
+    """``spark-submit.sh stream --trigger <trigger> <args>`` in the background, its output
+    appended to ``log``; what it did is read back from its JSON log lines.
+
+    ``supervise=True`` restarts it when it exits with ``EXIT_STUCK`` (75: a micro-batch stuck
+    beyond its watchdog), as the systemd unit in deploy/ does.
+
+    Example::
+
+        stream = StreamProcess(["--env", "demo"], Path("stream.log"))
+        stream.wait_for_batches(1, timeout=300)
+        stream.processed()  # requests the micro-batches have reported
+        stream.stop()
+    """
+
+    def __init__(
+        self,
+        args: Sequence[str],
+        log: Path,
+        *,
+        trigger: str = "processing-time=1s",
+        environ: Mapping[str, str] | None = None,
+        supervise: bool = False,
+    ) -> None:
+        self.log = log
+        self.command = [str(PROJECT_ROOT / "spark-submit.sh"), "stream", "--trigger", trigger]
+        self.command += args
+        self.environ = {**os.environ, **(environ or {})}
+        self.process_restarts = 0
+        self._stopping = False
+        self._out = log.open("a")
+        self.proc = self._start()
+        if supervise:
+            threading.Thread(target=self._supervise, daemon=True).start()
+
+    def _start(self) -> subprocess.Popen:
+        return subprocess.Popen(
+            self.command,
+            cwd=PROJECT_ROOT,
+            env=self.environ,
+            stdout=self._out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: stop() reaches the JVM and Python
+        )
+
+    def _supervise(self) -> None:
+        while not self._stopping:
+            if self.proc.poll() == EXIT_STUCK and not self._stopping:
+                self.process_restarts += 1
+                self.proc = self._start()
+            time.sleep(1)
+
+    def _events(self, event: str) -> list[str]:
+        marker = f'"event": "{event}"'
+        return [x for x in self.log.read_text(errors="replace").splitlines() if marker in x]
+
+    def batches(self) -> list[dict[str, Any]]:
+        """The job's ``micro-batch`` log records, oldest first."""
+        return [json.loads(line.split(": ", 1)[1]) for line in self._events("micro-batch")]
+
+    def processed(self) -> int:
+        """Requests the micro-batches have reported so far."""
+        return sum(b["counters"][Counter.TOTAL_EVENTS] for b in self.batches())
+
+    def failed_batches(self) -> int:
+        """Micro-batches that failed (each restarts the query from its checkpoint)."""
+        return len(self._events("query-failed"))
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None or self.proc.returncode == EXIT_STUCK
+
+    def tail(self, chars: int = 3000) -> str:
+        return self.log.read_text(errors="replace")[-chars:]
+
+    def wait_for_batches(self, count: int, timeout: float) -> None:
+        """Until ``count`` micro-batches are logged; raises if the stream exits or time runs out."""
+        deadline = time.monotonic() + timeout
+        while len(self.batches()) < count:
+            if not self.alive():
+                raise RuntimeError(f"the stream exited:\n{self.tail()}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no micro-batch within {timeout}s:\n{self.tail()}")
+            time.sleep(0.5)
+
+    def stop(self, timeout: float = 60) -> None:
+        """SIGTERM to the process group (SIGKILL after ``timeout``); ends supervision."""
+        self._stopping = True
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self._out.close()
