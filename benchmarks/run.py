@@ -127,16 +127,16 @@ class PeakMemory:
             return
         sizes = {"driverJvmMb": 0.0, "driverPythonMb": 0.0, "pythonWorkersMb": 0.0}
         for proc in procs:
-            try:
-                cmd = " ".join(proc.cmdline())
+            try:  # a Python worker may exit between the listing and these reads
+                cmd, name = " ".join(proc.cmdline()), proc.name()
                 rss = proc.memory_info().rss / 2**20
             except psutil.Error:
                 continue
             if "pyspark.daemon" in cmd or "pyspark/worker" in cmd:
                 sizes["pythonWorkersMb"] += rss
-            elif "java" in proc.name():
+            elif "java" in name:
                 sizes["driverJvmMb"] += rss
-            elif "python" in proc.name():
+            elif "python" in name:
                 sizes["driverPythonMb"] += rss
         for role, size in sizes.items():
             self.peaks[role] = max(self.peaks[role], round(size, 1))
