@@ -183,7 +183,14 @@ def batch_handler(
 
 
 class LagListener(StreamingQueryListener):
-    """Consumer lag after each micro-batch: offsets on the topic the stream has not read."""
+    """Consumer lag as each micro-batch began: requests on the topic the stream had not read
+    when the batch was planned (the batch's own included), published when the batch ends.
+
+    Measured from the batch's *start* offsets: Spark's progress reports as ``latestOffset`` the
+    newest offset at planning time, so ``latestOffset - endOffset`` is 0 whenever the batch took
+    everything there was (below ``stream.max.offsets.per.trigger``) and never shows a stream
+    falling behind.
+    """
 
     def __init__(self, record: Callable[[int], None]) -> None:
         self._record = record
@@ -194,13 +201,13 @@ class LagListener(StreamingQueryListener):
     def onQueryProgress(self, event: Any) -> None:  # noqa: N802
         lag = 0
         for source in event.progress.sources:
-            ends, latest = (
-                json.loads(source.endOffset or "{}"),
+            starts, latest = (
+                json.loads(source.startOffset or "{}"),  # none yet: read from the beginning
                 json.loads(source.latestOffset or "{}"),
             )
             for topic, partitions in latest.items():
                 for partition, offset in partitions.items():
-                    lag += max(0, offset - ends.get(topic, {}).get(partition, 0))
+                    lag += max(0, offset - starts.get(topic, {}).get(partition, 0))
         self._record(lag)
 
     def onQueryIdle(self, event: Any) -> None:  # noqa: N802

@@ -39,13 +39,17 @@ def test_counters_accumulate_and_the_original_gauges_count_since_the_last_scrape
     assert second[f"{FLINK}_total_events_count{REQUESTS}"] == 0  # reset on read, as Flink's
 
 
-def test_the_lag_is_what_the_topic_holds_beyond_the_last_offsets_read():
+def test_the_lag_is_what_the_topic_held_unread_when_the_batch_began():
     lags: list[int] = []
-    source = SimpleNamespace(
-        endOffset=json.dumps({"t": {"0": 40, "1": 7}}),
+    batch = SimpleNamespace(  # took everything there was: end == latest at planning time
+        startOffset=json.dumps({"t": {"0": 40, "1": 7}}),
+        endOffset=json.dumps({"t": {"0": 50, "1": 7, "2": 3}}),
         latestOffset=json.dumps({"t": {"0": 50, "1": 7, "2": 3}}),
     )
-    LagListener(lags.append).onQueryProgress(
-        SimpleNamespace(progress=SimpleNamespace(sources=[source]))
+    first = SimpleNamespace(
+        startOffset=None, endOffset='{"u": {"0": 4}}', latestOffset='{"u": {"0": 4}}'
     )
-    assert lags == [13]
+    listener = LagListener(lags.append)
+    listener.onQueryProgress(SimpleNamespace(progress=SimpleNamespace(sources=[batch])))
+    listener.onQueryProgress(SimpleNamespace(progress=SimpleNamespace(sources=[first])))
+    assert lags == [13, 4]
