@@ -5,6 +5,7 @@
 #   ./dev.sh test   set up, start the local stack, run the whole test suite
 #   ./dev.sh backfill-demo   the same for the nightly backfill: sample data, a dry run, two runs
 #   ./dev.sh bench [small|medium|large]   every benchmark instrument; figures into docs/benchmarks/
+#   ./dev.sh profile [small|medium] [--runs N]   where a warm batch's time goes (cProfile, Spark jobs)
 # and their parts: setup | stack-start | stack-stop | status | lint
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -96,6 +97,13 @@ bench() {
   "$PY" -m benchmarks.run --preset "${1:-small}" "${@:2}"
 }
 
+profile() {
+  setup
+  start_stack
+  log "profile of a warm batch, preset ${1:-small}: into docs/benchmarks/profile-${1:-small}.json"
+  "$PY" -m benchmarks.profile_batch --preset "${1:-small}" "${@:2}"
+}
+
 test_suite() {
   setup
   start_stack
@@ -112,10 +120,11 @@ case "${1:-}" in
   run) run ;;
   backfill-demo) backfill_demo ;;
   bench) shift; bench "$@" ;;
+  profile) shift; profile "$@" ;;
   test) shift; test_suite "$@" ;;
   stack-start) bash stack/stack.sh start ;;
   stack-stop) bash stack/stack.sh stop ;;
   status) bash stack/stack.sh status ;;
   lint) "$VENV/bin/ruff" check lib jobs tests benchmarks && "$VENV/bin/mypy" ;;
-  *) echo "usage: $0 run|test|backfill-demo|bench|setup|stack-start|stack-stop|status|lint" >&2; exit 2 ;;
+  *) echo "usage: $0 run|test|backfill-demo|bench|profile|setup|stack-start|stack-stop|status|lint" >&2; exit 2 ;;
 esac

@@ -18,6 +18,7 @@ Prints a table and writes ``<out>/<preset>.json`` and ``<out>/<preset>.png``.
 from __future__ import annotations
 
 import argparse
+import cProfile
 import json
 import os
 import platform
@@ -247,35 +248,50 @@ def restore_enrolments(cfg: JobConfig, sample: SampleData, keys: list[tuple]) ->
 # --- instruments -------------------------------------------------------------------------------
 def measure_batch(spark: SparkSession, cfg: JobConfig, keys: list[tuple]) -> dict[str, Any]:
     """The batch function on ``keys``, end to end (read, reconcile, write, publish), warm."""
-    resources = BatchResources.from_config(cfg)
-    outbox = Outbox(spark, cfg.checkpoint_location + "/bench-outbox")
-    rows = [(sync_request(*k).encode(), "bench", 0, i) for i, k in enumerate(keys)]
-    sc = spark.sparkContext
-    runs = []
-    for attempt in range(2):
-        raw = spark.createDataFrame(rows, RAW_REQUEST_SCHEMA).localCheckpoint()
-        group = f"bench-batch-{attempt}-{uuid.uuid4().hex[:6]}"
+    run = BatchRunner(spark, cfg, keys)
+    cold, warm = run(), run()
+    return {"requests": len(keys), "cold": cold, "warm": warm}
+
+
+class BatchRunner:
+    """Runs the batch function on the same requests, again and again, in one Spark session."""
+
+    def __init__(self, spark: SparkSession, cfg: JobConfig, keys: list[tuple]) -> None:
+        self.spark, self.cfg = spark, cfg
+        self.resources = BatchResources.from_config(cfg)
+        self.outbox = Outbox(spark, cfg.checkpoint_location + "/bench-outbox")
+        self.rows = [(sync_request(*k).encode(), "bench", 0, i) for i, k in enumerate(keys)]
+
+    def __call__(self, profiler: cProfile.Profile | None = None) -> dict[str, Any]:
+        """One run: its seconds, Spark jobs (from the UI) and phases; ``profiler`` on while the
+        batch function runs."""
+        spark, sc = self.spark, self.spark.sparkContext
+        raw = spark.createDataFrame(self.rows, RAW_REQUEST_SCHEMA).localCheckpoint()
+        group = f"bench-batch-{uuid.uuid4().hex[:6]}"
         sc.setJobGroup(group, group)
+        if profiler:
+            profiler.enable()
         started = time.perf_counter()
-        result = reconcile_batch(spark, read_requested(spark, raw, cfg), cfg, resources)
-        counts = apply_batch(result, group, cfg, outbox)
+        result = reconcile_batch(
+            spark, read_requested(spark, raw, self.cfg), self.cfg, self.resources
+        )
+        counts = apply_batch(result, group, self.cfg, self.outbox)
         result.release()
         seconds = round(time.perf_counter() - started, 3)
+        if profiler:
+            profiler.disable()
         jobs = spark_job_profile(spark, group)
-        runs.append(
-            {
-                "seconds": seconds,
-                "sparkJobs": len(sc.statusTracker().getJobIdsForGroup(group)),
-                "jobs": jobs,
-                "sparkJobSeconds": round(sum(j["seconds"] for j in jobs), 3),
-                "driverOnlySeconds": round(seconds - sum(j["seconds"] for j in jobs), 3),
-                "phases": result.seconds,
-                "aggregateRows": counts["aggregates.activity-agg-rows-count"],
-                "enrolmentUpdates": counts["enrolment.enrolment-update-count"],
-            }
-        )
-    sc.setJobGroup("bench", "bench")
-    return {"requests": len(keys), "cold": runs[0], "warm": runs[1]}
+        sc.setJobGroup("bench", "bench")
+        return {
+            "seconds": seconds,
+            "sparkJobs": len(sc.statusTracker().getJobIdsForGroup(group)),
+            "jobs": jobs,
+            "sparkJobSeconds": round(sum(j["seconds"] for j in jobs), 3),
+            "driverOnlySeconds": round(seconds - sum(j["seconds"] for j in jobs), 3),
+            "phases": result.seconds,
+            "aggregateRows": counts["aggregates.activity-agg-rows-count"],
+            "enrolmentUpdates": counts["enrolment.enrolment-update-count"],
+        }
 
 
 def spark_job_profile(spark: SparkSession, group: str) -> list[dict[str, Any]]:
@@ -597,6 +613,37 @@ def table(f: dict[str, Any]) -> str:
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
 
+def bench_config() -> tuple[JobConfig, list[str], Path]:
+    """The job's config on the local stack, in a keyspace and Redis database of the benchmarks'
+    own, with a fresh work folder (checkpoint, outboxes); also its overrides, for a stream."""
+    workdir = Path(PROJECT_ROOT / ".stack" / "bench" / uuid.uuid4().hex[:8])
+    workdir.mkdir(parents=True, exist_ok=True)
+    overrides = [
+        *stack_overrides(KEYSPACE),
+        f"redis.database.relationCache.id={REDIS_DB}",
+        f"stream.checkpoint.location={workdir}/checkpoint",
+        f"backfill.outbox.location={workdir}/backfill-outbox",
+        "service.search.basePath=http://127.0.0.1:9/search",
+    ]
+    return load_config(env=f"bench{uuid.uuid4().hex[:8]}", overrides=overrides), overrides, workdir
+
+
+def bench_session(cfg: JobConfig, driver_memory: str) -> SparkSession:
+    """A local Spark session on the machine's 2 cores, its UI on a free port (for job times)."""
+    spark = build_spark_session(
+        cfg,
+        master="local[2]",
+        app_name="enrolment-reconciliation-bench",
+        extra_conf={
+            "spark.ui.port": "0",
+            "spark.ui.showConsoleProgress": "false",
+            "spark.driver.memory": driver_memory,
+        },
+    )
+    spark.sparkContext.setLogLevel("WARN")
+    return spark
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", choices=sorted(PRESETS), default="small")
@@ -610,17 +657,7 @@ def main() -> None:
     preset = PRESETS[args.preset]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    workdir = Path(PROJECT_ROOT / ".stack" / "bench" / uuid.uuid4().hex[:8])
-    workdir.mkdir(parents=True, exist_ok=True)
-    env = f"bench{uuid.uuid4().hex[:8]}"
-    overrides = [
-        *stack_overrides(KEYSPACE),
-        f"redis.database.relationCache.id={REDIS_DB}",
-        f"stream.checkpoint.location={workdir}/checkpoint",
-        f"backfill.outbox.location={workdir}/backfill-outbox",
-        "service.search.basePath=http://127.0.0.1:9/search",
-    ]
-    cfg = load_config(env=env, overrides=overrides)
+    cfg, overrides, workdir = bench_config()
     rng = random.Random(args.seed)
     figures: dict[str, Any] = {
         "preset": args.preset,
@@ -634,17 +671,7 @@ def main() -> None:
         "startedAt": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "memory": {},
     }
-    spark = build_spark_session(
-        cfg,
-        master="local[2]",
-        app_name="enrolment-reconciliation-bench",
-        extra_conf={
-            "spark.ui.port": "0",
-            "spark.ui.showConsoleProgress": "false",
-            "spark.driver.memory": args.driver_memory,
-        },
-    )
-    spark.sparkContext.setLogLevel("WARN")
+    spark = bench_session(cfg, args.driver_memory)
     sample = make_sample(preset, args.seed)
     with timed(figures, "loadSeconds"):
         figures["data"] = load_sample_with_spark(spark, sample, cfg, truncate=True)

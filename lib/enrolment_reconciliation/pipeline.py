@@ -6,9 +6,16 @@ from Redis (pipelined, broadcast), runs the pure core, and counts the outputs. W
 publishing the result is the caller's (``apply``), so a dry run or a notebook uses the same
 function.
 
-The Spark jobs of a batch are few by design: one job persists the inputs and returns what the
-driver must know (request counters, consumed contents per course), one broadcasts the structure,
-one persists the enriched rows and counts every output; each write is then one more job.
+The Spark jobs of a batch are few by design: one job materialises the inputs and returns what
+the driver must know (request counters, consumed contents per course), one broadcasts the
+structure, one materialises the reconciled rows and counts every output; each write is then one
+more job.
+
+Materialised frames are lazy local checkpoints: their rows are kept by the first job that
+computes them, and every later plan starts from them as a leaf instead of carrying the whole
+lineage (direct joins, the structure join, the progress expressions). Plans stay small, so the
+driver plans each of the batch's jobs in milliseconds rather than re-analysing the whole
+reconciliation for each one.
 
 Example (notebook)::
 
@@ -29,7 +36,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import reduce
 
-from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -79,6 +85,21 @@ class BatchResources:
         return self._structures
 
 
+def materialise_lazily(df: DataFrame) -> DataFrame:
+    """``df`` as a leaf whose rows the first job that needs them computes once and keeps.
+
+    A lazy local checkpoint: nothing runs now; the rows live in the executors' block managers
+    (memory, spilling to disk) until :func:`drop_materialised`. Losing an executor loses them,
+    which fails the batch like any other infrastructure fault: it is re-run from its input.
+    """
+    return df.localCheckpoint(eager=False)
+
+
+def drop_materialised(df: DataFrame) -> None:
+    """Free the rows of a frame made by :func:`materialise_lazily`."""
+    df._jdf.queryExecution().logical().rdd().unpersist(False)
+
+
 @dataclass
 class BatchResult:
     """The outputs of one batch (derived from persisted frames until :meth:`release`), its
@@ -93,9 +114,9 @@ class BatchResult:
     _persisted: list[DataFrame] = field(default_factory=list, repr=False)
 
     def release(self) -> None:
-        """Drop the cached frames of this batch."""
+        """Drop the materialised frames of this batch."""
         for df in self._persisted:
-            df.unpersist()
+            drop_materialised(df)
         self._persisted.clear()
 
 
@@ -152,17 +173,21 @@ def _prepare(progress: DataFrame, *, scanned: bool) -> tuple[Counts, dict[str, s
 
 
 def _tally(
-    result: Reconciliation, settings: ReconcileSettings, requests: DataFrame | None
+    result: Reconciliation,
+    settings: ReconcileSettings,
+    requests: DataFrame | None,
+    *,
+    sizes: bool = False,
 ) -> tuple[Counts, dict[str, float]]:
-    """One Spark job: every count of the batch (it also materialises the persisted frames), and
-    the average size of a row each writer writes (for the throttle).
+    """One Spark job: every count of the batch (it also materialises the reconciled rows), and,
+    with ``sizes``, the average size of a row each writer writes (for the throttle).
 
     The requests are counted here, not in a job of their own: the read job has already
     materialised them once, so the stream's source, and its observed metrics, are read once.
     """
-    row_bytes = F.octet_length(F.to_json(F.struct("*")))
+    row_bytes = F.octet_length(F.to_json(F.struct("*"))) if sizes else F.lit(0)
     parts = [
-        result.enriched.select(F.col(ROUTE).alias("k"), F.lit(1).alias("v")),
+        result.reconciled.select(F.col(ROUTE).alias("k"), F.lit(1).alias("v")),
         result.activity_aggregates.select(F.lit("aggregates").alias("k"), row_bytes.alias("v")),
         result.enrolment_updates.select(F.lit("updates").alias("k"), row_bytes.alias("v")),
         result.events.select(F.col("kind").alias("k"), F.lit(1).alias("v")),
@@ -183,7 +208,7 @@ def _tally(
         ]
     # few tasks: every branch reads small persisted frames, and each task costs more than its rows
     union = reduce(DataFrame.unionByName, parts).coalesce(
-        result.enriched.sparkSession.sparkContext.defaultParallelism
+        result.reconciled.sparkSession.sparkContext.defaultParallelism
     )
     rows = {
         r.k: (r.n, r.v)
@@ -218,8 +243,8 @@ def _tally(
             # one keyed read per distinct requested enrolment
             Counter.CONSUMPTION_READS: n("keys"),
         }
-    sizes = {k: rows[k][1] / n(k) for k in ("aggregates", "updates") if n(k)}
-    return counts, sizes
+    averages = {k: rows[k][1] / n(k) for k in ("aggregates", "updates") if sizes and n(k)}
+    return counts, averages
 
 
 def reconcile_batch(
@@ -241,7 +266,7 @@ def reconcile_batch(
     persisted: list[DataFrame] = []
 
     def keep(df: DataFrame) -> DataFrame:
-        persisted.append(df.persist(StorageLevel.MEMORY_AND_DISK))
+        persisted.append(materialise_lazily(df))
         return persisted[-1]
 
     counts = new_counts()
@@ -273,7 +298,7 @@ def reconcile_batch(
     )
     result = reconcile(inputs, settings, now=now, keep=keep)
     with clock("reconcile"):
-        tallied, sizes = _tally(result, settings, requests)
+        tallied, sizes = _tally(result, settings, requests, sizes=cfg.max_writes_per_second > 0)
     counts.update(tallied)
     return BatchResult(
         result,

@@ -125,16 +125,26 @@ CURRENT_AGGREGATES_SCHEMA = StructType(
 
 # --- the relation cache as one broadcast row per course (core.structure) ----------------------
 _IDS = ArrayType(StringType(), False)
-NODE_LEAVES_SCHEMA = StructType(
-    [StructField("leafnodes", _IDS, False), StructField("optionalnodes", _IDS, False)]
+# A unit of a course, shaped for the per-enrolment computation: its leaves, the required ones
+# (leafnodes minus optionalnodes), and `under`, the contents whose ancestors name the unit (the
+# ancestors relation inverted on the driver, so an enrolment finds its units by one overlap test
+# per unit instead of a map lookup per consumed content).
+UNIT_STRUCTURE_SCHEMA = StructType(
+    [
+        StructField("unitId", StringType(), False),
+        StructField("leafnodes", _IDS, False),  # empty: the unit's leafnodes key is absent
+        StructField("optionalnodes", _IDS, False),
+        StructField("required", _IDS, False),
+        StructField("under", _IDS, False),
+    ]
 )
 COURSE_STRUCTURE_SCHEMA = StructType(
     [
         StructField("courseId", StringType(), False),
         StructField("leafnodes", _IDS, False),  # empty: the course's leafnodes key is absent
         StructField("optionalnodes", _IDS, False),
-        StructField("ancestors", MapType(StringType(), _IDS, False), False),  # content -> units
-        StructField("units", MapType(StringType(), NODE_LEAVES_SCHEMA, False), False),
+        StructField("required", _IDS, False),  # leafnodes minus optionalnodes
+        StructField("units", ArrayType(UNIT_STRUCTURE_SCHEMA, False), False),  # by unitId
         # search-service status, asked only for courses without leafnodes (spec.md §7)
         StructField("collectionStatus", StringType(), True),
         StructField("structureProblem", StringType(), True),  # a relation-cache fault

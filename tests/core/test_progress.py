@@ -22,6 +22,7 @@ from enrolment_reconciliation.core.progress import (
     to_user_consumption,
     with_consumption_defaults,
     with_course_structure,
+    with_progress,
 )
 from enrolment_reconciliation.schemas import ACTIVITY_AGG_SCHEMA, CONSUMPTION_SCHEMA
 from tests.helpers import NOW, NOW_NAIVE, consumption, literal_frame, progress, structure
@@ -110,9 +111,8 @@ def _enriched(spark):
 
 
 def _progress(spark, exclude: bool):
-    return compute_course_progress(_enriched(spark), exclude_optional_nodes=exclude).select(
-        *PROGRESS_SCHEMA.fieldNames()
-    )
+    reconciled = with_progress(_enriched(spark), exclude_optional_nodes=exclude)
+    return compute_course_progress(reconciled).select(*PROGRESS_SCHEMA.fieldNames())
 
 
 def test_course_progress_counts_required_leaves_with_optional_excluded(spark):
@@ -162,7 +162,8 @@ def test_unit_aggregates_cover_every_ancestor_unit_of_a_consumed_content(spark):
         ]
     )
     for exclude, u2 in ((True, 1), (False, 2)):
-        actual = compute_unit_aggregates(_enriched(spark), exclude_optional_nodes=exclude)
+        reconciled = with_progress(_enriched(spark), exclude_optional_nodes=exclude)
+        actual = compute_unit_aggregates(reconciled)
         expected = literal_frame(
             spark, [("u1", "C", "b", "U", 1), ("u2", "C", "b", "U", u2)], schema
         )

@@ -1,6 +1,7 @@
 """Why is a learner not complete? The course and unit progress, leaf by leaf.
 
-The same frames and rules as the aggregates (``progress.required_leaves``, ``progress.unit_ids``)
+The same frames and rules as the aggregates (``progress.required_leaves``,
+``progress.units_above_contents``)
 laid out for people: per enrolment and node (the course, then every unit above a consumed
 content), the leaves, the required ones, the completed ones, the missing ones and the optional
 ones left out.
@@ -11,7 +12,7 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from enrolment_reconciliation.core.progress import ROUTE, required_leaves, unit_ids
+from enrolment_reconciliation.core.progress import ROUTE, required_leaves, units_above_contents
 from enrolment_reconciliation.schemas import ENROLMENT_KEY
 
 COURSE_NODE, UNIT_NODE = "course", "unit"
@@ -37,20 +38,22 @@ def to_progress_explanation(enriched: DataFrame, *, exclude_optional_nodes: bool
         F.col("courseId").alias("nodeId"),
         F.coalesce("leafnodes", _empty_ids()).alias("leafnodes"),
         F.coalesce("optionalnodes", _empty_ids()).alias("optionalnodes"),
+        F.coalesce("required", _empty_ids()).alias("required"),
     )
-    unit = F.try_element_at(F.col("units"), F.col("nodeId"))
     units = enriched.select(
-        *ENROLMENT_KEY, *context, "units", F.explode(unit_ids()).alias("nodeId")
+        *ENROLMENT_KEY, *context, F.explode(units_above_contents()).alias("unit")
     ).select(
         *ENROLMENT_KEY,
         *context,
         F.lit(UNIT_NODE).alias("nodeType"),
-        "nodeId",
-        F.coalesce(unit["leafnodes"], _empty_ids()).alias("leafnodes"),
-        F.coalesce(unit["optionalnodes"], _empty_ids()).alias("optionalnodes"),
+        F.col("unit.unitId").alias("nodeId"),
+        F.col("unit.leafnodes").alias("leafnodes"),
+        F.col("unit.optionalnodes").alias("optionalnodes"),
+        F.col("unit.required").alias("required"),
     )
     nodes = course.unionByName(units)
-    required = required_leaves(F.col("leafnodes"), F.col("optionalnodes"), exclude_optional_nodes)
+    node = F.struct(F.col("leafnodes").alias("leafnodes"), F.col("required").alias("required"))
+    required = required_leaves(node, exclude_optional_nodes=exclude_optional_nodes)
     left_out = (
         F.array_intersect("leafnodes", "optionalnodes") if exclude_optional_nodes else _empty_ids()
     )

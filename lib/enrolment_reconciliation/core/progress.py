@@ -3,7 +3,8 @@
 All transformations are column expressions, joins and group-bys (spec.md §4, design.md §3).
 Each enrolment becomes one row holding its consumption, its current enrolment state and its
 course's structure (one broadcast row per course, see ``core.structure``); course and unit
-completedCount are then array expressions over that row, with no further join or shuffle.
+completedCount are then array expressions over that row (``with_progress``), computed once per
+enrolment, with no further join or shuffle; every output is a projection of that row.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from datetime import datetime
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
+from pyspark.sql.types import ArrayType, IntegerType, StringType, StructField, StructType
 
 from enrolment_reconciliation.schemas import (
     COMPLETED,
@@ -22,6 +24,7 @@ from enrolment_reconciliation.schemas import (
     ENROLMENT_TABLE_KEY,
     IN_PROGRESS,
     NOT_STARTED,
+    UNIT_STRUCTURE_SCHEMA,
     to_table_key_names,
 )
 
@@ -53,17 +56,9 @@ def to_user_consumption(consumption: DataFrame) -> DataFrame:
     contents, completed`` (sorted id arrays), ``contentstatus`` (contentId -> status, all rows)
     and ``consumedContents`` (the rows, for failed payloads).
     """
-    entry = F.struct(F.col("contentid"), F.col("status"))
-    return consumption.groupBy(
-        F.col("userid").alias("userId"),
-        F.col("courseid").alias("courseId"),
-        F.col("batchid").alias("batchId"),
-    ).agg(
-        F.array_sort(F.collect_set("contentid")).alias("contents"),
-        F.array_sort(F.collect_set(F.when(F.col("status") == COMPLETED, F.col("contentid")))).alias(
-            "completed"
-        ),
-        F.map_from_entries(F.array_sort(F.collect_list(entry))).alias("contentstatus"),
+    # One list per enrolment, sorted by contentId (ids are unique in a partition: the clustering
+    # key); the rest is derived from it, so the shuffle carries each row once.
+    consumed = F.array_sort(
         F.collect_list(
             F.struct(
                 F.col("contentid").alias("contentId"),
@@ -71,7 +66,24 @@ def to_user_consumption(consumption: DataFrame) -> DataFrame:
                 F.col("viewcount").alias("viewCount"),
                 F.col("completedcount").alias("completedCount"),
             )
-        ).alias("consumedContents"),
+        )
+    )
+    grouped = consumption.groupBy(
+        F.col("userid").alias("userId"),
+        F.col("courseid").alias("courseId"),
+        F.col("batchid").alias("batchId"),
+    ).agg(consumed.alias("consumedContents"))
+    rows = F.col("consumedContents")
+    return grouped.select(
+        *ENROLMENT_KEY,
+        F.transform(rows, lambda c: c["contentId"]).alias("contents"),
+        F.transform(
+            F.filter(rows, lambda c: c["status"] == COMPLETED), lambda c: c["contentId"]
+        ).alias("completed"),
+        F.map_from_entries(
+            F.transform(rows, lambda c: F.struct(c["contentId"], c["status"]))
+        ).alias("contentstatus"),
+        rows.alias("consumedContents"),
     )
 
 
@@ -120,66 +132,137 @@ def with_course_structure(progress: DataFrame, structure: DataFrame) -> DataFram
         .when(F.col("collectionStatus") == RETIRED, F.lit(RETIRED_COURSE))
         .otherwise(F.lit(UNRESOLVED))
     )
-    return enriched.withColumns({"leafnodes": leaves, ROUTE: route})
+    return enriched.withColumns(
+        {
+            "leafnodes": leaves,
+            "optionalnodes": F.coalesce(F.col("optionalnodes"), _empty_ids()),
+            "required": F.coalesce(F.col("required"), _empty_ids()),
+            "units": F.coalesce(F.col("units"), F.array().cast(_UNITS)),
+            ROUTE: route,
+        }
+    )
 
 
-def required_leaves(
-    leafnodes: Column, optionalnodes: Column, exclude_optional_nodes: bool
-) -> Column:
-    """Leaves a learner must complete: leafnodes minus optionalnodes when excluding (AAU rule),
-    else all leafnodes (the original ER rule)."""
-    leaves = F.coalesce(leafnodes, _empty_ids())
-    if not exclude_optional_nodes:
-        return leaves
-    return F.array_except(leaves, F.coalesce(optionalnodes, _empty_ids()))
+_UNITS = ArrayType(UNIT_STRUCTURE_SCHEMA)
+
+
+def required_leaves(node: Column, *, exclude_optional_nodes: bool) -> Column:
+    """Leaves of a node (the course row, or a unit of ``units``) a learner must complete:
+    leafnodes minus optionalnodes when excluding (AAU rule), else all leafnodes (the original ER
+    rule). The difference is computed once per course (``core.structure``)."""
+    return node["required"] if exclude_optional_nodes else node["leafnodes"]
 
 
 def _completed_count(required: Column) -> Column:
     return F.size(F.array_intersect(required, F.col("completed")))
 
 
-def compute_course_progress(enriched: DataFrame, *, exclude_optional_nodes: bool) -> DataFrame:
-    """Course completedCount over the required leaves, and whether the course is complete.
+def units_above_contents() -> Column:
+    """The course's units that are an ancestor of a consumed content (of any status)."""
+    return F.filter(F.col("units"), lambda u: F.arrays_overlap(u["under"], F.col("contents")))
 
-    Only enrolments whose course has leafnodes (route ``ok``). Complete iff completedCount >=
-    the number of required leaves, so a course whose leaves are all optional completes at once
-    (spec.md §10.5). Adds ``requiredCount, completedCount, complete``.
+
+def with_progress(
+    enriched: DataFrame, *, exclude_optional_nodes: bool, module_aggs_enabled: bool = True
+) -> DataFrame:
+    """Course and unit completedCount of every enrolment, in one pass over its row.
+
+    Course (route ``ok`` only, else null): ``requiredCount``, ``completedCount`` over the
+    required leaves, and ``complete`` iff completedCount >= requiredCount, so a course whose
+    leaves are all optional completes at once (spec.md §10.5). Units (routes ``ok`` and
+    ``retired``, spec.md §7.5): ``unitCounts``, one ``(unitId, completedCount)`` per unit above
+    a consumed content; a unit without a ``leafnodes`` key counts 0, as in the original. Empty
+    when ``module_aggs_enabled`` is off.
     """
-    required = required_leaves(F.col("leafnodes"), F.col("optionalnodes"), exclude_optional_nodes)
-    required_count, completed_count = F.size(required), _completed_count(required)
-    return enriched.where(F.col(ROUTE) == OK).withColumns(
+    course = F.struct(F.col("leafnodes").alias("leafnodes"), F.col("required").alias("required"))
+    required = required_leaves(course, exclude_optional_nodes=exclude_optional_nodes)
+    is_ok = F.col(ROUTE) == OK
+    completed_count = _completed_count(required)
+    unit_counts = F.transform(
+        units_above_contents(),
+        lambda u: F.struct(
+            u["unitId"].alias("unitId"),
+            _completed_count(
+                required_leaves(u, exclude_optional_nodes=exclude_optional_nodes)
+            ).alias(COMPLETED_COUNT),
+        ),
+    )
+    no_units = F.array().cast(UNIT_COUNTS)
+    if module_aggs_enabled:
+        with_units = F.col(ROUTE).isin(OK, RETIRED_COURSE)
+        unit_counts = F.when(with_units, unit_counts).otherwise(no_units)
+    else:
+        unit_counts = no_units
+    return enriched.withColumns(
         {
-            "requiredCount": required_count,
-            COMPLETED_COUNT: completed_count,
-            "complete": completed_count >= required_count,
+            "requiredCount": F.when(is_ok, F.size(required)),
+            COMPLETED_COUNT: F.when(is_ok, completed_count),
+            "complete": F.when(is_ok, completed_count >= F.size(required)),
+            "unitCounts": unit_counts,
         }
     )
 
 
-def unit_ids() -> Column:
-    """Every unit above the consumed contents (their ancestors minus the course itself)."""
-    above = F.transform(
-        F.col("contents"),
-        lambda c: F.coalesce(F.try_element_at(F.col("ancestors"), c), _empty_ids()),
+UNIT_COUNTS = ArrayType(
+    StructType(
+        [
+            StructField("unitId", StringType(), False),
+            StructField(COMPLETED_COUNT, IntegerType(), False),
+        ]
     )
-    return F.filter(F.array_distinct(F.flatten(above)), lambda u: u != F.col("courseId"))
+)
 
 
-def compute_unit_aggregates(enriched: DataFrame, *, exclude_optional_nodes: bool) -> DataFrame:
-    """completedCount of every unit that is an ancestor of a consumed content (any status).
+# What the outputs read of an enrolment's row: everything else (the structure, the consumed
+# ids) is needed only to compute the progress, so it is not carried further.
+RECONCILED_COLUMNS = [
+    *ENROLMENT_KEY,
+    ROUTE,
+    "collectionStatus",
+    "structureProblem",
+    "consumedContents",  # only for failed payloads: null on the other routes
+    "contentstatus",
+    "enrolled",
+    "enrolmentStatus",
+    "enrolmentProgress",
+    "enrolmentContentStatus",
+    "enrolmentCompletedOn",
+    "requiredCount",
+    COMPLETED_COUNT,
+    "complete",
+    "unitCounts",
+]
 
-    Enrolments of courses with leafnodes and of Retired ones (spec.md §7.5). A unit without a
-    ``leafnodes`` key counts 0, as in the original. Output: ``userId, courseId, batchId,
-    unitId, completedCount``.
+
+def to_reconciled(
+    enriched: DataFrame, *, exclude_optional_nodes: bool, module_aggs_enabled: bool = True
+) -> DataFrame:
+    """One row per enrolment: its progress and what the outputs read (``RECONCILED_COLUMNS``)."""
+    failing = F.col(ROUTE).isin(UNRESOLVED, BROKEN)
+    return with_progress(
+        enriched,
+        exclude_optional_nodes=exclude_optional_nodes,
+        module_aggs_enabled=module_aggs_enabled,
+    ).select(
+        *[
+            F.when(failing, F.col(c)).alias(c) if c == "consumedContents" else F.col(c)
+            for c in RECONCILED_COLUMNS
+        ]
+    )
+
+
+def compute_course_progress(reconciled: DataFrame) -> DataFrame:
+    """The enrolments whose course has leafnodes (route ``ok``), with their course progress.
+
+    ``reconciled`` is ``with_progress``'s output (``requiredCount, completedCount, complete``).
     """
-    per_unit = enriched.where(F.col(ROUTE).isin(OK, RETIRED_COURSE)).select(
-        *ENROLMENT_KEY, "completed", "units", F.explode(unit_ids()).alias("unitId")
-    )
-    unit = F.try_element_at(F.col("units"), F.col("unitId"))
-    required = required_leaves(unit["leafnodes"], unit["optionalnodes"], exclude_optional_nodes)
-    return per_unit.select(
-        *ENROLMENT_KEY, "unitId", _completed_count(required).alias(COMPLETED_COUNT)
-    )
+    return reconciled.where(F.col(ROUTE) == OK)
+
+
+def compute_unit_aggregates(reconciled: DataFrame) -> DataFrame:
+    """completedCount of every unit above a consumed content, one row each: ``userId,
+    courseId, batchId, unitId, completedCount`` (from ``with_progress``'s ``unitCounts``)."""
+    return reconciled.select(*ENROLMENT_KEY, F.inline("unitCounts"))
 
 
 def to_activity_agg_rows(

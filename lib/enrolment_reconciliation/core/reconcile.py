@@ -27,6 +27,7 @@ from enrolment_reconciliation.core.progress import (
     to_activity_agg_rows,
     to_enrolment_changes,
     to_enrolment_updates,
+    to_reconciled,
     with_course_structure,
 )
 from enrolment_reconciliation.core.requests import to_request_failures
@@ -70,7 +71,9 @@ class Reconciliation:
 
     ``enrolment_changes`` holds every existing enrolment's new state beside its current one
     (for reports); ``all_aggregates`` every aggregate row before unchanged ones are dropped;
-    ``enriched`` and ``course_progress`` are kept for explanations and notebooks.
+    ``reconciled`` is the one row per enrolment every output is a projection of;
+    ``enriched`` (the enrolments with their course structure) and ``course_progress`` are kept
+    for explanations and notebooks.
     """
 
     activity_aggregates: DataFrame
@@ -80,6 +83,7 @@ class Reconciliation:
     events: DataFrame
     failed: DataFrame
     course_progress: DataFrame
+    reconciled: DataFrame
     enriched: DataFrame
 
 
@@ -96,17 +100,18 @@ def reconcile(
     update and no events, but its unit rows are still written; any other course without a
     usable structure sends its enrolments to the failed frame with a reason, and nothing else is
     written for them. ``keep`` is applied to the frames every output derives from (the
-    pipeline persists them, so each output is a cheap projection).
+    pipeline materialises them once, so each output is a cheap projection).
     """
-    enriched = keep(with_course_structure(inputs.progress, inputs.structure))
-    course_progress = compute_course_progress(
-        enriched, exclude_optional_nodes=settings.exclude_optional_nodes
+    enriched = with_course_structure(inputs.progress, inputs.structure)
+    reconciled = keep(
+        to_reconciled(
+            enriched,
+            exclude_optional_nodes=settings.exclude_optional_nodes,
+            module_aggs_enabled=settings.module_aggs_enabled,
+        )
     )
-    unit_aggregates = (
-        compute_unit_aggregates(enriched, exclude_optional_nodes=settings.exclude_optional_nodes)
-        if settings.module_aggs_enabled
-        else None
-    )
+    course_progress = compute_course_progress(reconciled)
+    unit_aggregates = compute_unit_aggregates(reconciled) if settings.module_aggs_enabled else None
     all_aggregates = to_activity_agg_rows(course_progress, unit_aggregates, now)
     aggregates = all_aggregates
     if settings.write_only_changes:
@@ -119,7 +124,7 @@ def reconcile(
         now=now,
     )
     updates = to_enrolment_updates(changes, only_changed=settings.write_only_changes)
-    failed = to_structure_failures(enriched)
+    failed = to_structure_failures(reconciled)
     if inputs.requests is not None:
         failed = to_request_failures(inputs.requests).unionByName(failed)
     return Reconciliation(
@@ -130,5 +135,6 @@ def reconcile(
         events=to_completion_events(updates, now),
         failed=failed,
         course_progress=course_progress,
+        reconciled=reconciled,
         enriched=enriched,
     )

@@ -1,10 +1,12 @@
 """Course structure from the relation cache: the key format, and one row per course.
 
 The relation cache (spec.md §3) is a set of Redis SETs keyed ``<course>:<node>:<kind>``. The core
-sees it as one row per course (``schemas.COURSE_STRUCTURE_SCHEMA``): the course's leafnodes and
-optionalnodes, an ``ancestors`` map (content -> units above it) and a ``units`` map (unit -> its
-leafnodes and optionalnodes). One broadcast row per course replaces three joins, and every
-aggregate becomes a column expression over it.
+sees it as one row per course (``schemas.COURSE_STRUCTURE_SCHEMA``): the course's leafnodes,
+optionalnodes and required leaves, and its units, each with its leaves, its required leaves and
+the contents whose ancestors name it. One broadcast row per course replaces three joins, and
+every aggregate becomes a column expression over it. What does not depend on a learner (the
+set differences, the inverted ancestors relation) is computed here once per course, not once
+per enrolment.
 
 Pure Python (no Spark, no Redis): readers fill a members mapping, this module shapes it.
 
@@ -12,7 +14,7 @@ Example::
 
     members = {"C:C:leafnodes": frozenset({"R1"}), "C:R1:ancestors": frozenset({"U1", "C"})}
     course_structure("C", members).to_row()
-    # ('C', ['R1'], [], {'R1': ['C', 'U1']}, {'U1': ([], [])}, None, None)
+    # ('C', ['R1'], [], ['R1'], [('U1', [], [], [], ['R1'])], None, None)
 """
 
 from __future__ import annotations
@@ -54,14 +56,28 @@ class CourseStructure:
     problem: str | None = None  # a relation-cache fault: the course's requests fail with it
     collection_status: str | None = None  # from the search service, when leafnodes are missing
 
+    def under(self) -> dict[str, frozenset[str]]:
+        """Unit -> the contents whose ancestors name it (the ancestors relation inverted)."""
+        inverted: dict[str, set[str]] = {u: set() for u in self.units}
+        for content, above in self.ancestors.items():
+            for unit in above:
+                if unit in inverted:
+                    inverted[unit].add(content)
+        return {u: frozenset(c) for u, c in inverted.items()}
+
     def to_row(self) -> tuple:
         """The row of ``COURSE_STRUCTURE_SCHEMA`` (sorted, so equal structures give equal rows)."""
+        under = self.under()
+        units = [
+            (u, sorted(leaves), sorted(optional), sorted(leaves - optional), sorted(under[u]))
+            for u, (leaves, optional) in sorted(self.units.items())
+        ]
         return (
             self.course_id,
             sorted(self.leafnodes),
             sorted(self.optionalnodes),
-            {c: sorted(a) for c, a in sorted(self.ancestors.items())},
-            {u: (sorted(lv), sorted(op)) for u, (lv, op) in sorted(self.units.items())},
+            sorted(self.leafnodes - self.optionalnodes),
+            units,
             self.collection_status,
             self.problem,
         )
