@@ -36,6 +36,12 @@ LONG_RUNNING_UI_LIMITS = {
 }
 
 
+# Generated code is cached by its source text, 100 classes by default: one batch of the job
+# plans more distinct expressions and stages than that, so every micro-batch evicted and
+# recompiled (Janino, then the JIT again) the same classes. A few hundred keeps them all.
+CODEGEN_CACHE_ENTRIES = "1000"
+
+
 def _under_spark_submit() -> bool:
     """True inside a Python app launched by spark-submit (its gateway is already up)."""
     return "PYSPARK_GATEWAY_PORT" in os.environ
@@ -123,7 +129,9 @@ def build_spark_session(
     if not _under_spark_submit():
         builder = builder.config("spark.jars", ",".join(spark_jars()))
     settings = {
-        **_unset_by_launcher(defaults or {}),
+        **_unset_by_launcher(
+            {"spark.sql.codegen.cache.maxEntries": CODEGEN_CACHE_ENTRIES, **(defaults or {})}
+        ),
         "spark.sql.extensions": CASSANDRA_EXTENSIONS,
         "spark.sql.shuffle.partitions": "8",
         "spark.sql.session.timeZone": "UTC",

@@ -116,23 +116,29 @@ def _certificate_event() -> tuple[Column, Column]:
     return mid, F.to_json(event)
 
 
-def _events(
-    completed: DataFrame, now: datetime, kind: str, event: tuple[Column, Column]
-) -> DataFrame:
-    mid, value = event
-    return completed.withColumn(_ETS, _epoch_ms(now)).select(
-        F.lit(kind).alias("kind"), mid.alias("mid"), *ENROLMENT_KEY, value.alias("value")
-    )
+def _events(completed: DataFrame, now: datetime, kind: str) -> DataFrame:
+    return completed.withColumn(_ETS, _epoch_ms(now)).select(*_event_columns(kind))
+
+
+@built_once
+def _event_columns(kind: str) -> list[Column]:
+    mid, value = _audit_event() if kind == AUDIT else _certificate_event()
+    return [
+        F.lit(kind).alias("kind"),
+        mid.alias("mid"),
+        *[F.col(k) for k in ENROLMENT_KEY],
+        value.alias("value"),
+    ]
 
 
 def to_audit_events(completed: DataFrame, now: datetime) -> DataFrame:
     """AUDIT ``enrol-complete`` telemetry for each newly completed enrolment (spec.md §6.1)."""
-    return _events(completed, now, AUDIT, _audit_event())
+    return _events(completed, now, AUDIT)
 
 
 def to_certificate_events(completed: DataFrame, now: datetime) -> DataFrame:
     """BE_JOB_REQUEST ``issue-certificate`` for each newly completed enrolment (spec.md §6.2)."""
-    return _events(completed, now, CERTIFICATE, _certificate_event())
+    return _events(completed, now, CERTIFICATE)
 
 
 def to_completion_events(enrolment_updates: DataFrame, now: datetime) -> DataFrame:
@@ -151,6 +157,12 @@ def to_structure_failures(enriched: DataFrame) -> DataFrame:
     the original's Gson dump (design.md §3.6):
     ``{userId, batchId, courseId, contents: {id: {status, viewCount, completedCount}}, reason}``.
     """
+    failing, columns = _structure_failure_columns()
+    return enriched.where(failing).select(*columns)
+
+
+@built_once
+def _structure_failure_columns() -> tuple[Column, list[Column]]:
     contents = F.map_from_entries(
         F.transform(
             F.col("consumedContents"),
@@ -170,15 +182,13 @@ def to_structure_failures(enriched: DataFrame) -> DataFrame:
             F.concat(F.lit("leaf nodes are not available for a published collection: "), "courseId")
         )
     )
-    return enriched.where(F.col(ROUTE).isin(UNRESOLVED, BROKEN)).select(
-        reason.alias("reason"),
-        F.to_json(
-            F.struct(
-                F.col("userId"),
-                F.col("batchId"),
-                F.col("courseId"),
-                contents.alias("contents"),
-                reason.alias("reason"),
-            )
-        ).alias("value"),
+    value = F.to_json(
+        F.struct(
+            F.col("userId"),
+            F.col("batchId"),
+            F.col("courseId"),
+            contents.alias("contents"),
+            reason.alias("reason"),
+        )
     )
+    return F.col(ROUTE).isin(UNRESOLVED, BROKEN), [reason.alias("reason"), value.alias("value")]

@@ -15,6 +15,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, IntegerType, StringType, StructField, StructType
 
+from enrolment_reconciliation.core.expressions import built_once
 from enrolment_reconciliation.schemas import (
     COMPLETED,
     COMPLETED_COUNT,
@@ -38,15 +39,18 @@ def _empty_ids() -> Column:
     return F.array().cast("array<string>")
 
 
+@built_once
+def _consumption_defaults() -> dict[str, Column]:
+    return {
+        "status": F.coalesce(F.col("status"), F.lit(IN_PROGRESS)),
+        "viewcount": F.coalesce(F.col("viewcount"), F.lit(0)),
+        "completedcount": F.coalesce(F.col("completedcount"), F.lit(0)),
+    }
+
+
 def with_consumption_defaults(consumption: DataFrame) -> DataFrame:
     """Null defaults of the original reader (spec.md §2.3): status 1, view and completed count 0."""
-    return consumption.withColumns(
-        {
-            "status": F.coalesce(F.col("status"), F.lit(IN_PROGRESS)),
-            "viewcount": F.coalesce(F.col("viewcount"), F.lit(0)),
-            "completedcount": F.coalesce(F.col("completedcount"), F.lit(0)),
-        }
-    )
+    return consumption.withColumns(_consumption_defaults())
 
 
 def to_user_consumption(consumption: DataFrame) -> DataFrame:
@@ -56,6 +60,13 @@ def to_user_consumption(consumption: DataFrame) -> DataFrame:
     contents, completed`` (sorted id arrays), ``contentstatus`` (contentId -> status, all rows)
     and ``consumedContents`` (the rows, for failed payloads).
     """
+    keys, consumed, derived = _user_consumption_columns()
+    return consumption.groupBy(*keys).agg(consumed).select(*derived)
+
+
+@built_once
+def _user_consumption_columns() -> tuple[list[Column], Column, list[Column]]:
+    """The grouping keys, the one aggregate, and the columns derived from it."""
     # One list per enrolment, sorted by contentId (ids are unique in a partition: the clustering
     # key); the rest is derived from it, so the shuffle carries each row once.
     consumed = F.array_sort(
@@ -68,14 +79,10 @@ def to_user_consumption(consumption: DataFrame) -> DataFrame:
             )
         )
     )
-    grouped = consumption.groupBy(
-        F.col("userid").alias("userId"),
-        F.col("courseid").alias("courseId"),
-        F.col("batchid").alias("batchId"),
-    ).agg(consumed.alias("consumedContents"))
+    keys = [F.col(c).alias(k) for c, k in zip(ENROLMENT_TABLE_KEY, ENROLMENT_KEY, strict=True)]
     rows = F.col("consumedContents")
-    return grouped.select(
-        *ENROLMENT_KEY,
+    derived = [
+        *[F.col(k) for k in ENROLMENT_KEY],
         F.transform(rows, lambda c: c["contentId"]).alias("contents"),
         F.transform(
             F.filter(rows, lambda c: c["status"] == COMPLETED), lambda c: c["contentId"]
@@ -84,7 +91,8 @@ def to_user_consumption(consumption: DataFrame) -> DataFrame:
             F.transform(rows, lambda c: F.struct(c["contentId"], c["status"]))
         ).alias("contentstatus"),
         rows.alias("consumedContents"),
-    )
+    ]
+    return keys, consumed.alias("consumedContents"), derived
 
 
 def with_enrolment_state(
@@ -124,7 +132,13 @@ def with_course_structure(progress: DataFrame, structure: DataFrame) -> DataFram
     (unit rows only). ``unresolved``: no leafnodes and the collection is published or unknown
     (failed). ``broken``: a relation-cache key of the course is not a set (failed).
     """
-    enriched = progress.join(F.broadcast(structure), "courseId", "left")
+    return progress.join(F.broadcast(structure), "courseId", "left").withColumns(
+        _structure_columns()
+    )
+
+
+@built_once
+def _structure_columns() -> dict[str, Column]:
     leaves = F.coalesce(F.col("leafnodes"), _empty_ids())
     route = (
         F.when(F.col("structureProblem").isNotNull(), F.lit(BROKEN))
@@ -132,15 +146,13 @@ def with_course_structure(progress: DataFrame, structure: DataFrame) -> DataFram
         .when(F.col("collectionStatus") == RETIRED, F.lit(RETIRED_COURSE))
         .otherwise(F.lit(UNRESOLVED))
     )
-    return enriched.withColumns(
-        {
-            "leafnodes": leaves,
-            "optionalnodes": F.coalesce(F.col("optionalnodes"), _empty_ids()),
-            "required": F.coalesce(F.col("required"), _empty_ids()),
-            "units": F.coalesce(F.col("units"), F.array().cast(_UNITS)),
-            ROUTE: route,
-        }
-    )
+    return {
+        "leafnodes": leaves,
+        "optionalnodes": F.coalesce(F.col("optionalnodes"), _empty_ids()),
+        "required": F.coalesce(F.col("required"), _empty_ids()),
+        "units": F.coalesce(F.col("units"), F.array().cast(_UNITS)),
+        ROUTE: route,
+    }
 
 
 _UNITS = ArrayType(UNIT_STRUCTURE_SCHEMA)
@@ -174,6 +186,11 @@ def with_progress(
     a consumed content; a unit without a ``leafnodes`` key counts 0, as in the original. Empty
     when ``module_aggs_enabled`` is off.
     """
+    return enriched.withColumns(_progress_columns(exclude_optional_nodes, module_aggs_enabled))
+
+
+@built_once
+def _progress_columns(exclude_optional_nodes: bool, module_aggs_enabled: bool) -> dict[str, Column]:
     course = F.struct(F.col("leafnodes").alias("leafnodes"), F.col("required").alias("required"))
     required = required_leaves(course, exclude_optional_nodes=exclude_optional_nodes)
     is_ok = F.col(ROUTE) == OK
@@ -193,14 +210,12 @@ def with_progress(
         unit_counts = F.when(with_units, unit_counts).otherwise(no_units)
     else:
         unit_counts = no_units
-    return enriched.withColumns(
-        {
-            "requiredCount": F.when(is_ok, F.size(required)),
-            COMPLETED_COUNT: F.when(is_ok, completed_count),
-            "complete": F.when(is_ok, completed_count >= F.size(required)),
-            "unitCounts": unit_counts,
-        }
-    )
+    return {
+        "requiredCount": F.when(is_ok, F.size(required)),
+        COMPLETED_COUNT: F.when(is_ok, completed_count),
+        "complete": F.when(is_ok, completed_count >= F.size(required)),
+        "unitCounts": unit_counts,
+    }
 
 
 UNIT_COUNTS = ArrayType(
@@ -238,17 +253,20 @@ def to_reconciled(
     enriched: DataFrame, *, exclude_optional_nodes: bool, module_aggs_enabled: bool = True
 ) -> DataFrame:
     """One row per enrolment: its progress and what the outputs read (``RECONCILED_COLUMNS``)."""
-    failing = F.col(ROUTE).isin(UNRESOLVED, BROKEN)
     return with_progress(
         enriched,
         exclude_optional_nodes=exclude_optional_nodes,
         module_aggs_enabled=module_aggs_enabled,
-    ).select(
-        *[
-            F.when(failing, F.col(c)).alias(c) if c == "consumedContents" else F.col(c)
-            for c in RECONCILED_COLUMNS
-        ]
-    )
+    ).select(*_reconciled_columns())
+
+
+@built_once
+def _reconciled_columns() -> list[Column]:
+    failing = F.col(ROUTE).isin(UNRESOLVED, BROKEN)
+    return [
+        F.when(failing, F.col(c)).alias(c) if c == "consumedContents" else F.col(c)
+        for c in RECONCILED_COLUMNS
+    ]
 
 
 def compute_course_progress(reconciled: DataFrame) -> DataFrame:
@@ -274,23 +292,34 @@ def to_activity_agg_rows(
     """
 
     def rows(df: DataFrame, activity_id: str) -> DataFrame:
-        return df.select(
-            F.lit(COURSE_ACTIVITY_TYPE).alias("activity_type"),
-            F.col(activity_id).alias("activity_id"),
-            F.col("userId").alias("user_id"),
-            F.concat(F.lit(CONTEXT_PREFIX), F.col("batchId")).alias("context_id"),
-            F.create_map(F.lit(COMPLETED_COUNT), F.col(COMPLETED_COUNT).cast("double")).alias(
-                "aggregates"
-            ),
-            F.create_map(F.lit(COMPLETED_COUNT), F.lit(now).cast("timestamp")).alias(
-                "agg_last_updated"
-            ),
-        )
+        return df.withColumn(_NOW, _timestamp(now)).select(*_activity_agg_columns(activity_id))
 
     course_rows = rows(course_progress, "courseId")
     if unit_aggregates is None:
         return course_rows
     return course_rows.unionByName(rows(unit_aggregates, "unitId"))
+
+
+# The batch's time as a column, so the expressions that use it are built once.
+_NOW = "_now"
+
+
+def _timestamp(now: datetime) -> Column:
+    return F.lit(now).cast("timestamp")
+
+
+@built_once
+def _activity_agg_columns(activity_id: str) -> list[Column]:
+    return [
+        F.lit(COURSE_ACTIVITY_TYPE).alias("activity_type"),
+        F.col(activity_id).alias("activity_id"),
+        F.col("userId").alias("user_id"),
+        F.concat(F.lit(CONTEXT_PREFIX), F.col("batchId")).alias("context_id"),
+        F.create_map(F.lit(COMPLETED_COUNT), F.col(COMPLETED_COUNT).cast("double")).alias(
+            "aggregates"
+        ),
+        F.create_map(F.lit(COMPLETED_COUNT), F.col(_NOW)).alias("agg_last_updated"),
+    ]
 
 
 def _same_map(a: Column, b: Column) -> Column:
@@ -312,10 +341,18 @@ def to_enrolment_changes(
     or contentstatus differ from the table; ``newlyCompleted`` routes the AUDIT and certificate
     events. Before-values: ``statusBefore``, ``progressBefore``, ``completedonBefore``.
     """
+    kept, columns = _enrolment_change_columns(filter_processed_enrolments)
+    rows = course_progress.where(kept).withColumn(_NOW, _timestamp(now))
+    return to_table_key_names(rows.select(*columns))
+
+
+@built_once
+def _enrolment_change_columns(filter_processed_enrolments: bool) -> tuple[Column, list[Column]]:
+    """Which enrolments are recomputed, and their columns (over ``_now``)."""
     current = F.coalesce(F.col("enrolmentStatus"), F.lit(NOT_STARTED))
-    rows = course_progress.where(F.col("enrolled"))
+    kept = F.col("enrolled")
     if filter_processed_enrolments:
-        rows = rows.where(current != COMPLETED)
+        kept = kept & (current != COMPLETED)
     already_completed = current == COMPLETED
     newly_completed = F.col("complete") & ~already_completed
     status = F.when(F.col("complete") | already_completed, F.lit(COMPLETED)).otherwise(
@@ -327,21 +364,19 @@ def to_enrolment_changes(
         | ~F.coalesce(progress == F.col("enrolmentProgress"), F.lit(False))
         | ~_same_map(F.col("contentstatus"), F.col("enrolmentContentStatus"))
     )
-    return to_table_key_names(
-        rows.select(
-            *ENROLMENT_KEY,
-            status.alias("status"),
-            progress.alias("progress"),
-            F.col("contentstatus"),
-            F.when(newly_completed, F.lit(now).cast("timestamp")).alias("completedon"),
-            F.lit(now).cast("timestamp").alias("datetime"),
-            newly_completed.alias("newlyCompleted"),
-            changed.alias("changed"),
-            F.col("enrolmentStatus").alias("statusBefore"),
-            F.col("enrolmentProgress").alias("progressBefore"),
-            F.col("enrolmentCompletedOn").alias("completedonBefore"),
-        )
-    )
+    return kept, [
+        *[F.col(k) for k in ENROLMENT_KEY],
+        status.alias("status"),
+        progress.alias("progress"),
+        F.col("contentstatus"),
+        F.when(newly_completed, F.col(_NOW)).alias("completedon"),
+        F.col(_NOW).alias("datetime"),
+        newly_completed.alias("newlyCompleted"),
+        changed.alias("changed"),
+        F.col("enrolmentStatus").alias("statusBefore"),
+        F.col("enrolmentProgress").alias("progressBefore"),
+        F.col("enrolmentCompletedOn").alias("completedonBefore"),
+    ]
 
 
 ENROLMENT_UPDATE_COLUMNS = [

@@ -129,27 +129,35 @@ def to_sync_requests(raw: DataFrame) -> DataFrame:
     ``offset``). Output adds ``payload`` (the raw text), ``action``, ``userId``, ``courseId``,
     ``batchId``, ``requestStatus`` (valid | skipped | failed) and ``reason`` (failed only).
     """
+    source = tuple(c for c in ("topic", "partition", "offset") if c in raw.columns)
+    parsing, classifying, status = _request_columns(source)
+    classified = raw.select(*parsing).select(*classifying)
+    return classified.withColumn("requestStatus", status).drop("_sync")
+
+
+@built_once
+def _request_columns(source: tuple[str, ...]) -> tuple[list[Column], list[Column], Column]:
+    """The parse step's columns, the classification's, and the status over its result."""
     payload = F.col("value").cast("string")
-    source = [c for c in ("topic", "partition", "offset") if c in raw.columns]
-    parsed = raw.select(
+    parsing = [
         F.col("value").cast("binary").alias("_raw"),
         payload.alias("payload"),
-        *source,
+        *[F.col(c) for c in source],
         F.from_json(payload, SYNC_REQUEST_JSON_SCHEMA, _JSON_OPTIONS).alias("_parsed"),
         F.from_json(payload, _AS_TEXT, _JSON_OPTIONS)["edata"].alias("_edata_text"),
-    )
+    ]
     fields, reason, is_sync = _classification()
-    classified = parsed.select(
-        "payload",
-        *source,
+    classifying = [
+        F.col("payload"),
+        *[F.col(c) for c in source],
         *[column.alias(name) for name, column in fields.items()],
         reason.alias("reason"),
         is_sync.alias("_sync"),
-    )
+    ]
     status = (
         F.when(F.col("reason").isNotNull(), FAILED).when(~F.col("_sync"), SKIPPED).otherwise(VALID)
     )
-    return classified.withColumn("requestStatus", status).drop("_sync")
+    return parsing, classifying, status
 
 
 def request_counts() -> list[tuple[Counter, Column]]:
@@ -190,6 +198,14 @@ def to_request_failures(requests: DataFrame) -> DataFrame:
     ``payloadBytes`` say so), so a 1 MB message cannot make its failed event too large for
     Kafka; a payload that is not UTF-8 text travels as ``payloadBase64`` instead.
     """
+    source = tuple(c for c in ("topic", "partition", "offset") if c in requests.columns)
+    return requests.where(F.col("requestStatus") == FAILED).select(
+        *_request_failure_columns(source)
+    )
+
+
+@built_once
+def _request_failure_columns(source: tuple[str, ...]) -> list[Column]:
     raw_bytes = F.octet_length(F.col("payload"))
     text = F.encode(F.decode(F.col("payload").cast("binary"), "UTF-8"), "UTF-8") == F.col(
         "payload"
@@ -204,9 +220,6 @@ def to_request_failures(requests: DataFrame) -> DataFrame:
         F.when(truncated, F.lit(True)).alias("payloadTruncated"),
         F.when(truncated | ~text, raw_bytes).alias("payloadBytes"),
     ]
-    source = [F.col(c) for c in ("topic", "partition", "offset") if c in requests.columns]
     if source:
-        fields.append(F.struct(*source).alias("source"))
-    return requests.where(F.col("requestStatus") == FAILED).select(
-        F.col("reason"), F.to_json(F.struct(*fields)).alias("value")
-    )
+        fields.append(F.struct(*[F.col(c) for c in source]).alias("source"))
+    return [F.col("reason"), F.to_json(F.struct(*fields)).alias("value")]

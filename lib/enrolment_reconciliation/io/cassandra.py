@@ -221,7 +221,11 @@ def write_options(cfg: JobConfig, *, tasks: int = 1, row_bytes: float = 0) -> di
 
 class _ConnectorRddApi:
     """The connector's Scala RDD API, reached through py4j: the only API with which the
-    connector appends to a map column (``m = m + ?``) instead of replacing it."""
+    connector appends to a map column (``m = m + ?``) instead of replacing it.
+
+    The JVM objects that do not depend on a batch (the column selector, the row writer) are
+    looked up once per SparkContext: each py4j lookup of a class by name searches the jars.
+    """
 
     def __init__(self, spark: SparkSession) -> None:
         sc = spark.sparkContext
@@ -231,6 +235,17 @@ class _ConnectorRddApi:
         self._loader = jvm.java.lang.Thread.currentThread().getContextClassLoader()
         self._conn = jvm.com.datastax.spark.connector
         self._conf = sc._jsc.sc().getConf()
+        none = self._scala_object("scala.None")
+        append = self._scala_object("com.datastax.spark.connector.CollectionAppend")
+        columns = [self._conn.ColumnName(c, none) for c in AGGREGATE_COLUMNS]
+        columns += [self._conn.CollectionColumnName(c, none, append) for c in APPENDED_MAPS]
+        self._columns = self._conn.SomeColumns(self._seq(columns))
+        self._row_writer = self._scala_object(
+            "com.datastax.spark.connector.writer.SqlRowWriter$Factory"
+        )
+        self._rdd_functions = self._conn.RDDFunctions
+        self._write_conf = self._conn.writer.WriteConf
+        self._connector = self._conn.cql.CassandraConnector
 
     def _scala_object(self, name: str) -> Any:
         cls = self._jvm.java.lang.Class.forName(name + "$", True, self._loader)
@@ -246,21 +261,29 @@ class _ConnectorRddApi:
         self, rows: DataFrame, keyspace: str, table: str, options: dict[str, str]
     ) -> None:
         """``saveToCassandra`` of ``rows`` (key columns, then the maps to append)."""
-        none = self._scala_object("scala.None")
-        append = self._scala_object("com.datastax.spark.connector.CollectionAppend")
-        columns = [self._conn.ColumnName(c, none) for c in AGGREGATE_COLUMNS]
-        columns += [self._conn.CollectionColumnName(c, none, append) for c in APPENDED_MAPS]
         conf = self._conf.clone()
         for key, value in options.items():
             conf.set(key, value)
-        self._conn.RDDFunctions(rows._jdf.rdd()).saveToCassandra(
+        self._rdd_functions(rows._jdf.rdd()).saveToCassandra(
             keyspace,
             table,
-            self._conn.SomeColumns(self._seq(columns)),
-            self._conn.writer.WriteConf.fromSparkConf(conf),
-            self._conn.cql.CassandraConnector.apply(conf),
-            self._scala_object("com.datastax.spark.connector.writer.SqlRowWriter$Factory"),
+            self._columns,
+            self._write_conf.fromSparkConf(conf),
+            self._connector.apply(conf),
+            self._row_writer,
         )
+
+
+_RDD_APIS: dict[int, _ConnectorRddApi] = {}
+
+
+def _connector_rdd_api(spark: SparkSession) -> _ConnectorRddApi:
+    """The RDD API of the session's SparkContext (built on first use)."""
+    key = id(spark.sparkContext._jsc)
+    if key not in _RDD_APIS:
+        _RDD_APIS.clear()  # a new SparkContext: the old one's objects are gone
+        _RDD_APIS[key] = _ConnectorRddApi(spark)
+    return _RDD_APIS[key]
 
 
 def write_activity_aggregates(
@@ -275,7 +298,7 @@ def write_activity_aggregates(
     """
     tasks = aggregates.sparkSession.sparkContext.defaultParallelism
     rows = aggregates.select(*AGGREGATE_COLUMNS, *APPENDED_MAPS)
-    _ConnectorRddApi(aggregates.sparkSession).save_appending(
+    _connector_rdd_api(aggregates.sparkSession).save_appending(
         rows,
         cfg.keyspace,
         cfg.activity_agg_table,
