@@ -126,6 +126,13 @@ class JobConfig:
     group_id: str = setting(
         "kafka.groupId", "{env}-enrolment-reconciliation-group", "consumer group of the stream"
     )
+    kafka_fetch_max_wait_ms: int = setting(
+        "kafka.fetch.max.wait.ms",
+        10,
+        "longest the stream's consumer waits at the broker for more data; a micro-batch reads"
+        " a fixed offset range, so waiting gains nothing (the client's 500 ms was added to"
+        " every micro-batch)",
+    )
     kafka_security_protocol: str = setting(
         "kafka.security.protocol",
         "PLAINTEXT",

@@ -32,6 +32,7 @@ from enrolment_reconciliation.io.cassandra import (
     scan_consumption,
     scan_enrolments,
 )
+from enrolment_reconciliation.materialise import materialise_lazily
 
 if TYPE_CHECKING:
     from enrolment_reconciliation.config import JobConfig
@@ -45,25 +46,31 @@ class SourceFrames:
     consumption, scan only) are counted, not reconciled. ``requests`` are the parsed sync
     requests (keyed reader). ``current_aggregates`` is the table to compare with when only
     changes are written (scan reader). ``scanned`` says whether the rows come from a scan.
+    ``materialised`` are the frames the reader materialised (``materialise``), for the batch
+    to release.
     """
 
     progress: DataFrame
     requests: DataFrame | None = None
     current_aggregates: DataFrame | None = None
     scanned: bool = False
+    materialised: tuple[DataFrame, ...] = ()
 
 
 def read_requested(spark: SparkSession, raw: DataFrame, cfg: JobConfig) -> SourceFrames:
     """The keyed reader: the enrolments named by sync requests, by connector direct joins.
 
     ``raw`` holds Kafka values (``value``, ``topic``, ``partition``, ``offset``) or requests the
-    stream already parsed. Duplicate requests are read once; invalid ones are never read.
+    stream already parsed. Duplicate requests are read once; invalid ones are never read. The
+    requests are materialised: the direct joins, the counters and the failed events all read
+    them, and the source (a Kafka micro-batch) is read once.
     """
-    requests = raw if "requestStatus" in raw.columns else to_sync_requests(raw)
+    parsed = raw if "requestStatus" in raw.columns else to_sync_requests(raw)
+    requests = materialise_lazily(parsed)
     keys = to_enrolment_keys(requests)
     consumption = with_consumption_defaults(read_consumption_for(spark, keys, cfg))
     progress = with_enrolment_state(to_user_consumption(consumption), enrolment_table(spark, cfg))
-    return SourceFrames(progress=progress, requests=requests)
+    return SourceFrames(progress=progress, requests=requests, materialised=(requests,))
 
 
 def read_in_scope(spark: SparkSession, cfg: JobConfig, filters: ScanFilters) -> SourceFrames:

@@ -11,11 +11,8 @@ the driver must know (request counters, consumed contents per course), one broad
 structure, one materialises the reconciled rows and counts every output; each write is then one
 more job.
 
-Materialised frames are lazy local checkpoints: their rows are kept by the first job that
-computes them, and every later plan starts from them as a leaf instead of carrying the whole
-lineage (direct joins, the structure join, the progress expressions). Plans stay small, so the
-driver plans each of the batch's jobs in milliseconds rather than re-analysing the whole
-reconciliation for each one.
+Materialised frames (``materialise``) are computed once by the first job that needs them and
+are leaves of every later plan, so the driver plans each job of the batch in milliseconds.
 
 Example (notebook)::
 
@@ -52,7 +49,7 @@ from enrolment_reconciliation.counters import Counter, Counts, new_counts
 from enrolment_reconciliation.inputs import SourceFrames
 from enrolment_reconciliation.io.relation_cache import CourseStructures, RelationCacheReader
 from enrolment_reconciliation.io.search import CollectionStatusClient
-from enrolment_reconciliation.schemas import AUDIT, CERTIFICATE
+from enrolment_reconciliation.materialise import drop_materialised, materialise_lazily
 
 
 def settings_from_config(cfg: JobConfig, *, write_only_changes: bool = False) -> ReconcileSettings:
@@ -83,21 +80,6 @@ class BatchResources:
         if self._structures is None:
             self._structures = CourseStructures(spark, self.relation_cache, self.search)
         return self._structures
-
-
-def materialise_lazily(df: DataFrame) -> DataFrame:
-    """``df`` as a leaf whose rows the first job that needs them computes once and keeps.
-
-    A lazy local checkpoint: nothing runs now; the rows live in the executors' block managers
-    (memory, spilling to disk) until :func:`drop_materialised`. Losing an executor loses them,
-    which fails the batch like any other infrastructure fault: it is re-run from its input.
-    """
-    return df.localCheckpoint(eager=False)
-
-
-def drop_materialised(df: DataFrame) -> None:
-    """Free the rows of a frame made by :func:`materialise_lazily`."""
-    df._jdf.queryExecution().logical().rdd().unpersist(False)
 
 
 @dataclass
@@ -186,12 +168,14 @@ def _tally(
     materialised them once, so the stream's source, and its observed metrics, are read once.
     """
     row_bytes = F.octet_length(F.to_json(F.struct("*"))) if sizes else F.lit(0)
+    # Events and failures are counted from what they are made of (one AUDIT and one
+    # certificate event per newly completed update; a failed event per rejected request and per
+    # enrolment of a course without a usable structure): their JSON need not be planned here.
+    update_kind = F.when(F.col("newlyCompleted"), F.lit("completing")).otherwise(F.lit("updates"))
     parts = [
         result.reconciled.select(F.col(ROUTE).alias("k"), F.lit(1).alias("v")),
         result.activity_aggregates.select(F.lit("aggregates").alias("k"), row_bytes.alias("v")),
-        result.enrolment_updates.select(F.lit("updates").alias("k"), row_bytes.alias("v")),
-        result.events.select(F.col("kind").alias("k"), F.lit(1).alias("v")),
-        result.failed.select(F.lit("failed").alias("k"), F.lit(1).alias("v")),
+        result.enrolment_updates.select(update_kind.alias("k"), row_bytes.alias("v")),
     ]
     enrolled = result.course_progress.where(F.col("enrolled"))
     parts.append(enrolled.select(F.lit("recomputed").alias("k"), F.lit(1).alias("v")))
@@ -206,7 +190,8 @@ def _tally(
             ),
             to_enrolment_keys(requests).select(F.lit("keys").alias("k"), F.lit(1).alias("v")),
         ]
-    # few tasks: every branch reads small persisted frames, and each task costs more than its rows
+    # few tasks: every branch reads small materialised frames, and each task costs more than
+    # its rows
     union = reduce(DataFrame.unionByName, parts).coalesce(
         result.reconciled.sparkSession.sparkContext.defaultParallelism
     )
@@ -220,19 +205,19 @@ def _tally(
     def n(key: str) -> int:
         return int(rows.get(key, (0, 0))[0])
 
-    certificates = n(CERTIFICATE)
+    completing, updates = n("completing"), n("completing") + n("updates")
     counts: Counts = {
         Counter.RETIRED: n(RETIRED_COURSE),
         Counter.UNRESOLVED: n(UNRESOLVED) + n(BROKEN),
         Counter.MISSING_STRUCTURE: n(RETIRED_COURSE) + n(UNRESOLVED) + n(BROKEN),
         Counter.AGGREGATE_ROWS: n("aggregates"),
         Counter.AGGREGATES_UNCHANGED: n("computed") - n("aggregates") if n("computed") else 0,
-        Counter.ENROLMENT_UPDATES: n("updates"),
-        Counter.ENROLMENTS_UNCHANGED: n("recomputed") - n("updates"),
-        Counter.ENROLMENTS_COMPLETED: certificates,
-        Counter.CERT_EVENTS: certificates,
-        Counter.AUDIT_EVENTS: n(AUDIT),
-        Counter.FAILED_EVENTS: n("failed"),
+        Counter.ENROLMENT_UPDATES: updates,
+        Counter.ENROLMENTS_UNCHANGED: n("recomputed") - updates,
+        Counter.ENROLMENTS_COMPLETED: completing,
+        Counter.CERT_EVENTS: completing,
+        Counter.AUDIT_EVENTS: completing,
+        Counter.FAILED_EVENTS: n(f"request:{FAILED}") + n(UNRESOLVED) + n(BROKEN),
     }
     if requests is not None:
         counts |= {
@@ -243,7 +228,12 @@ def _tally(
             # one keyed read per distinct requested enrolment
             Counter.CONSUMPTION_READS: n("keys"),
         }
-    averages = {k: rows[k][1] / n(k) for k in ("aggregates", "updates") if sizes and n(k)}
+    averages = {}
+    if sizes and n("aggregates"):
+        averages["aggregates"] = rows["aggregates"][1] / n("aggregates")
+    if sizes and updates:
+        held = [rows[k][1] for k in ("completing", "updates") if k in rows]
+        averages["updates"] = sum(held) / updates
     return counts, averages
 
 
@@ -263,7 +253,7 @@ def reconcile_batch(
     """
     now = now or utc_now_ms()
     settings = settings or settings_from_config(cfg, write_only_changes=source.scanned)
-    persisted: list[DataFrame] = []
+    persisted: list[DataFrame] = list(source.materialised)
 
     def keep(df: DataFrame) -> DataFrame:
         persisted.append(materialise_lazily(df))
@@ -271,7 +261,7 @@ def reconcile_batch(
 
     counts = new_counts()
     clock = PhaseClock()
-    requests = keep(source.requests) if source.requests is not None else None
+    requests = source.requests  # materialised by the reader: its direct joins read them too
     progress = keep(source.progress)
     with clock("read"):
         prepared, course_contents = _prepare(progress, scanned=source.scanned)

@@ -2,11 +2,11 @@
 
 Reads go through the Spark Cassandra Connector: **direct joins** of a batch's keys for the
 stream and ``sync`` (never a scan), and token-range **scans** with every filter the key layout
-allows pushed down for the backfill. ``user_enrolments`` is written with the connector;
-``user_activity_agg`` with the connector's RDD API and its append behaviour (``m = m + ?``),
-because a DataFrame write of a map column replaces the whole map and would destroy other jobs'
-keys (design.md §3.1). Both writers run in the executors' JVMs and share one throttle
-(``write.max.per.second``).
+allows pushed down for the backfill. Both tables are written from the executors' JVMs by the
+connector's RDD API: ``user_activity_agg`` with its append behaviour (``m = m + ?``), because a
+DataFrame write of a map column replaces the whole map and would destroy other jobs' keys
+(design.md §3.1), and ``user_enrolments`` the same way (a DataFrame write would re-plan a V2
+write every batch). Both writers share one throttle (``write.max.per.second``).
 """
 
 from __future__ import annotations
@@ -221,9 +221,10 @@ def write_options(cfg: JobConfig, *, tasks: int = 1, row_bytes: float = 0) -> di
 
 class _ConnectorRddApi:
     """The connector's Scala RDD API, reached through py4j: the only API with which the
-    connector appends to a map column (``m = m + ?``) instead of replacing it.
+    connector appends to a map column (``m = m + ?``) instead of replacing it, and the leanest
+    to plan (a DataFrame write re-plans a V2 write and looks the table up on every batch).
 
-    The JVM objects that do not depend on a batch (the column selector, the row writer) are
+    The JVM objects that do not depend on a batch (the column selectors, the row writer) are
     looked up once per SparkContext: each py4j lookup of a class by name searches the jars.
     """
 
@@ -237,9 +238,13 @@ class _ConnectorRddApi:
         self._conf = sc._jsc.sc().getConf()
         none = self._scala_object("scala.None")
         append = self._scala_object("com.datastax.spark.connector.CollectionAppend")
-        columns = [self._conn.ColumnName(c, none) for c in AGGREGATE_COLUMNS]
-        columns += [self._conn.CollectionColumnName(c, none, append) for c in APPENDED_MAPS]
-        self._columns = self._conn.SomeColumns(self._seq(columns))
+        aggregates = [self._conn.ColumnName(c, none) for c in AGGREGATE_COLUMNS]
+        aggregates += [self._conn.CollectionColumnName(c, none, append) for c in APPENDED_MAPS]
+        enrolments = [self._conn.ColumnName(c, none) for c in ENROLMENT_WRITE_COLUMNS]
+        self._columns = {
+            APPENDING_AGGREGATES: self._conn.SomeColumns(self._seq(aggregates)),
+            ENROLMENT_UPDATES: self._conn.SomeColumns(self._seq(enrolments)),
+        }
         self._row_writer = self._scala_object(
             "com.datastax.spark.connector.writer.SqlRowWriter$Factory"
         )
@@ -257,23 +262,24 @@ class _ConnectorRddApi:
             buffer.add(item)
         return self._jvm.scala.collection.JavaConverters.asScalaBufferConverter(buffer).asScala()
 
-    def save_appending(
-        self, rows: DataFrame, keyspace: str, table: str, options: dict[str, str]
+    def save(
+        self, rows: DataFrame, keyspace: str, table: str, columns: str, options: dict[str, str]
     ) -> None:
-        """``saveToCassandra`` of ``rows`` (key columns, then the maps to append)."""
+        """``saveToCassandra`` of ``rows``, whose columns are those of the selector ``columns``."""
         conf = self._conf.clone()
         for key, value in options.items():
             conf.set(key, value)
         self._rdd_functions(rows._jdf.rdd()).saveToCassandra(
             keyspace,
             table,
-            self._columns,
+            self._columns[columns],
             self._write_conf.fromSparkConf(conf),
             self._connector.apply(conf),
             self._row_writer,
         )
 
 
+APPENDING_AGGREGATES, ENROLMENT_UPDATES = "aggregates", "enrolments"
 _RDD_APIS: dict[int, _ConnectorRddApi] = {}
 
 
@@ -297,22 +303,26 @@ def write_activity_aggregates(
     batches, from the executors' JVMs.
     """
     tasks = aggregates.sparkSession.sparkContext.defaultParallelism
-    rows = aggregates.select(*AGGREGATE_COLUMNS, *APPENDED_MAPS)
-    _connector_rdd_api(aggregates.sparkSession).save_appending(
-        rows,
+    _connector_rdd_api(aggregates.sparkSession).save(
+        aggregates.select(*AGGREGATE_COLUMNS, *APPENDED_MAPS),
         cfg.keyspace,
         cfg.activity_agg_table,
+        APPENDING_AGGREGATES,
         write_options(cfg, tasks=tasks, row_bytes=row_bytes),
     )
 
 
 def write_enrolment_updates(updates: DataFrame, cfg: JobConfig, *, row_bytes: float = 0) -> None:
-    """Write status, progress, contentstatus, completedon, datetime through the connector."""
-    rows = updates.select(*ENROLMENT_WRITE_COLUMNS)
+    """Write status, progress, contentstatus, completedon, datetime through the connector.
+
+    ``contentstatus`` is replaced (spec.md §5.5); a null ``completedon`` is left as it is
+    (``ignoreNulls``).
+    """
     tasks = updates.sparkSession.sparkContext.defaultParallelism
-    options = {
-        "keyspace": cfg.keyspace,
-        "table": cfg.enrolments_table,
-        **write_options(cfg, tasks=tasks, row_bytes=row_bytes),
-    }
-    rows.write.format(CASSANDRA_FORMAT).mode("append").options(**options).save()
+    _connector_rdd_api(updates.sparkSession).save(
+        updates.select(*ENROLMENT_WRITE_COLUMNS),
+        cfg.keyspace,
+        cfg.enrolments_table,
+        ENROLMENT_UPDATES,
+        write_options(cfg, tasks=tasks, row_bytes=row_bytes),
+    )

@@ -63,6 +63,7 @@ def read_sync_request_stream(spark: SparkSession, cfg: JobConfig) -> DataFrame:
         .option("kafka.group.id", cfg.group_id)
         .option("failOnDataLoss", "false")
         .option("kafka.isolation.level", "read_committed")
+        .option("kafka.fetch.max.wait.ms", str(cfg.kafka_fetch_max_wait_ms))
     )
     if cfg.max_offsets_per_trigger > 0:
         reader = reader.option("maxOffsetsPerTrigger", str(cfg.max_offsets_per_trigger))

@@ -4,15 +4,18 @@ Keys are SETs written by relation-cache-updater, all prefixed by the root course
 (``core.structure``). Two ways in:
 
 * :meth:`RelationCacheReader.fetch_for_contents` (stream, sync): the course keys and the
-  ancestors of the consumed contents, then the keys of the units found; two pipelined round
-  trips at most, and nothing at all while the driver's copy is fresh (``relation-cache.ttl``);
+  ancestors of the consumed contents, then the keys of the units found; a course read for the
+  first time is read whole (the ancestors of all its leaves, and all its units), so the batches
+  after it find every key in the driver's copy; three pipelined round trips at most, and
+  nothing at all while the copy is fresh (``relation-cache.ttl``);
 * :meth:`RelationCacheReader.scan` (backfill): ``SCAN`` every key once, then pipelined
   ``SMEMBERS``, so stale keys of deleted contents count exactly as they do for the original.
 
 A key that is not a set (``WRONGTYPE``) is a fault of that course only: it is recorded, and
 that course's enrolments go to the failed topic, while every other course is reconciled.
 :class:`CourseStructures` turns what was read into the one broadcast frame the core joins, and
-keeps that frame (persisted) for as long as what it holds does not change.
+keeps that frame (persisted) for as long as what it holds does not change; each batch broadcasts
+only its own courses' rows of it.
 """
 
 from __future__ import annotations
@@ -24,8 +27,10 @@ from dataclasses import dataclass
 
 import redis
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from enrolment_reconciliation.core.structure import (
+    ANCESTORS,
     LEAFNODES,
     OPTIONALNODES,
     CourseStructure,
@@ -78,7 +83,8 @@ class RelationCacheReader:
     """The driver's copy of relation-cache keys: members of every key read, and key faults.
 
     The copy is dropped as a whole ``ttl`` seconds after it was started, so every course is
-    re-read at least that often; ``generation`` changes whenever the copy changes.
+    re-read at least that often; ``generation`` changes whenever what the copy says about a
+    course changes (a key read as absent changes nothing).
     """
 
     def __init__(
@@ -118,6 +124,7 @@ class RelationCacheReader:
     def _smembers(self, keys: list[str]) -> None:
         """Pipelined SMEMBERS of ``keys``; a key of another type becomes a fault, not an error."""
         wrong: list[str] = []
+        changed = False  # an absent key read as empty changes no course's structure
         for start in range(0, len(keys), PIPELINE_CHUNK):
             chunk = keys[start : start + PIPELINE_CHUNK]
             pipe = self._client.pipeline(transaction=False)
@@ -130,6 +137,7 @@ class RelationCacheReader:
                     raise result  # an infrastructure fault: the batch fails and is retried
                 else:
                     self._store(key, frozenset(result))
+                    changed = changed or bool(result)
         if wrong:
             pipe = self._client.pipeline(transaction=False)
             for key in wrong:
@@ -138,7 +146,7 @@ class RelationCacheReader:
                 self.faults[key] = f"a {held}"
                 self._store(key, frozenset())
             log.error("relation-cache keys that are not sets: %s", self.faults)
-        if keys:
+        if changed or wrong:
             self.generation += 1
 
     def fetch(self, keys: Iterable[str]) -> ReadStats:
@@ -156,6 +164,20 @@ class RelationCacheReader:
             redis_reads=len(missing),
         )
 
+    def _prefetch(self, keys: Iterable[str]) -> int:
+        """Read the keys the copy lacks, without counting them as keys a batch asked for."""
+        missing = [k for k in dict.fromkeys(keys) if k not in self.members]
+        self._smembers(missing)
+        return len(missing)
+
+    def _units_above(self, course: str, contents: Iterable[str]) -> set[str]:
+        return {
+            unit
+            for content in contents
+            for unit in self.members.get(relation_key(course, content, ANCESTORS), ())
+            if unit != course
+        }
+
     def fetch_for_contents(
         self,
         course_contents: Mapping[str, Iterable[str]],
@@ -163,32 +185,44 @@ class RelationCacheReader:
         with_optional: bool = True,
         with_units: bool = True,
     ) -> ReadStats:
-        """Read the keys for the consumed contents of each course (course id -> content ids)."""
+        """Read the keys for the consumed contents of each course (course id -> content ids).
+
+        The counts are those of the keys asked for (the original's per-request reads); a
+        course the copy did not hold yet is also read whole (``redis_reads`` counts those keys
+        too), so later batches neither read Redis nor build a new structure frame for it.
+        """
         kinds = [LEAFNODES, OPTIONALNODES] if with_optional else [LEAFNODES]
-        self._refresh_if_expired()  # once: the second read builds on the first (even at TTL 0)
+        self._refresh_if_expired()  # once: the reads below build on each other (even at TTL 0)
+        contents = {course: list(ids) for course, ids in course_contents.items()}
+        new = [c for c in contents if relation_key(c, c, LEAFNODES) not in self.members]
         first = [
             key
-            for course, ids in course_contents.items()
+            for course, ids in contents.items()
             for key in keys_for_contents(course, ids if with_units else (), kinds)
         ]
         stats = self._fetch(first)
-        if with_units:
-            second = []
-            for course, ids in course_contents.items():
-                units = {
-                    unit
-                    for content in ids
-                    for unit in self.members.get(relation_key(course, content, "ancestors"), ())
-                    if unit != course
-                }
-                second += keys_for_units(course, units, kinds)
-            more = self._fetch(second)
-            stats = ReadStats(
-                stats.keys_read + more.keys_read,
-                stats.keys_empty + more.keys_empty,
-                stats.redis_reads + more.redis_reads,
-            )
-        return stats
+        if not with_units:
+            return stats
+        leaves = {c: sorted(self.members.get(relation_key(c, c, LEAFNODES), ())) for c in new}
+        prefetched = self._prefetch(
+            relation_key(course, leaf, ANCESTORS) for course in new for leaf in leaves[course]
+        )
+        second = [
+            key
+            for course, ids in contents.items()
+            for key in keys_for_units(course, self._units_above(course, ids), kinds)
+        ]
+        more = self._fetch(second)
+        prefetched += self._prefetch(
+            key
+            for course in new
+            for key in keys_for_units(course, self._units_above(course, leaves[course]), kinds)
+        )
+        return ReadStats(
+            stats.keys_read + more.keys_read,
+            stats.keys_empty + more.keys_empty,
+            stats.redis_reads + more.redis_reads + prefetched,
+        )
 
     def scan(self, course_ids: Iterable[str] | None = None) -> ReadStats:
         """Read every relation-cache key (of ``course_ids`` only, when given) with SCAN.
@@ -270,4 +304,7 @@ class CourseStructures:
             if self._frame is not None:
                 self._frame.unpersist()
             self._frame, self._signature = frame, signature
-        return self._frame, counts
+        if wanted >= courses:
+            return self._frame, counts
+        # broadcast this batch's courses only: the copy may hold many more
+        return self._frame.where(F.col("courseId").isin(sorted(wanted))), counts
