@@ -45,14 +45,15 @@ class SourceFrames:
     ``progress`` has one row per enrolment; rows with null ``contents`` (enrolments without
     consumption, scan only) are counted, not reconciled. ``requests`` are the parsed sync
     requests (keyed reader). ``current_aggregates`` is the table to compare with when only
-    changes are written (scan reader). ``scanned`` says whether the rows come from a scan.
-    ``materialised`` are the frames the reader materialised (``materialise``), for the batch
-    to release.
+    changes are written (scan reader); ``current_aggregates_by_key`` whether it is read by key
+    (direct join). ``scanned`` says whether the rows come from a scan. ``materialised`` are the
+    frames the reader materialised (``materialise``), for the batch to release.
     """
 
     progress: DataFrame
     requests: DataFrame | None = None
     current_aggregates: DataFrame | None = None
+    current_aggregates_by_key: bool = False
     scanned: bool = False
     materialised: tuple[DataFrame, ...] = ()
 
@@ -89,5 +90,6 @@ def read_in_scope(spark: SparkSession, cfg: JobConfig, filters: ScanFilters) -> 
     return SourceFrames(
         progress=progress,
         current_aggregates=current_aggregates(spark, cfg, filters),
+        current_aggregates_by_key=filters.narrowed,
         scanned=True,
     )

@@ -285,6 +285,7 @@ def reconcile_batch(
         structure=structure,
         requests=requests,
         current_aggregates=source.current_aggregates,
+        current_aggregates_by_key=source.current_aggregates_by_key,
     )
     result = reconcile(inputs, settings, now=now, keep=keep)
     with clock("reconcile"):

@@ -56,13 +56,15 @@ class BatchInputs:
     ``with_enrolment_state``). ``structure``: one row per course
     (``schemas.COURSE_STRUCTURE_SCHEMA``). ``requests``: the parsed sync requests, when the
     batch comes from requests (their failures are outputs too). ``current_aggregates``: the
-    table's aggregate rows, to write only what changes.
+    table's aggregate rows, to write only what changes (``current_aggregates_by_key``: read by
+    key, a connector direct join, rather than scanned).
     """
 
     progress: DataFrame
     structure: DataFrame
     requests: DataFrame | None = None
     current_aggregates: DataFrame | None = None
+    current_aggregates_by_key: bool = False
 
 
 @dataclass(frozen=True)
@@ -117,7 +119,13 @@ def reconcile(
     if settings.write_only_changes:
         if inputs.current_aggregates is None:
             raise ValueError("write_only_changes needs BatchInputs.current_aggregates")
-        aggregates = keep(filter_changed_aggregates(all_aggregates, inputs.current_aggregates))
+        aggregates = keep(
+            filter_changed_aggregates(
+                all_aggregates,
+                inputs.current_aggregates,
+                by_key=inputs.current_aggregates_by_key,
+            )
+        )
     changes = to_enrolment_changes(
         course_progress,
         filter_processed_enrolments=settings.filter_processed_enrolments,
