@@ -58,8 +58,11 @@ def _events(cfg: JobConfig) -> dict[str, list[dict]]:
     return copies
 
 
-def _run_with_kills(args: list[str], kills: int, seed: int, log: Path) -> dict[str, object]:
-    """Restart the available-now stream until it finishes cleanly, killing it ``kills`` times."""
+def _run_with_kills(
+    args: list[str], kills: int, seed: int, log: Path, window: float
+) -> dict[str, object]:
+    """Restart the available-now stream until it finishes cleanly, killing it ``kills`` times,
+    each time at a moment between 3 s and ``window`` after its start."""
     rng = random.Random(seed)
     moments, restarts = [], 0
     while True:
@@ -67,7 +70,7 @@ def _run_with_kills(args: list[str], kills: int, seed: int, log: Path) -> dict[s
         stream = StreamProcess(args, log, trigger="available-now")
         try:
             if len(moments) < kills:
-                moment = rng.uniform(3.0, 45.0)
+                moment = rng.uniform(3.0, window)
                 try:
                     stream.proc.wait(timeout=moment)
                 except subprocess.TimeoutExpired:
@@ -91,14 +94,18 @@ def _campaign(cql, tmp_path: Path, *, kills: int, users: int, seed: int) -> dict
     requests = _requests(sample)
     load_sample(sample, reference, truncate=True)
     produce(reference, requests)
+    ref_started = time.monotonic()
     done = run_job(ref_args)
+    # kills within an uninterrupted run's length: later ones would land in idle start-ups
+    window = max(8.0, time.monotonic() - ref_started)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     expected_tables, expected_events = read_tables(reference), _events(reference)
 
     load_sample(sample, crashed, truncate=True)
     produce(crashed, requests)
     started = time.monotonic()
-    figures = _run_with_kills(crash_args, kills, seed, tmp_path / "crashed.log")
+    figures = _run_with_kills(crash_args, kills, seed, tmp_path / "crashed.log", window)
+    figures["killWindowSeconds"] = round(window, 1)
     figures["seconds"] = round(time.monotonic() - started, 1)
 
     assert read_tables(crashed) == expected_tables
