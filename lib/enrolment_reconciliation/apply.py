@@ -31,9 +31,10 @@ log = logging.getLogger(__name__)
 # Only tests switch this on: the process SIGKILLs itself at the named point.
 FAULT_POINT_ENV = "ER_FAULT_POINT"
 AFTER_ENROLMENT_WRITE = "after-enrolment-write"
+AFTER_SLICE_RECORDED = "after-slice-recorded"  # a backfill slice written, published, recorded
 
 
-def _fault_point(name: str) -> None:
+def fault_point(name: str) -> None:
     if os.environ.get(FAULT_POINT_ENV) == name:
         log.error("fault point %s reached: killing the job (test only)", name)
         os.kill(os.getpid(), signal.SIGKILL)
@@ -86,7 +87,7 @@ def _publish(
 ) -> None:
     if staged:
         outbox.mark_applied(batch_id)
-        _fault_point(AFTER_ENROLMENT_WRITE)
+        fault_point(AFTER_ENROLMENT_WRITE)
 
         def publish(staged_events: DataFrame) -> None:
             messages = completion_messages(staged_events, cfg)

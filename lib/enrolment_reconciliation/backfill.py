@@ -14,26 +14,42 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from pyspark.sql import SparkSession
+from cassandra.cluster import Session
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from enrolment_reconciliation.apply import apply_batch, recover_outbox
+from enrolment_reconciliation.apply import (
+    AFTER_SLICE_RECORDED,
+    apply_batch,
+    fault_point,
+    recover_outbox,
+)
 from enrolment_reconciliation.config import ConfigError, JobConfig
-from enrolment_reconciliation.counters import Counter, Counts
+from enrolment_reconciliation.core.slices import SLICE, slices_for, with_slice
+from enrolment_reconciliation.counters import Counter, Counts, new_counts
 from enrolment_reconciliation.inputs import read_in_scope
-from enrolment_reconciliation.io.cassandra import ScanFilters, connect_from_config
-from enrolment_reconciliation.io.lease import Lease
+from enrolment_reconciliation.io.backfill_progress import BackfillRun, ProgressStore, scope_digest
+from enrolment_reconciliation.io.cassandra import (
+    ScanFilters,
+    connect_from_config,
+    estimated_table_bytes,
+    scan_enrolment_users,
+)
+from enrolment_reconciliation.io.lease import Lease, LeaseLostError
 from enrolment_reconciliation.io.outbox import Outbox
-from enrolment_reconciliation.pipeline import BatchResources, reconcile_batch
-from enrolment_reconciliation.report import backfill_summary, write_dry_run_report
+from enrolment_reconciliation.pipeline import BatchResources, BatchResult, reconcile_batch
+from enrolment_reconciliation.report import DryRunReport, backfill_summary
 
 log = logging.getLogger("enrolment_reconciliation.backfill")
 LEASE_NAME = "backfill"
@@ -51,6 +67,7 @@ class BackfillOptions:
     users_file: str | None = None
     dry_run: str | None = None  # a folder: write the report there, touch nothing
     summary_file: str | None = None
+    restart: bool = False  # start over even if an unfinished run of this scope could resume
 
     def filters(self, spark: SparkSession) -> ScanFilters:
         users = None
@@ -94,65 +111,308 @@ class Phases:
         log.info(json.dumps(line))
 
 
-def _run(spark: SparkSession, cfg: JobConfig, options: BackfillOptions) -> dict[str, Any]:
+READ_AND_RECONCILE, WRITE = "read-and-reconcile", "write-and-publish"
+BYTES_PER_SLICE = 512 * 2**20  # `backfill.slices` 0: one slice per this much consumption
+
+
+class SliceFailedError(RuntimeError):
+    """A slice failed on every attempt; the run stops and resumes at it next time."""
+
+
+@dataclass
+class _RunState:
+    """What one process of a run did: counts of every slice (this and earlier processes)."""
+
+    run: BackfillRun
+    counts: Counts
+    slices_run: int = 0
+    retries: int = 0
+    began: float = field(default_factory=time.monotonic)
+    rows_this_process: int = 0
+    seconds: dict[str, float] = field(default_factory=dict)  # per half of a slice, summed
+
+
+def _slice_count(cfg: JobConfig, session: Session) -> int:
+    if cfg.backfill_slices > 0:
+        return cfg.backfill_slices
+    estimated = estimated_table_bytes(session, cfg.keyspace, cfg.consumption_table)
+    return slices_for(estimated, BYTES_PER_SLICE)
+
+
+def _scope(cfg: JobConfig, options: BackfillOptions) -> dict[str, Any]:
+    """What a run reconciles and with which settings: a run resumes only the same scope."""
+    return {
+        **options.describe(),
+        "keyspace": cfg.keyspace,
+        "slices": cfg.backfill_slices,
+        "excludeOptionalNodes": cfg.exclude_optional_nodes,
+        "moduleAggs": cfg.module_aggs_enabled,
+        "filterProcessedEnrolments": cfg.filter_processed_enrolments,
+    }
+
+
+def _begin(
+    cfg: JobConfig, options: BackfillOptions, session: Session, store: ProgressStore | None
+) -> BackfillRun:
+    """The run to work on: the unfinished one of this scope, or a new one."""
+    description = _scope(cfg, options)
+    scope = scope_digest(description)
+    if store is not None and not options.restart:
+        run = store.resumable(scope, max_age_hours=cfg.backfill_resume_max_age_hours)
+        if run is not None:
+            return run
+    slices = _slice_count(cfg, session)
+    if store is None:  # a dry run records nothing
+        return BackfillRun(scope, "dry-run", slices, datetime.now(UTC))
+    return store.start(scope, slices=slices, description=description)
+
+
+def outbox_batch(run: BackfillRun, index: int) -> str:
+    """The outbox folder of a slice: the same for the same slice of a retried or resumed run,
+    so the events an interrupted attempt staged are merged into the next one's."""
+    return OUTBOX_BATCH if run.slices == 1 else f"{OUTBOX_BATCH}-{index:05d}-of-{run.slices:05d}"
+
+
+def _slice_filters(filters: ScanFilters, users: DataFrame | None, index: int) -> ScanFilters:
+    if users is None:  # one slice: the scans of the whole scope
+        return filters
+    return replace(filters, users=users.where(F.col(SLICE) == index).select("userid"))
+
+
+def _reconcile_slice(
+    spark: SparkSession,
+    cfg: JobConfig,
+    filters: ScanFilters,
+    resources: BatchResources,
+    apply: Callable[[BatchResult], Counts],
+    seconds: dict[str, float],
+) -> Counts:
+    """One slice through the batch function, then written (or reported); ``seconds`` gets the
+    time of each half (an attempt that fails counts too: it was spent)."""
+    began = time.monotonic()
+    batch = reconcile_batch(spark, read_in_scope(spark, cfg, filters), cfg, resources)
+    applied = time.monotonic()
+    seconds[READ_AND_RECONCILE] = seconds.get(READ_AND_RECONCILE, 0.0) + applied - began
+    try:
+        return apply(batch)
+    finally:
+        seconds[WRITE] = seconds.get(WRITE, 0.0) + time.monotonic() - applied
+        batch.release()
+
+
+def _with_retries(
+    cfg: JobConfig, index: int, state: _RunState, attempt: Callable[[], Counts]
+) -> Counts:
+    """Run a slice, retrying it with backoff: every write is idempotent for the same input."""
+    for tried in range(cfg.backfill_slice_retries + 1):
+        try:
+            return attempt()
+        except (ConfigError, LeaseLostError):
+            raise
+        except Exception as error:
+            first_line = (str(error).splitlines() or [type(error).__name__])[0][:500]
+            if tried == cfg.backfill_slice_retries:
+                raise SliceFailedError(
+                    f"slice {index} failed {tried + 1} times; the next run resumes at it: "
+                    f"{first_line}"
+                ) from error
+            wait = cfg.backfill_slice_backoff_seconds * 2**tried
+            log.warning(
+                json.dumps(
+                    {
+                        "event": "slice-retry",
+                        "slice": index,
+                        "attempt": tried + 1,
+                        "waitSeconds": wait,
+                        "error": first_line,
+                    }
+                )
+            )
+            state.retries += 1
+            time.sleep(wait)
+    raise AssertionError("unreachable")
+
+
+class _ProgressLine:
+    """One JSON line per finished slice and, on a terminal, a progress bar (tqdm)."""
+
+    def __init__(self, state: _RunState) -> None:
+        self._state = state
+        run = state.run
+        self._bar = None
+        if sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self._bar = tqdm(
+                total=run.slices, initial=len(run.finished), unit="slice", desc="backfill"
+            )
+
+    def slice_done(
+        self, index: int, seconds: float, slice_counts: Counts, phases: dict[str, float]
+    ) -> None:
+        state, run = self._state, self._state.run
+        rows = slice_counts.get(Counter.CONSUMPTION_ROWS_SCANNED, 0)
+        state.slices_run += 1
+        state.rows_this_process += rows
+        elapsed = time.monotonic() - state.began
+        remaining = len(run.pending())
+        line = {
+            "event": "slice",
+            "runId": run.run_id,
+            "slice": index,
+            "done": len(run.finished),
+            "of": run.slices,
+            "seconds": round(seconds, 3),
+            "phases": {name: round(spent, 3) for name, spent in phases.items()},
+            "enrolments": state.counts.get(Counter.ENROLMENTS_SCANNED, 0),
+            "consumptionRows": state.counts.get(Counter.CONSUMPTION_ROWS_SCANNED, 0),
+            "rowsPerSecond": round(state.rows_this_process / max(elapsed, 1e-9), 1),
+            "etaSeconds": round(elapsed / state.slices_run * remaining, 1),
+        }
+        log.info(json.dumps(line))
+        if self._bar is not None:
+            self._bar.set_postfix(rows_s=line["rowsPerSecond"], eta_s=line["etaSeconds"])
+            self._bar.update(1)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+def _named_for(options: BackfillOptions, seconds: dict[str, float]) -> dict[str, float]:
+    """A dry run's slices are reported, not written."""
+    if not options.dry_run:
+        return seconds
+    return {("report-slices" if name == WRITE else name): v for name, v in seconds.items()}
+
+
+def _add(total: Counts, more: Counts) -> None:
+    for key, value in more.items():
+        total[key] = total.get(key, 0) + int(value)
+
+
+def _run(
+    spark: SparkSession,
+    cfg: JobConfig,
+    options: BackfillOptions,
+    session: Session,
+    lease: Lease | None = None,
+) -> dict[str, Any]:
     phases = Phases()
     resources = BatchResources.from_config(cfg)
+    resources.scan_once = True  # one structure for the whole run, read once
     filters = options.filters(spark)
-    outbox = None
+    outbox = store = None
     if not options.dry_run:
         outbox = Outbox(spark, cfg.backfill_outbox_location)
         with phases.phase("recover-outbox"):
             recovered = recover_outbox(outbox, cfg)
         if recovered:
             log.warning(json.dumps({"event": "outbox-recovered", "batches": recovered}))
-    with phases.phase("read-and-reconcile"):
-        batch = reconcile_batch(spark, read_in_scope(spark, cfg, filters), cfg, resources)
-    counts = batch.counters
-    log.info(json.dumps({"event": "reconciled", "counters": counts}))
-    try:
-        if options.dry_run:
-            with phases.phase("report", counts):
-                report = write_dry_run_report(
-                    spark, batch, options.dry_run, {"scope": options.describe()}
-                )
-            counts = report["counters"]
-        else:
+        store = ProgressStore(session, keyspace=cfg.keyspace, table=cfg.backfill_progress_table)
+    run = _begin(cfg, options, session, store)
+    resumed_after = len(run.finished)
+    state = _RunState(run, new_counts())
+    for finished in run.finished.values():
+        _add(state.counts, finished)
+    log.info(
+        json.dumps(
+            {
+                "event": "backfill-run",
+                "runId": run.run_id,
+                "slices": run.slices,
+                "resumed": run.resumed,
+                "slicesDone": resumed_after,
+            }
+        )
+    )
+    report = DryRunReport(spark, options.dry_run) if options.dry_run else None
+    users = None
+    if run.slices > 1 and run.pending():
+        with phases.phase("slice-users"):
+            users = with_slice(scan_enrolment_users(spark, cfg, filters), run.slices)
+            users = users.persist(StorageLevel.MEMORY_AND_DISK)  # lineage kept: recomputable
+            log.info(json.dumps({"event": "slice-users", "users": users.count()}))
+
+    def apply(index: int) -> Callable[[BatchResult], Counts]:
+        def applied(batch: BatchResult) -> Counts:
+            if report is not None:
+                report.add(batch, index)
+                return batch.counters
             assert outbox is not None
-            with phases.phase("write-and-publish", counts):
-                counts = apply_batch(batch, OUTBOX_BATCH, cfg, outbox)
+            return apply_batch(batch, outbox_batch(run, index), cfg, outbox)
+
+        return applied
+
+    progress = _ProgressLine(state)
+    try:
+        with phases.phase("slices"):
+            for index in run.pending():
+                if lease is not None and lease.lost.is_set():
+                    raise LeaseLostError("the backfill lease was lost during the run")
+                began, seconds = time.monotonic(), dict[str, float]()
+                slice_filters = _slice_filters(filters, users, index)
+                attempt = partial(
+                    _reconcile_slice, spark, cfg, slice_filters, resources, apply(index), seconds
+                )
+                counts = _with_retries(cfg, index, state, attempt)
+                for name, spent in seconds.items():
+                    state.seconds[name] = round(state.seconds.get(name, 0.0) + spent, 3)
+                _add(state.counts, counts)
+                if store is not None:
+                    store.finish_slice(run, index, counts)
+                    fault_point(AFTER_SLICE_RECORDED)
+                else:
+                    run.finished[index] = counts
+                progress.slice_done(index, time.monotonic() - began, counts, seconds)
+        if report is not None:
+            with phases.phase("report", state.counts):
+                report.finish(state.counts, {"scope": options.describe(), "slices": run.slices})
+        if store is not None:
+            store.finish_run(run)
     finally:
-        batch.release()
+        progress.close()
+        if users is not None:
+            users.unpersist()
+    log.info(json.dumps({"event": "reconciled", "counters": state.counts}))
     return {
         "event": "backfill-summary",
         "finishedAt": datetime.now(UTC).isoformat(timespec="seconds"),
         "scope": options.describe(),
+        "runId": run.run_id,
+        "slices": run.slices,
+        "slicesRun": state.slices_run,
+        "resumedFrom": {"runId": run.run_id, "slicesDone": resumed_after} if run.resumed else None,
+        "retries": state.retries,
         "seconds": round(time.monotonic() - phases.started, 3),
-        "phases": phases.seconds,
-        "summary": backfill_summary(counts),
-        "counters": counts,
+        "phases": phases.seconds | _named_for(options, state.seconds),
+        "summary": backfill_summary(state.counts),
+        "counters": state.counts,
     }
 
 
 def run_backfill(spark: SparkSession, cfg: JobConfig, options: BackfillOptions) -> dict[str, Any]:
     """Run one backfill under the lease (a dry run takes no lease: it changes nothing).
 
-    Raises :class:`enrolment_reconciliation.io.lease.LeaseHeldError` when another run holds the
-    lease.
+    Works through the scope in slices, records each finished one, and resumes an unfinished
+    run of the same scope (``options.restart`` starts over). Raises
+    :class:`enrolment_reconciliation.io.lease.LeaseHeldError` when another run holds the lease,
+    :class:`SliceFailedError` when a slice failed on every attempt.
     """
-    if options.dry_run:
-        summary = _run(spark, cfg, options)
-    else:
-        cluster, session = connect_from_config(cfg, keyspace=cfg.keyspace)
-        try:
+    cluster, session = connect_from_config(cfg, keyspace=cfg.keyspace)
+    try:
+        if options.dry_run:
+            summary = _run(spark, cfg, options, session)
+        else:
             lease = Lease(
                 session, keyspace=cfg.keyspace, table=cfg.lease_table, seconds=cfg.lease_seconds
             )
             with lease.hold(LEASE_NAME):
-                summary = _run(spark, cfg, options)
+                summary = _run(spark, cfg, options, session, lease)
                 if lease.lost.is_set():
-                    raise RuntimeError("the backfill lease was lost during the run")
-        finally:
-            cluster.shutdown()
+                    raise LeaseLostError("the backfill lease was lost during the run")
+    finally:
+        cluster.shutdown()
     text = json.dumps(summary, indent=2, sort_keys=False, default=str)
     if options.summary_file:
         Path(options.summary_file).write_text(text + "\n")

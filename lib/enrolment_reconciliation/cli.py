@@ -21,7 +21,10 @@ log = logging.getLogger("enrolment_reconciliation")
 BACKFILL_EPILOG = """\
 exit codes: 0 done (failed enrolments are counted and on the failed topic), 1 unexpected error,
 2 bad arguments or configuration, 3 another backfill holds the lease, 4 Cassandra, Redis, Kafka
-or the search service unreachable.
+or the search service unreachable, or a slice failed on every attempt (the next run resumes).
+
+A run works through its scope in slices (backfill.slices) and records each finished one; a run
+that stopped is resumed by the next run of the same scope, unless --restart.
 """
 
 
@@ -78,6 +81,11 @@ def _parser() -> argparse.ArgumentParser:
         help="bound each writer to about N rows/s (write.max.per.second)",
     )
     backfill.add_argument("--summary", metavar="FILE", help="also write the final summary here")
+    backfill.add_argument(
+        "--restart",
+        action="store_true",
+        help="start over, even if an unfinished run of the same scope could be resumed",
+    )
     return parser
 
 
@@ -162,6 +170,7 @@ def _run_mode(args: argparse.Namespace, cfg: JobConfig) -> int:
                 users_file=args.users_file,
                 dry_run=args.dry_run,
                 summary_file=args.summary,
+                restart=args.restart,
             )
             summary = run_backfill(spark, cfg, options)
             print(json.dumps(summary, indent=2, default=str))
@@ -179,6 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.error("configuration: %s", error)
         return 2
     log.info("configuration: %s", cfg)  # credentials are masked in the repr
+    from enrolment_reconciliation.backfill import SliceFailedError
     from enrolment_reconciliation.io.lease import LeaseHeldError
 
     try:
@@ -186,6 +196,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LeaseHeldError as error:
         log.error("%s", error)
         return 3
+    except SliceFailedError as error:
+        log.error("backfill stopped (exit 4, resumable): %s", error)
+        return 4
     except ConfigError as error:
         log.error("%s", error)
         return 2

@@ -276,6 +276,32 @@ class JobConfig:
         "/tmp/enrolment-reconciliation/backfill-outbox",
         "durable outbox of the backfill's completion events",
     )
+    backfill_slices: int = setting(
+        "backfill.slices",
+        0,
+        "slices a backfill works through, each one batch over a share of the users (0: one per "
+        "512 MiB of `user_content_consumption` by Cassandra's size estimates, at least 1)",
+    )
+    backfill_progress_table: str = setting(
+        "backfill.progress.table",
+        "enrolment_reconciliation_backfill_progress",
+        "table (in the keyspace) recording each finished slice, so a stopped run resumes",
+    )
+    backfill_resume_max_age_hours: float = setting(
+        "backfill.resume.max.age.hours",
+        24.0,
+        "an unfinished run started longer ago than this is not resumed: the next run starts over",
+    )
+    backfill_slice_retries: int = setting(
+        "backfill.slice.retries",
+        3,
+        "attempts after the first for a slice that fails (a store unreachable, a lost executor)",
+    )
+    backfill_slice_backoff_seconds: float = setting(
+        "backfill.slice.retry.backoff.seconds",
+        5.0,
+        "wait before a slice's first retry, doubled for each further one",
+    )
     # operations
     prometheus_port: int = setting(
         "metrics.prometheus.port", 0, "port of the driver's Prometheus endpoint (0: off)"

@@ -24,6 +24,7 @@ class Counter(StrEnum):
     FAILED_REQUESTS = "requests.failed-events-count"
     VALID_EVENTS = "requests.valid-events-count"
     ENROLMENTS_SCANNED = "backfill.enrolments-scanned-count"
+    CONSUMPTION_ROWS_SCANNED = "backfill.consumption-rows-scanned-count"
     CONSUMPTION_READS = "consumption.db-read-count"
     ENROLMENTS_WITH_CONSUMPTION = "consumption.enrolments-with-consumption-count"
     CACHE_HITS = "relation-cache.cache-hit-count"
@@ -52,6 +53,7 @@ MEANING: dict[Counter, str] = {
     Counter.FAILED_REQUESTS: "requests refused before any read: malformed, bad ids",
     Counter.VALID_EVENTS: "requests to reconcile",
     Counter.ENROLMENTS_SCANNED: "enrolment rows the backfill read",
+    Counter.CONSUMPTION_ROWS_SCANNED: "consumption rows the backfill read (of enrolments in scope)",
     Counter.CONSUMPTION_READS: "keyed consumption reads: one per distinct requested enrolment "
     "(original: db-read-count of the main function, one per request)",
     Counter.ENROLMENTS_WITH_CONSUMPTION: "enrolments that have consumption rows",

@@ -47,7 +47,11 @@ from enrolment_reconciliation.core.reconcile import (
 from enrolment_reconciliation.core.requests import FAILED, SKIPPED, VALID, to_enrolment_keys
 from enrolment_reconciliation.counters import Counter, Counts, new_counts
 from enrolment_reconciliation.inputs import SourceFrames
-from enrolment_reconciliation.io.relation_cache import CourseStructures, RelationCacheReader
+from enrolment_reconciliation.io.relation_cache import (
+    CourseStructures,
+    ReadStats,
+    RelationCacheReader,
+)
 from enrolment_reconciliation.io.search import CollectionStatusClient
 from enrolment_reconciliation.materialise import drop_materialised, materialise_lazily
 
@@ -67,7 +71,10 @@ class BatchResources:
 
     relation_cache: RelationCacheReader
     search: CollectionStatusClient
+    # a sliced backfill reads the whole relation cache once per run, not once per slice
+    scan_once: bool = False
     _structures: CourseStructures | None = field(default=None, repr=False)
+    _scanned: bool = field(default=False, repr=False)
 
     @classmethod
     def from_config(cls, cfg: JobConfig) -> BatchResources:
@@ -75,6 +82,13 @@ class BatchResources:
             relation_cache=RelationCacheReader.from_config(cfg),
             search=CollectionStatusClient.from_config(cfg),
         )
+
+    def scan_relation_cache(self) -> ReadStats:
+        """Every relation-cache key (the scan reader's batches); once only with ``scan_once``."""
+        if self.scan_once and self._scanned:
+            return ReadStats()
+        self._scanned = True
+        return self.relation_cache.scan()
 
     def structures(self, spark: SparkSession) -> CourseStructures:
         if self._structures is None:
@@ -135,20 +149,24 @@ def _prepare(progress: DataFrame, *, scanned: bool) -> tuple[Counts, dict[str, s
         if scanned
         else F.array_distinct(F.flatten(F.collect_set("contents")))
     )
+    consumed = F.when(F.col("contents").isNotNull(), F.size("contents")).otherwise(0)
     per_course = progress.groupBy("courseId").agg(
         contents.alias("contents"),
         F.count(F.lit(1)).alias("rows"),
         F.count("contents").alias("withConsumption"),
+        F.sum(consumed).alias("consumptionRows"),
     )
-    rows = with_consumption = 0
+    rows = with_consumption = consumption_rows = 0
     course_contents: dict[str, set[str]] = {}
     for row in per_course.collect():
         rows += row["rows"]
         with_consumption += row.withConsumption
+        consumption_rows += row.consumptionRows or 0
         course_contents[row.courseId] = set(row.contents or ())
     counts: Counts = {Counter.ENROLMENTS_WITH_CONSUMPTION: with_consumption}
     if scanned:
         counts[Counter.ENROLMENTS_SCANNED] = rows
+        counts[Counter.CONSUMPTION_ROWS_SCANNED] = consumption_rows
     # one user_enrolments lookup per enrolment with consumption (a scan: every row it read)
     counts[Counter.ENROLMENT_READS] = rows if scanned else with_consumption
     return counts, course_contents
@@ -269,7 +287,7 @@ def reconcile_batch(
     reader = resources.relation_cache
     with clock("structure"):
         if source.scanned:
-            stats = reader.scan()
+            stats = resources.scan_relation_cache()
         else:
             stats = reader.fetch_for_contents(
                 course_contents,

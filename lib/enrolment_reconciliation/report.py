@@ -19,6 +19,7 @@ from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql.types import StringType, StructField, StructType
 
 from enrolment_reconciliation.counters import Counter, Counts
 from enrolment_reconciliation.io.hadoop_fs import HadoopFS
@@ -135,29 +136,72 @@ def _chart(per_course: list[dict[str, Any]], target: Path) -> None:
     plt.close(fig)
 
 
+class DryRunReport:
+    """The report of a dry run in one or more slices: each slice's rows are written by Spark
+    into parts under ``DIR/.parts`` as it finishes, and :meth:`finish` joins them into one file
+    each, with the summary and the chart of the whole run."""
+
+    KINDS = ("changes", "audit", "certificate", "failed")
+
+    def __init__(self, spark: SparkSession, directory: str) -> None:
+        self._spark = spark
+        self.directory = directory
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        self._parts = f"{directory.rstrip('/')}/.parts"
+        self._per_course: dict[str, dict[str, Any]] = {}
+
+    def add(self, batch: BatchResult, index: int) -> None:
+        """Write the rows of slice ``index`` (rewritten whole if the slice runs again)."""
+        outputs = batch.outputs
+        frames = {
+            "changes": outputs.enrolment_changes.where(F.col("changed")).select(*CHANGE_COLUMNS),
+            "audit": outputs.events.where(F.col("kind") == AUDIT).select("value"),
+            "certificate": outputs.events.where(F.col("kind") == CERTIFICATE).select("value"),
+            "failed": outputs.failed.select("value"),
+        }
+        for kind, frame in frames.items():
+            writer = frame.coalesce(1).write.mode("overwrite")
+            target = f"{self._parts}/{kind}/slice={index}"
+            writer.csv(target) if kind == "changes" else writer.text(target)
+        for row in _per_course(batch):
+            held = self._per_course.setdefault(
+                row["courseid"], dict.fromkeys(row, 0) | {"courseid": row["courseid"]}
+            )
+            for key, value in row.items():
+                if key != "courseid":
+                    held[key] += value or 0
+
+    def finish(self, counts: Counts, extra: dict[str, Any]) -> dict[str, Any]:
+        """Join the parts into the report's files; returns the summary."""
+        out = Path(self.directory)
+        text = StructType([StructField(c, StringType()) for c in CHANGE_COLUMNS])
+        for kind in self.KINDS:
+            source = f"{self._parts}/{kind}"
+            if kind == "changes":
+                rows = self._spark.read.schema(text).csv(source).select(*CHANGE_COLUMNS)
+                _write_single_file(self._spark, rows, str(out / "changes.csv"), "csv")
+            else:
+                rows = self._spark.read.text(source).select("value")
+                _write_single_file(self._spark, rows, str(out / f"{kind}-events.jsonl"), "text")
+        hadoop = HadoopFS(self._spark, self._parts)
+        hadoop.fs.delete(hadoop.path(self._parts), True)
+        per_course = sorted(self._per_course.values(), key=lambda r: (-r["changed"], r["courseid"]))
+        _chart(per_course, out / "progress.png")
+        summary = {
+            "dryRun": True,
+            **extra,
+            "summary": backfill_summary(counts),
+            "counters": counts,
+            "perCourse": per_course,
+        }
+        (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+        return summary
+
+
 def write_dry_run_report(
     spark: SparkSession, batch: BatchResult, directory: str, extra: dict[str, Any]
 ) -> dict[str, Any]:
-    """Write the report of ``batch`` to ``directory`` (created); returns the summary."""
-    out = Path(directory)
-    out.mkdir(parents=True, exist_ok=True)
-    outputs = batch.outputs
-    changed = outputs.enrolment_changes.where(F.col("changed")).select(*CHANGE_COLUMNS)
-    _write_single_file(spark, changed, str(out / "changes.csv"), "csv")
-    for kind, frame in (
-        ("audit", outputs.events.where(F.col("kind") == AUDIT)),
-        ("certificate", outputs.events.where(F.col("kind") == CERTIFICATE)),
-        ("failed", outputs.failed),
-    ):
-        _write_single_file(spark, frame.select("value"), str(out / f"{kind}-events.jsonl"), "text")
-    per_course = _per_course(batch)
-    _chart(per_course, out / "progress.png")
-    summary = {
-        "dryRun": True,
-        **extra,
-        "summary": backfill_summary(batch.counters),
-        "counters": batch.counters,
-        "perCourse": per_course,
-    }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
-    return summary
+    """Write the report of one ``batch`` to ``directory`` (created); returns the summary."""
+    report = DryRunReport(spark, directory)
+    report.add(batch, 0)
+    return report.finish(batch.counters, extra)

@@ -23,6 +23,7 @@ from enrolment_reconciliation.streaming import run_stream
 from tests.helpers import (
     as_cli_args,
     events_of,
+    json_lines,
     messages_on,
     produce,
     read_tables,
@@ -284,4 +285,7 @@ def test_backfill_command_line_exit_codes(loaded, lease_session, tmp_path):
         for line in done.stdout.splitlines()
         if '"event": "phase"' in line
     ]
-    assert phases == ["recover-outbox", "read-and-reconcile", "write-and-publish"]
+    assert phases == ["recover-outbox", "slices"]
+    assert list(summary["phases"]) == [*phases, "read-and-reconcile", "write-and-publish"]
+    [line] = json_lines(done.stdout, "slice")
+    assert (line["done"], line["of"], line["enrolments"]) == (1, 1, summary["summary"]["scanned"])

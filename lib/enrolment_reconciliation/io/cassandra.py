@@ -180,6 +180,31 @@ def scan_consumption(spark: SparkSession, cfg: JobConfig, filters: ScanFilters) 
     return scan_by_enrolment(spark, cfg, cfg.consumption_table, CONSUMPTION_COLUMNS, filters)
 
 
+def scan_enrolment_users(spark: SparkSession, cfg: JobConfig, filters: ScanFilters) -> DataFrame:
+    """The distinct users with an enrolment in scope (``userid``), for slicing a backfill.
+
+    A scan of the key columns of ``user_enrolments`` (courses pushed down as in every scan); a
+    users file is taken as it is, without a scan.
+    """
+    if filters.users is not None:
+        return filters.users.select("userid").distinct()
+    keys = scan_by_enrolment(
+        spark, cfg, cfg.enrolments_table, ["userid", "courseid", "batchid"], filters
+    )
+    return keys.select("userid").distinct()
+
+
+def estimated_table_bytes(session: Session, keyspace: str, table: str) -> float:
+    """The table's size by Cassandra's own estimates (``system.size_estimates``, refreshed by
+    each node every few minutes); 0 when it has none yet."""
+    rows = session.execute(
+        "SELECT mean_partition_size, partitions_count FROM system.size_estimates"
+        " WHERE keyspace_name = %s AND table_name = %s",
+        (keyspace, table),
+    )
+    return float(sum(r.mean_partition_size * r.partitions_count for r in rows))
+
+
 def current_aggregates(spark: SparkSession, cfg: JobConfig, filters: ScanFilters) -> DataFrame:
     """``user_activity_agg`` rows to compare with, as a relation the core joins against.
 

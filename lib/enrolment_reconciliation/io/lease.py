@@ -34,6 +34,10 @@ class LeaseHeldError(RuntimeError):
     """Another run holds the lease."""
 
 
+class LeaseLostError(RuntimeError):
+    """The lease expired while the run held it and another run took it over."""
+
+
 @dataclass(frozen=True)
 class Holder:
     owner: str

@@ -1,0 +1,238 @@
+"""The sliced backfill on the real stack: the same tables, events and dry-run report in several
+slices as in one, with and without filters; a run killed after a slice resumes where it stopped
+(and after a crash between a slice's writes and its publish, loses no event); a failed slice is
+retried; ``--restart`` starts over."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from enrolment_reconciliation import backfill
+from enrolment_reconciliation.apply import (
+    AFTER_ENROLMENT_WRITE,
+    AFTER_SLICE_RECORDED,
+    FAULT_POINT_ENV,
+)
+from enrolment_reconciliation.backfill import BackfillOptions, run_backfill
+from enrolment_reconciliation.config import JobConfig
+from enrolment_reconciliation.io.cassandra import connect_from_config
+from enrolment_reconciliation.report import CHANGE_COLUMNS
+from enrolment_reconciliation.sample.data import SampleData, generate_sample
+from tests.helpers import (
+    as_cli_args,
+    events_of,
+    json_lines,
+    messages_on,
+    read_tables,
+    spark_submit,
+    stack_overrides,
+)
+from tests.integration.test_backfill import KEYSPACE, REDIS_DB, STREAM_KEYSPACE, load
+from tests.integration.test_backfill import backfill_config as _config
+
+pytestmark = pytest.mark.integration
+SLICES = 4
+
+
+def sliced(tmp_path: Path, keyspace: str = KEYSPACE, slices: int = SLICES) -> JobConfig:
+    return _config(tmp_path, keyspace, f"backfill.slices={slices}")
+
+
+@pytest.fixture(scope="module")
+def sample() -> SampleData:
+    return generate_sample(seed=23, courses=4, users=60, batches_per_course=2)
+
+
+def expire_lease(cfg: JobConfig) -> None:
+    """What the lease's TTL does a while after a run was killed, at once."""
+    cluster, session = connect_from_config(cfg, keyspace=cfg.keyspace)
+    try:
+        session.execute(f"TRUNCATE {cfg.lease_table}")
+    finally:
+        cluster.shutdown()
+
+
+def finished_slices(cfg: JobConfig, run_id: str) -> dict[int, dict]:
+    cluster, session = connect_from_config(cfg, keyspace=cfg.keyspace)
+    try:
+        rows = session.execute(
+            f"SELECT run_id, slice, counts, finished_at FROM {cfg.backfill_progress_table}"
+        )
+        return {
+            r.slice: dict(r.counts)
+            for r in rows
+            if r.run_id == run_id and r.slice >= 0 and r.finished_at is not None
+        }
+    finally:
+        cluster.shutdown()
+
+
+def test_several_slices_give_the_tables_and_events_of_one(spark, sample, tmp_path):
+    one, many = _config(tmp_path / "one", STREAM_KEYSPACE, "backfill.slices=1"), sliced(tmp_path)
+    users = sorted({e.userid for e in sample.enrolments()})[::3]
+    users_file = tmp_path / "users.txt"
+    users_file.write_text("\n".join(users) + "\n")
+    for options in (
+        BackfillOptions(),
+        BackfillOptions(courses=(sample.courses[0].course_id, sample.courses[2].course_id)),
+        BackfillOptions(batches=(sample.courses[1].batch_ids[0],), users_file=str(users_file)),
+    ):
+        load(one, sample)
+        load(many, sample)
+        by_one = run_backfill(spark, one, options)
+        by_many = run_backfill(spark, many, options)
+        assert (by_one["slices"], by_many["slices"]) == (1, SLICES), options
+        assert by_many["summary"] == by_one["summary"], options
+        assert by_many["summary"]["scanned"] > 0, options
+        assert read_tables(many) == read_tables(one), options
+        assert events_of(many) == events_of(one), options
+        per_slice = finished_slices(many, by_many["runId"])
+        assert sorted(per_slice) == list(range(SLICES)), options
+        if options == BackfillOptions():  # every slice holds some of the users' enrolments
+            assert all(c["backfill.enrolments-scanned-count"] > 0 for c in per_slice.values())
+            assert by_many["summary"]["newlyCompleted"] > 0
+
+
+def timeless(line: str) -> str:
+    """A report line without the times of the run (completedon; an event's ets, syncts)."""
+    if not line.startswith("{"):
+        return line.rsplit(",", 1)[0]
+    event = json.loads(line)
+    return json.dumps({k: v for k, v in event.items() if k not in ("ets", "syncts")})
+
+
+def test_a_sliced_dry_run_writes_one_report_for_the_whole_run(spark, sample, tmp_path):
+    one, many = _config(tmp_path / "one", STREAM_KEYSPACE, "backfill.slices=1"), sliced(tmp_path)
+    load(one, sample)
+    load(many, sample)
+    reports = {name: tmp_path / name for name in ("one", "many")}
+    summaries = {
+        name: run_backfill(spark, cfg, BackfillOptions(dry_run=str(reports[name])))
+        for name, cfg in (("one", one), ("many", many))
+    }
+    assert summaries["many"]["summary"] == summaries["one"]["summary"]
+    for name in ("changes.csv", "audit-events.jsonl", "certificate-events.jsonl"):
+        lines = {n: (reports[n] / name).read_text().splitlines() for n in reports}
+        assert sorted(map(timeless, lines["many"])) == sorted(map(timeless, lines["one"])), name
+        if name.endswith(".csv"):
+            assert lines["many"][0] == lines["one"][0] == ",".join(CHANGE_COLUMNS)
+    assert len((reports["many"] / "changes.csv").read_text().splitlines()) > 1
+    written = json.loads((reports["many"] / "summary.json").read_text())
+    assert written["slices"] == SLICES and written["summary"] == summaries["one"]["summary"]
+    per_course = {r["courseid"]: r for r in written["perCourse"]}
+    expected = {
+        r["courseid"]: r
+        for r in json.loads((reports["one"] / "summary.json").read_text())["perCourse"]
+    }
+    assert per_course == expected
+    assert not (reports["many"] / ".parts").exists()
+    assert read_tables(many) == read_tables(one)  # neither dry run wrote
+
+
+def cli_args(cfg: JobConfig, tmp_path: Path) -> list[str]:
+    return [
+        "--env",
+        cfg.env,
+        *as_cli_args(
+            [
+                *stack_overrides(cfg.keyspace),
+                f"redis.database.relationCache.id={REDIS_DB}",
+                f"backfill.outbox.location={tmp_path}/outbox",
+                "service.search.basePath=http://127.0.0.1:9/search",
+                "backfill.lease.seconds=30",
+                f"backfill.slices={SLICES}",
+            ]
+        ),
+    ]
+
+
+def test_a_killed_run_resumes_where_it_stopped_and_loses_no_event(spark, sample, tmp_path):
+    reference = _config(tmp_path / "ref", STREAM_KEYSPACE, f"backfill.slices={SLICES}")
+    load(reference, sample)
+    uninterrupted = run_backfill(spark, reference, BackfillOptions())
+    cfg = sliced(tmp_path)
+    load(cfg, sample)
+    args = cli_args(cfg, tmp_path)
+
+    # 1: killed between the writes of the first slice with completions and its publish
+    first = spark_submit("backfill", args, **{FAULT_POINT_ENV: AFTER_ENROLMENT_WRITE})
+    assert first.returncode != 0, first.stdout[-3000:]
+    expire_lease(cfg)
+    # 2: publishes what the first staged, redoes that slice, killed once it is recorded
+    second = spark_submit("backfill", args, **{FAULT_POINT_ENV: AFTER_SLICE_RECORDED})
+    assert second.returncode != 0, second.stdout[-3000:]
+    assert '"event": "outbox-recovered"' in second.stdout, second.stdout[-3000:]
+    [run] = json_lines(second.stdout, "backfill-run")
+    assert run["resumed"] is True and run["slicesDone"] < SLICES - 1
+    done = run["slicesDone"] + 1
+    assert len(finished_slices(cfg, run["runId"])) == done
+    expire_lease(cfg)
+    # 3: resumes at the next slice and finishes
+    third = spark_submit("backfill", [*args, "--summary", str(tmp_path / "summary.json")])
+    assert third.returncode == 0, third.stdout[-3000:] + third.stderr[-3000:]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["resumedFrom"] == {"runId": run["runId"], "slicesDone": done}
+    assert summary["slicesRun"] == SLICES - done and summary["runId"] == run["runId"]
+    assert len(json_lines(third.stdout, "slice")) == SLICES - done
+
+    assert read_tables(cfg) == read_tables(reference)
+    events = events_of(cfg)
+    assert events == events_of(reference)
+    completed = uninterrupted["summary"]["newlyCompleted"]
+    assert completed > 0 and len(events) == 2 * completed
+    for topic in (cfg.certissue_topic, cfg.audit_topic):
+        # every event delivered at least once; a duplicate carries the same mid
+        mids = {m["mid"] for m in messages_on(cfg, topic, timeout_ms=2000)}
+        assert len(mids) == completed and mids <= set(events), topic
+
+    # a run of the same scope now starts anew (the last one finished), and changes nothing
+    again = run_backfill(spark, cfg, BackfillOptions())
+    assert again["resumedFrom"] is None and again["slicesRun"] == SLICES
+    assert again["summary"]["changed"] == 0 and again["summary"]["newlyCompleted"] == 0
+
+
+def test_restart_starts_over_instead_of_resuming(spark, sample, tmp_path):
+    cfg = sliced(tmp_path)
+    load(cfg, sample)
+    stopped = spark_submit(
+        "backfill", cli_args(cfg, tmp_path), **{FAULT_POINT_ENV: AFTER_SLICE_RECORDED}
+    )
+    assert stopped.returncode != 0
+    [run] = json_lines(stopped.stdout, "backfill-run")
+    expire_lease(cfg)
+    restarted = run_backfill(spark, cfg, BackfillOptions(restart=True))
+    assert restarted["resumedFrom"] is None and restarted["runId"] != run["runId"]
+    assert restarted["slicesRun"] == SLICES
+
+
+def test_a_failed_slice_is_retried_and_the_run_completes(spark, sample, tmp_path, monkeypatch):
+    cfg = sliced(tmp_path, slices=2).with_overrides(backfill_slice_backoff_seconds=0.1)
+    reference = _config(tmp_path / "ref", STREAM_KEYSPACE, "backfill.slices=2")
+    load(cfg, sample)
+    load(reference, sample)
+    real = backfill.reconcile_batch
+    calls = []
+
+    def flaky(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:  # the second slice's first attempt
+            raise ConnectionError("Cassandra went away (injected)")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(backfill, "reconcile_batch", flaky)
+    summary = run_backfill(spark, cfg, BackfillOptions())
+    monkeypatch.undo()
+    assert summary["retries"] == 1 and len(calls) == 3
+    run_backfill(spark, reference, BackfillOptions())
+    assert read_tables(cfg) == read_tables(reference)
+
+    def broken(*args, **kwargs):
+        raise ConnectionError("Cassandra is gone (injected)")
+
+    load(cfg, sample)
+    monkeypatch.setattr(backfill, "reconcile_batch", broken)
+    with pytest.raises(backfill.SliceFailedError, match="slice 0 failed 4 times"):
+        run_backfill(spark, cfg, BackfillOptions(restart=True))
