@@ -112,7 +112,7 @@ class Phases:
 
 
 READ_AND_RECONCILE, WRITE = "read-and-reconcile", "write-and-publish"
-BYTES_PER_SLICE = 512 * 2**20  # `backfill.slices` 0: one slice per this much consumption
+BYTES_PER_SLICE = 128 * 2**20  # `backfill.slices` 0: one slice per this much consumption
 
 
 class SliceFailedError(RuntimeError):
@@ -132,7 +132,7 @@ class _RunState:
     seconds: dict[str, float] = field(default_factory=dict)  # per half of a slice, summed
 
 
-def _slice_count(cfg: JobConfig, session: Session) -> int:
+def slice_count(cfg: JobConfig, session: Session) -> int:
     if cfg.backfill_slices > 0:
         return cfg.backfill_slices
     estimated = estimated_table_bytes(session, cfg.keyspace, cfg.consumption_table)
@@ -161,7 +161,7 @@ def _begin(
         run = store.resumable(scope, max_age_hours=cfg.backfill_resume_max_age_hours)
         if run is not None:
             return run
-    slices = _slice_count(cfg, session)
+    slices = slice_count(cfg, session)
     if store is None:  # a dry run records nothing
         return BackfillRun(scope, "dry-run", slices, datetime.now(UTC))
     return store.start(scope, slices=slices, description=description)
@@ -197,6 +197,8 @@ def _reconcile_slice(
         return apply(batch)
     finally:
         seconds[WRITE] = seconds.get(WRITE, 0.0) + time.monotonic() - applied
+        for step, spent in batch.seconds.items():  # read, structure, reconcile, writes, publish
+            seconds[f"step:{step}"] = seconds.get(f"step:{step}", 0.0) + spent
         batch.release()
 
 
@@ -263,7 +265,8 @@ class _ProgressLine:
             "done": len(run.finished),
             "of": run.slices,
             "seconds": round(seconds, 3),
-            "phases": {name: round(spent, 3) for name, spent in phases.items()},
+            "phases": {n: round(spent, 3) for n, spent in phases.items() if ":" not in n},
+            "steps": {n[5:]: round(spent, 3) for n, spent in phases.items() if ":" in n},
             "enrolments": state.counts.get(Counter.ENROLMENTS_SCANNED, 0),
             "consumptionRows": state.counts.get(Counter.CONSUMPTION_ROWS_SCANNED, 0),
             "rowsPerSecond": round(state.rows_this_process / max(elapsed, 1e-9), 1),
@@ -350,6 +353,7 @@ def _run(
             for index in run.pending():
                 if lease is not None and lease.lost.is_set():
                     raise LeaseLostError("the backfill lease was lost during the run")
+                log.info(json.dumps({"event": "slice-start", "slice": index, "of": run.slices}))
                 began, seconds = time.monotonic(), dict[str, float]()
                 slice_filters = _slice_filters(filters, users, index)
                 attempt = partial(
@@ -357,7 +361,8 @@ def _run(
                 )
                 counts = _with_retries(cfg, index, state, attempt)
                 for name, spent in seconds.items():
-                    state.seconds[name] = round(state.seconds.get(name, 0.0) + spent, 3)
+                    if not name.startswith("step:"):
+                        state.seconds[name] = round(state.seconds.get(name, 0.0) + spent, 3)
                 _add(state.counts, counts)
                 if store is not None:
                     store.finish_slice(run, index, counts)

@@ -280,7 +280,8 @@ class JobConfig:
         "backfill.slices",
         0,
         "slices a backfill works through, each one batch over a share of the users (0: one per "
-        "512 MiB of `user_content_consumption` by Cassandra's size estimates, at least 1)",
+        "128 MiB, about a million rows, of `user_content_consumption` by Cassandra's size "
+        "estimates, at least 1)",
     )
     backfill_progress_table: str = setting(
         "backfill.progress.table",

@@ -18,6 +18,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,10 +86,11 @@ class Standalone:
         return state
 
 
-@pytest.fixture(scope="module")
-def standalone(tmp_path_factory) -> Iterator[Standalone]:
+@contextmanager
+def start_standalone(base: Path, workers: int = 1) -> Iterator[Standalone]:
+    """A master and ``workers`` workers (1 core, 1 GiB each) under ``base``, until the block
+    ends."""
     assert SPARK_CLASS.is_file(), f"{SPARK_CLASS} missing: is pyspark installed in the venv?"
-    base = tmp_path_factory.mktemp("standalone")
     dirs = {name: base / name for name in ("work", "logs", "local")}
     for d in dirs.values():
         d.mkdir()
@@ -102,14 +104,17 @@ def standalone(tmp_path_factory) -> Iterator[Standalone]:
         "SPARK_DAEMON_JAVA_OPTS": "-XX:+UseSerialGC -XX:TieredStopAtLevel=1",
         "SPARK_LOCAL_IP": "127.0.0.1",
     }
-    master_port, master_ui, worker_ui = free_port(), free_port(), free_port()
+    master_port, master_ui = free_port(), free_port()
     url = f"spark://127.0.0.1:{master_port}"
     commands = {
         "master": "org.apache.spark.deploy.master.Master --host 127.0.0.1"
         f" --port {master_port} --webui-port {master_ui}",
-        "worker": f"org.apache.spark.deploy.worker.Worker {url} --cores 1 --memory 1g"
-        f" --host 127.0.0.1 --webui-port {worker_ui}",
     }
+    for n in range(workers):
+        commands[f"worker{n or ''}"] = (
+            f"org.apache.spark.deploy.worker.Worker {url} --cores 1 --memory 1g"
+            f" --host 127.0.0.1 --webui-port {free_port()}"
+        )
     procs: dict[str, subprocess.Popen] = {}
     cluster = Standalone(url, master_ui, dirs["work"], dirs["logs"])
     try:
@@ -132,19 +137,26 @@ def standalone(tmp_path_factory) -> Iterator[Standalone]:
                     + tail(dirs["logs"] / f"{name}.out")
                 )
             state = master_state(master_ui)
-            if state and any(w.get("state") == "ALIVE" for w in state.get("workers", [])):
+            alive = [w for w in (state or {}).get("workers", []) if w.get("state") == "ALIVE"]
+            if len(alive) == workers:
                 break
             time.sleep(1)
         else:
             pytest.fail(
-                f"no ALIVE worker registered with {url} within {WORKER_TIMEOUT_S} s "
-                f"(master /json/: {state})\n--- master ---\n{tail(dirs['logs'] / 'master.out')}"
+                f"{workers} ALIVE workers did not register with {url} within {WORKER_TIMEOUT_S} s"
+                f" (master /json/: {state})\n--- master ---\n{tail(dirs['logs'] / 'master.out')}"
                 f"\n--- worker ---\n{tail(dirs['logs'] / 'worker.out')}"
             )
         yield cluster
     finally:
         for proc in reversed(list(procs.values())):
             stop(proc)
+
+
+@pytest.fixture(scope="module")
+def standalone(tmp_path_factory) -> Iterator[Standalone]:
+    with start_standalone(tmp_path_factory.mktemp("standalone")) as cluster:
+        yield cluster
 
 
 @pytest.fixture(scope="module")

@@ -231,13 +231,27 @@ def load_sample_with_spark(
     finally:
         client.close()
         cluster.shutdown()
+    counts = _write_user_rows(spark, sample, cfg, ("enrolments", "consumption"))
+    return {
+        "courses": len(sample.courses),
+        "users": sample.users,
+        **counts,
+        "relation_cache_keys": keys,
+    }
+
+
+def _write_user_rows(
+    spark: SparkSession, sample: SampleData, cfg: JobConfig, names: tuple[str, ...]
+) -> dict[str, int]:
     parts = max(spark.sparkContext.defaultParallelism * 4, sample.users // 2000)
     users = spark.range(sample.users, numPartitions=parts).rdd
+    tables = {
+        "enrolments": (cfg.enrolments_table, EnrolmentRow),
+        "consumption": (cfg.consumption_table, ConsumptionRow),
+    }
     counts = {}
-    for name, table, row_type in (
-        ("enrolments", cfg.enrolments_table, EnrolmentRow),
-        ("consumption", cfg.consumption_table, ConsumptionRow),
-    ):
+    for name in names:
+        table, row_type = tables[name]
         rows = users.mapPartitions(partial(_user_rows, sample, name))
         frame = spark.createDataFrame(rows, _schema(row_type)).persist()
         counts[name] = frame.count()
@@ -245,12 +259,20 @@ def load_sample_with_spark(
             keyspace=cfg.keyspace, table=table
         ).save()
         frame.unpersist()
-    return {
-        "courses": len(sample.courses),
-        "users": sample.users,
-        **counts,
-        "relation_cache_keys": keys,
-    }
+    return counts
+
+
+def restore_with_spark(spark: SparkSession, sample: SampleData, cfg: JobConfig) -> int:
+    """Put back what a backfill changes (``user_enrolments`` as loaded, ``user_activity_agg``
+    empty), so the next run starts from the loaded state without reloading the consumption.
+    Returns the enrolments written."""
+    cluster, session = connect_from_config(cfg)
+    try:
+        for table in (cfg.enrolments_table, cfg.activity_agg_table):
+            session.execute(f"TRUNCATE {cfg.keyspace}.{table}", timeout=300)
+    finally:
+        cluster.shutdown()
+    return _write_user_rows(spark, sample, cfg, ("enrolments",))["enrolments"]
 
 
 def _schema(row_type: type) -> StructType:

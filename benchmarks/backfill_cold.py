@@ -1,0 +1,300 @@
+"""The nightly backfill as an operator runs it: a cold ``./spark-submit.sh backfill`` process with
+Spark's defaults (no memory flag: a 1 GiB local driver), on data loaded by the benchmarks.
+
+Measured, each in a process of its own:
+
+1. an uninterrupted run: seconds, the cold fixed cost (process start to the first slice's
+   first read), slices, rows/s, peak RSS by role and the driver JVM's live heap after a full
+   GC (sampled when the first, the middle and the last slice finish);
+2. a re-run over the unchanged data;
+3. the floor: a bare scan of the columns the backfill reads and a bare write of as many rows
+   as it wrote, in a cold process too;
+4. resume: the tables put back as loaded, a run SIGKILLed at half the uninterrupted run's
+   length, then a run that resumes it: its seconds against the uninterrupted run's, the tables
+   compared by digest with the uninterrupted run's, and the certificate and AUDIT events
+   delivered (distinct mids) against the uninterrupted run's.
+
+Used by ``benchmarks.run`` (``./dev.sh bench PRESET``); alone, on data already loaded::
+
+    python -m benchmarks.backfill_cold --preset medium
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from enrolment_reconciliation.config import JobConfig
+from enrolment_reconciliation.io.cassandra import connect_from_config, read_table
+from enrolment_reconciliation.sample.data import SampleData
+from enrolment_reconciliation.sample.loader import restore_with_spark
+from enrolment_reconciliation.sample.stack import PROJECT_ROOT
+
+LINE = re.compile(r"^\S+ \S+ INFO \S+: (\{.*\})$")
+
+
+def _digest(df: DataFrame, columns: list[str]) -> dict[str, int]:
+    hashable = [
+        F.map_entries(c) if c in ("contentstatus", "aggregates") else F.col(c) for c in columns
+    ]
+    row = df.agg(F.count(F.lit(1)).alias("n"), F.sum(F.xxhash64(*hashable)).alias("h")).first()
+    return {"rows": int(row["n"]), "hash": int(row["h"] or 0)}
+
+
+def table_digests(spark: SparkSession, cfg: JobConfig) -> dict[str, dict[str, int]]:
+    """Order-free digests of what a backfill writes (times left out: they differ per run)."""
+    enrolments = read_table(spark, cfg.keyspace, cfg.enrolments_table)
+    aggregates = read_table(spark, cfg.keyspace, cfg.activity_agg_table).select(
+        "activity_type",
+        "activity_id",
+        "user_id",
+        "context_id",
+        F.map_filter("aggregates", lambda k, _: k == "completedCount").alias("aggregates"),
+    )
+    return {
+        "enrolments": _digest(
+            enrolments, ["userid", "courseid", "batchid", "status", "progress", "contentstatus"]
+        ),
+        "aggregates": _digest(
+            aggregates, ["activity_type", "activity_id", "user_id", "context_id", "aggregates"]
+        ),
+    }
+
+
+def distinct_mids(cfg: JobConfig, topic: str) -> int:
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=cfg.kafka_broker_servers,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        consumer_timeout_ms=5000,
+        group_id=None,
+        max_partition_fetch_bytes=8 * 2**20,
+    )
+    try:
+        return len({json.loads(m.value)["mid"] for m in consumer})
+    finally:
+        consumer.close()
+
+
+def expire_lease(cfg: JobConfig) -> None:
+    """What the lease's TTL does ``backfill.lease.seconds`` after a killed run, at once."""
+    cluster, session = connect_from_config(cfg, keyspace=cfg.keyspace)
+    try:
+        session.execute(f"TRUNCATE {cfg.lease_table}")
+    finally:
+        cluster.shutdown()
+
+
+class ColdRun:
+    """One ``./spark-submit.sh backfill`` process: its JSON lines as they come, peak memory,
+    the driver's live heap when some slices finish, and an optional SIGKILL after a delay."""
+
+    def __init__(self, args: list[str], *, kill_after: float | None = None, heap_at=()) -> None:
+        from benchmarks.run import PeakMemory, live_heap_mb
+
+        self.lines: list[tuple[float, dict[str, Any]]] = []
+        self.live_heap: list[float] = []
+        started = time.monotonic()
+        proc = subprocess.Popen(
+            [str(PROJECT_ROOT / "spark-submit.sh"), "backfill", *args],
+            cwd=PROJECT_ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            start_new_session=True,
+        )
+        killer = None
+        if kill_after is not None:
+
+            def kill() -> None:
+                os.killpg(proc.pid, signal.SIGKILL)
+
+            killer = threading.Timer(kill_after, kill)
+            killer.start()
+        with PeakMemory(proc.pid) as memory:
+            assert proc.stdout is not None
+            for text in proc.stdout:
+                match = LINE.match(text.strip())
+                if not match:
+                    continue
+                line = json.loads(match.group(1))
+                self.lines.append((time.monotonic() - started, line))
+                if line.get("event") == "slice" and line["done"] in heap_at:
+                    heap = live_heap_mb(proc.pid)
+                    if heap is not None:
+                        self.live_heap.append(heap)
+            self.returncode = proc.wait()
+            memory.peaks["driverLiveHeapMb"] = max(self.live_heap, default=None)
+        if killer is not None:
+            killer.cancel()
+        self.seconds = round(time.monotonic() - started, 3)
+        self.memory = memory.peaks
+
+    def first(self, event: str) -> tuple[float, dict[str, Any]] | None:
+        return next(((t, line) for t, line in self.lines if line.get("event") == event), None)
+
+
+def _expected_slices(cfg: JobConfig) -> int:
+    """The slices a run of ``cfg`` will make (as the backfill decides them)."""
+    from enrolment_reconciliation.backfill import slice_count
+
+    cluster, session = connect_from_config(cfg, keyspace=cfg.keyspace)
+    try:
+        return slice_count(cfg, session)
+    finally:
+        cluster.shutdown()
+
+
+def cold_args(cfg: JobConfig, overrides: list[str], env: str, summary: Path) -> list[str]:
+    sets = [a for o in overrides for a in ("--set", o)]
+    return ["--env", env, *sets, "--summary", str(summary)]
+
+
+def _run_figures(run: ColdRun, summary_file: Path) -> dict[str, Any]:
+    if run.returncode != 0:
+        raise RuntimeError(f"the backfill exited {run.returncode}: {run.lines[-3:]}")
+    summary = json.loads(summary_file.read_text())
+    first_read = run.first("slice-start")
+    rows = summary["counters"].get("backfill.consumption-rows-scanned-count", 0)
+    return {
+        "seconds": run.seconds,
+        "jobSeconds": summary["seconds"],
+        "coldFixedSeconds": round(first_read[0], 3) if first_read else None,
+        "slices": summary["slices"],
+        "phases": summary["phases"],
+        "enrolmentsScanned": summary["summary"]["scanned"],
+        "consumptionRows": rows,
+        "rowsWritten": summary["summary"]["aggregatesChanged"] + summary["summary"]["changed"],
+        "newlyCompleted": summary["summary"]["newlyCompleted"],
+        "consumptionRowsPerSecond": round(rows / run.seconds, 1),
+        "memory": run.memory,
+    }
+
+
+def measure_floor_cold(cfg: JobConfig, rows_written: int) -> dict[str, Any]:
+    """The floor (``benchmarks.run.measure_floor``) in a cold process at Spark's defaults."""
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.backfill_cold",
+            "--floor",
+            str(rows_written),
+            "--keyspace",
+            cfg.keyspace,
+        ],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def measure_backfill_cold(
+    spark: SparkSession, cfg: JobConfig, overrides: list[str], sample: SampleData, workdir: Path
+) -> dict[str, Any]:
+    """Every cold instrument; ``spark`` (the benchmark's session) only restores and compares."""
+    figures: dict[str, Any] = {}
+    restore_with_spark(spark, sample, cfg)
+    env = f"cold{uuid.uuid4().hex[:6]}"
+    first_summary = workdir / "cold-first.json"
+    slices = _expected_slices(cfg)
+    uninterrupted = ColdRun(
+        cold_args(cfg, overrides, env, first_summary),
+        heap_at={1, max(1, slices // 2), slices},  # a full GC each: a second or so in all
+    )
+    figures["run"] = _run_figures(uninterrupted, first_summary)
+    print(f"cold run: {figures['run']}", flush=True)
+    expected = table_digests(spark, cfg)
+    events = {
+        t: distinct_mids(cfg, t)
+        for t in (f"{env}.issue.certificate.request", f"{env}.telemetry.raw")
+    }
+    rerun_summary = workdir / "cold-rerun.json"
+    rerun = ColdRun(cold_args(cfg, overrides, env, rerun_summary))
+    figures["rerun"] = _run_figures(rerun, rerun_summary)
+    print(f"cold re-run: {figures['rerun']}", flush=True)
+    figures["floor"] = measure_floor_cold(cfg, figures["run"]["rowsWritten"])
+    figures["efficiency"] = round(figures["floor"]["seconds"] / figures["run"]["seconds"], 3)
+    print(f"floor: {figures['floor']}", flush=True)
+
+    restore_with_spark(spark, sample, cfg)
+    env = f"resume{uuid.uuid4().hex[:6]}"
+    kill_at = round(uninterrupted.seconds / 2, 1)
+    killed = ColdRun(cold_args(cfg, overrides, env, workdir / "killed.json"), kill_after=kill_at)
+    done_before = [line for _, line in killed.lines if line.get("event") == "slice"]
+    expire_lease(cfg)
+    resumed_summary = workdir / "resumed.json"
+    resumed = ColdRun(cold_args(cfg, overrides, env, resumed_summary))
+    resumed_figures = _run_figures(resumed, resumed_summary)
+    delivered = {
+        t.split(".", 1)[1]: distinct_mids(cfg, t)
+        for t in (f"{env}.issue.certificate.request", f"{env}.telemetry.raw")
+    }
+    figures["resume"] = {
+        "killedAfterSeconds": kill_at,
+        "slicesDoneWhenKilled": len(done_before),
+        "resumedSeconds": resumed.seconds,
+        "resumedVsUninterrupted": round(resumed.seconds / uninterrupted.seconds, 3),
+        "resumedFrom": json.loads(resumed_summary.read_text())["resumedFrom"],
+        "slicesRun": resumed_figures["slices"] - len(done_before),
+        "tablesEqual": table_digests(spark, cfg) == expected,
+        "eventsDelivered": delivered,
+        "eventsOfUninterrupted": {t.split(".", 1)[1]: n for t, n in events.items()},
+    }
+    print(f"resume: {figures['resume']}", flush=True)
+    return figures
+
+
+def _floor_main(rows_written: int, keyspace: str) -> None:
+    from benchmarks.run import measure_floor
+    from enrolment_reconciliation.config import load_config
+    from enrolment_reconciliation.sample.stack import stack_overrides
+    from enrolment_reconciliation.spark import build_spark_session
+
+    cfg = load_config(overrides=stack_overrides(keyspace))
+    spark = build_spark_session(cfg, master="local[*]", app_name="enrolment-reconciliation-floor")
+    spark.sparkContext.setLogLevel("ERROR")
+    try:
+        print(json.dumps(measure_floor(spark, cfg, rows_written)))
+    finally:
+        spark.stop()
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--floor", type=int, help="(internal) measure the floor in this process")
+    parser.add_argument("--keyspace", default="er_bench")
+    parser.add_argument("--preset", default="medium")
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args()
+    if args.floor is not None:
+        _floor_main(args.floor, args.keyspace)
+        sys.exit(0)
+    from benchmarks.run import PRESETS, bench_config, bench_session, make_sample
+
+    cfg, overrides, workdir = bench_config()
+    sample = make_sample(PRESETS[args.preset], args.seed)
+    spark = bench_session(cfg, "2g")
+    try:
+        print(json.dumps(measure_backfill_cold(spark, cfg, overrides, sample, workdir), indent=2))
+    finally:
+        spark.stop()
