@@ -79,14 +79,16 @@ backfill_demo() {
   overrides+=(--env "$env_name" --set "backfill.outbox.location=$STACK_DIR/checkpoints/$env_name/backfill-outbox")
   log "loading sample data (no sync requests: the backfill finds the stuck enrolments itself)"
   "$PY" jobs/load_sample_data.py --truncate --users 200 --courses 5 --config "$conf" "${overrides[@]}"
-  log "dry run: ./spark-submit.sh backfill --dry-run $report"
+  # a sample this small fits one slice; four show how a large run works through its scope
+  overrides+=(--set backfill.slices=4)
+  log "dry run in 4 slices: ./spark-submit.sh backfill --dry-run $report --set backfill.slices=4"
   ./spark-submit.sh backfill --dry-run "$report" --config "$conf" "${overrides[@]}" \
-    2>"$STACK_DIR/logs/backfill-demo-spark.log" | grep -E '"event": "phase"' || true
+    2>"$STACK_DIR/logs/backfill-demo-spark.log" | grep -E '"event": "(phase|slice)"' | sed -E 's/^[0-9-]+ [0-9:,]+ [A-Z]+ [a-z_.]+: //' || true
   log "report: $(ls "$report" | paste -sd' ')"
   for run in first second; do
-    log "$run run: ./spark-submit.sh backfill"
+    log "$run run: ./spark-submit.sh backfill --set backfill.slices=4"
     ./spark-submit.sh backfill --config "$conf" "${overrides[@]}" \
-      2>>"$STACK_DIR/logs/backfill-demo-spark.log" | grep -E '"event": "phase"|^  "summary"|^    "' | grep -v '"[a-z.-]*-count"' || true
+      2>>"$STACK_DIR/logs/backfill-demo-spark.log" | grep -E '"event": "(phase|slice|backfill-run)"|^  "summary"|^    "' | grep -v '"[a-z.-]*-count"' | sed -E 's/^[0-9-]+ [0-9:,]+ [A-Z]+ [a-z_.]+: //' || true
   done
 }
 

@@ -294,106 +294,139 @@ def _add(total: Counts, more: Counts) -> None:
         total[key] = total.get(key, 0) + int(value)
 
 
-def _run(
-    spark: SparkSession,
-    cfg: JobConfig,
-    options: BackfillOptions,
-    session: Session,
-    lease: Lease | None = None,
-) -> dict[str, Any]:
-    phases = Phases()
-    resources = BatchResources.from_config(cfg)
-    resources.scan_once = True  # one structure for the whole run, read once
-    filters = options.filters(spark)
-    outbox = store = None
-    if not options.dry_run:
-        outbox = Outbox(spark, cfg.backfill_outbox_location)
-        with phases.phase("recover-outbox"):
-            recovered = recover_outbox(outbox, cfg)
-        if recovered:
-            log.warning(json.dumps({"event": "outbox-recovered", "batches": recovered}))
-        store = ProgressStore(session, keyspace=cfg.keyspace, table=cfg.backfill_progress_table)
-    run = _begin(cfg, options, session, store)
-    resumed_after = len(run.finished)
-    state = _RunState(run, new_counts())
-    for finished in run.finished.values():
-        _add(state.counts, finished)
-    log.info(
-        json.dumps(
-            {
-                "event": "backfill-run",
-                "runId": run.run_id,
-                "slices": run.slices,
-                "resumed": run.resumed,
-                "slicesDone": resumed_after,
-            }
+class _SlicedRun:
+    """One process's part of a run: set up (outbox recovery, the run to resume or start, the
+    users of each slice), then each pending slice through the batch function, then the
+    summary."""
+
+    def __init__(
+        self,
+        spark: SparkSession,
+        cfg: JobConfig,
+        options: BackfillOptions,
+        session: Session,
+        lease: Lease | None,
+    ) -> None:
+        self.spark, self.cfg, self.options, self.lease = spark, cfg, options, lease
+        self.phases = Phases()
+        self.resources = BatchResources.from_config(cfg)
+        self.resources.scan_once = True  # one structure for the whole run, read once
+        self.filters = options.filters(spark)
+        self.outbox: Outbox | None = None
+        self.store: ProgressStore | None = None
+        if not options.dry_run:
+            self.outbox = Outbox(spark, cfg.backfill_outbox_location)
+            with self.phases.phase("recover-outbox"):
+                recovered = recover_outbox(self.outbox, cfg)
+            if recovered:
+                log.warning(json.dumps({"event": "outbox-recovered", "batches": recovered}))
+            self.store = ProgressStore(
+                session, keyspace=cfg.keyspace, table=cfg.backfill_progress_table
+            )
+        self.run = _begin(cfg, options, session, self.store)
+        self.resumed_after = len(self.run.finished)
+        self.state = _RunState(self.run, new_counts())
+        for finished in self.run.finished.values():
+            _add(self.state.counts, finished)
+        self.report = DryRunReport(spark, options.dry_run) if options.dry_run else None
+        log.info(
+            json.dumps(
+                {
+                    "event": "backfill-run",
+                    "runId": self.run.run_id,
+                    "slices": self.run.slices,
+                    "resumed": self.run.resumed,
+                    "slicesDone": self.resumed_after,
+                }
+            )
         )
-    )
-    report = DryRunReport(spark, options.dry_run) if options.dry_run else None
-    users = None
-    if run.slices > 1 and run.pending():
-        with phases.phase("slice-users"):
-            users = with_slice(scan_enrolment_users(spark, cfg, filters), run.slices)
+
+    def _slice_users(self) -> DataFrame | None:
+        """Every user in scope with its slice, kept for the run (none for a single slice)."""
+        if self.run.slices == 1 or not self.run.pending():
+            return None
+        with self.phases.phase("slice-users"):
+            users = with_slice(
+                scan_enrolment_users(self.spark, self.cfg, self.filters), self.run.slices
+            )
             users = users.persist(StorageLevel.MEMORY_AND_DISK)  # lineage kept: recomputable
             log.info(json.dumps({"event": "slice-users", "users": users.count()}))
+        return users
 
-    def apply(index: int) -> Callable[[BatchResult], Counts]:
+    def _apply(self, index: int) -> Callable[[BatchResult], Counts]:
         def applied(batch: BatchResult) -> Counts:
-            if report is not None:
-                report.add(batch, index)
+            if self.report is not None:
+                self.report.add(batch, index)
                 return batch.counters
-            assert outbox is not None
-            return apply_batch(batch, outbox_batch(run, index), cfg, outbox)
+            assert self.outbox is not None
+            return apply_batch(batch, outbox_batch(self.run, index), self.cfg, self.outbox)
 
         return applied
 
-    progress = _ProgressLine(state)
-    try:
-        with phases.phase("slices"):
-            for index in run.pending():
-                if lease is not None and lease.lost.is_set():
-                    raise LeaseLostError("the backfill lease was lost during the run")
-                log.info(json.dumps({"event": "slice-start", "slice": index, "of": run.slices}))
-                began, seconds = time.monotonic(), dict[str, float]()
-                slice_filters = _slice_filters(filters, users, index)
-                attempt = partial(
-                    _reconcile_slice, spark, cfg, slice_filters, resources, apply(index), seconds
-                )
-                counts = _with_retries(cfg, index, state, attempt)
-                for name, spent in seconds.items():
-                    if not name.startswith("step:"):
-                        state.seconds[name] = round(state.seconds.get(name, 0.0) + spent, 3)
-                _add(state.counts, counts)
-                if store is not None:
-                    store.finish_slice(run, index, counts)
-                    fault_point(AFTER_SLICE_RECORDED)
-                else:
-                    run.finished[index] = counts
-                progress.slice_done(index, time.monotonic() - began, counts, seconds)
-        if report is not None:
-            with phases.phase("report", state.counts):
-                report.finish(state.counts, {"scope": options.describe(), "slices": run.slices})
-        if store is not None:
-            store.finish_run(run)
-    finally:
-        progress.close()
-        if users is not None:
-            users.unpersist()
-    log.info(json.dumps({"event": "reconciled", "counters": state.counts}))
-    return {
-        "event": "backfill-summary",
-        "finishedAt": datetime.now(UTC).isoformat(timespec="seconds"),
-        "scope": options.describe(),
-        "runId": run.run_id,
-        "slices": run.slices,
-        "slicesRun": state.slices_run,
-        "resumedFrom": {"runId": run.run_id, "slicesDone": resumed_after} if run.resumed else None,
-        "retries": state.retries,
-        "seconds": round(time.monotonic() - phases.started, 3),
-        "phases": phases.seconds | _named_for(options, state.seconds),
-        "summary": backfill_summary(state.counts),
-        "counters": state.counts,
-    }
+    def _one_slice(self, index: int, users: DataFrame | None, progress: _ProgressLine) -> None:
+        if self.lease is not None and self.lease.lost.is_set():
+            raise LeaseLostError("the backfill lease was lost during the run")
+        log.info(json.dumps({"event": "slice-start", "slice": index, "of": self.run.slices}))
+        began, seconds = time.monotonic(), dict[str, float]()
+        attempt = partial(
+            _reconcile_slice,
+            self.spark,
+            self.cfg,
+            _slice_filters(self.filters, users, index),
+            self.resources,
+            self._apply(index),
+            seconds,
+        )
+        counts = _with_retries(self.cfg, index, self.state, attempt)
+        for name, spent in seconds.items():
+            if not name.startswith("step:"):
+                self.state.seconds[name] = round(self.state.seconds.get(name, 0.0) + spent, 3)
+        _add(self.state.counts, counts)
+        if self.store is not None:
+            self.store.finish_slice(self.run, index, counts)
+            fault_point(AFTER_SLICE_RECORDED)
+        else:
+            self.run.finished[index] = counts
+        progress.slice_done(index, time.monotonic() - began, counts, seconds)
+
+    def __call__(self) -> dict[str, Any]:
+        """Work through the pending slices; returns the summary of the whole run."""
+        users = self._slice_users()
+        progress = _ProgressLine(self.state)
+        try:
+            with self.phases.phase("slices"):
+                for index in self.run.pending():
+                    self._one_slice(index, users, progress)
+            if self.report is not None:
+                with self.phases.phase("report", self.state.counts):
+                    extra = {"scope": self.options.describe(), "slices": self.run.slices}
+                    self.report.finish(self.state.counts, extra)
+            if self.store is not None:
+                self.store.finish_run(self.run)
+        finally:
+            progress.close()
+            if users is not None:
+                users.unpersist()
+        log.info(json.dumps({"event": "reconciled", "counters": self.state.counts}))
+        return self._summary()
+
+    def _summary(self) -> dict[str, Any]:
+        run, state = self.run, self.state
+        resumed = {"runId": run.run_id, "slicesDone": self.resumed_after} if run.resumed else None
+        return {
+            "event": "backfill-summary",
+            "finishedAt": datetime.now(UTC).isoformat(timespec="seconds"),
+            "scope": self.options.describe(),
+            "runId": run.run_id,
+            "slices": run.slices,
+            "slicesRun": state.slices_run,
+            "resumedFrom": resumed,
+            "retries": state.retries,
+            "seconds": round(time.monotonic() - self.phases.started, 3),
+            "phases": self.phases.seconds | _named_for(self.options, state.seconds),
+            "summary": backfill_summary(state.counts),
+            "counters": state.counts,
+        }
 
 
 def run_backfill(spark: SparkSession, cfg: JobConfig, options: BackfillOptions) -> dict[str, Any]:
@@ -407,13 +440,13 @@ def run_backfill(spark: SparkSession, cfg: JobConfig, options: BackfillOptions) 
     cluster, session = connect_from_config(cfg, keyspace=cfg.keyspace)
     try:
         if options.dry_run:
-            summary = _run(spark, cfg, options, session)
+            summary = _SlicedRun(spark, cfg, options, session, None)()
         else:
             lease = Lease(
                 session, keyspace=cfg.keyspace, table=cfg.lease_table, seconds=cfg.lease_seconds
             )
             with lease.hold(LEASE_NAME):
-                summary = _run(spark, cfg, options, session, lease)
+                summary = _SlicedRun(spark, cfg, options, session, lease)()
                 if lease.lost.is_set():
                     raise LeaseLostError("the backfill lease was lost during the run")
     finally:
