@@ -262,6 +262,43 @@ def measure_backfill_cold(
     return figures
 
 
+def chart(figures: dict[str, Any], target: Path) -> None:
+    """Seconds of each cold instrument, the resumed run stacked on the killed one's."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cold = figures["backfillCold"]
+    run, resume = cold["run"], cold["resume"]
+    names = ["uninterrupted", "re-run, unchanged", "floor (scan + write)", "killed + resumed"]
+    fig, ax = plt.subplots(figsize=(9, 3.6))
+    ax.barh(
+        names[:3],
+        [run["seconds"], cold["rerun"]["seconds"], cold["floor"]["seconds"]],
+        color=["#4c72b0", "#8da0cb", "#c0c0c0"],
+    )
+    ax.barh(names[3], resume["killedAfterSeconds"], color="#dd8452", label="killed at half")
+    ax.barh(
+        names[3],
+        resume["resumedSeconds"],
+        left=resume["killedAfterSeconds"],
+        color="#55a868",
+        label=f"resumed ({resume['resumedVsUninterrupted']} of a run)",
+    )
+    ax.invert_yaxis()
+    ax.set_xlabel("seconds (cold ./spark-submit.sh backfill, 1 GiB driver)")
+    ax.legend(loc="upper right", framealpha=0.9)
+    data = figures["data"]
+    ax.set_title(
+        f"backfill of {data['consumption']:,} consumption rows in {run['slices']} slices,"
+        f" preset {figures['preset']}"
+    )
+    fig.tight_layout()
+    fig.savefig(target, dpi=110)
+    plt.close(fig)
+
+
 def _floor_main(rows_written: int, keyspace: str) -> None:
     from benchmarks.run import measure_floor
     from enrolment_reconciliation.config import load_config
@@ -285,7 +322,12 @@ if __name__ == "__main__":
     parser.add_argument("--keyspace", default="er_bench")
     parser.add_argument("--preset", default="medium")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--chart", metavar="JSON", help="draw <preset>-backfill.png from a run")
     args = parser.parse_args()
+    if args.chart:
+        source = Path(args.chart)
+        chart(json.loads(source.read_text()), source.with_name(f"{source.stem}-backfill.png"))
+        sys.exit(0)
     if args.floor is not None:
         _floor_main(args.floor, args.keyspace)
         sys.exit(0)

@@ -28,6 +28,7 @@ from benchmarks.run import (
     make_sample,
     pick_requests,
     restore_enrolments,
+    sample_enrolments,
 )
 from enrolment_reconciliation.sample.loader import load_sample_with_spark
 from enrolment_reconciliation.sample.stack import PROJECT_ROOT
@@ -79,10 +80,10 @@ def main() -> None:
     keys = pick_requests(sample, preset.requests, random.Random(args.seed))["batch"]
     tune_for_micro_batches(spark)
     run = BatchRunner(spark, cfg, keys)
-    runs = []
+    runs, rows = [], sample_enrolments(sample, keys)
     profiler = cProfile.Profile()
     for attempt in range(args.runs + 1):
-        restore_enrolments(cfg, sample, keys)
+        restore_enrolments(cfg, rows)
         runs.append(run(profiler if attempt == args.runs else None))
         r = runs[-1]
         print(

@@ -18,6 +18,7 @@ from enrolment_reconciliation.apply import (
 )
 from enrolment_reconciliation.backfill import BackfillOptions, run_backfill
 from enrolment_reconciliation.config import JobConfig
+from enrolment_reconciliation.io.backfill_progress import ProgressStore
 from enrolment_reconciliation.io.cassandra import connect_from_config
 from enrolment_reconciliation.report import CHANGE_COLUMNS
 from enrolment_reconciliation.sample.data import SampleData, generate_sample
@@ -44,6 +45,19 @@ def sliced(tmp_path: Path, keyspace: str = KEYSPACE, slices: int = SLICES) -> Jo
 @pytest.fixture(scope="module")
 def sample() -> SampleData:
     return generate_sample(seed=23, courses=4, users=60, batches_per_course=2)
+
+
+@pytest.fixture(autouse=True)
+def no_earlier_runs(tmp_path) -> None:
+    """Each test starts with no recorded run (an earlier test's could be resumed)."""
+    cfg = sliced(tmp_path)
+    cluster, session = connect_from_config(cfg)
+    try:
+        for keyspace in (KEYSPACE, STREAM_KEYSPACE):
+            ProgressStore(session, keyspace=keyspace, table=cfg.backfill_progress_table)
+            session.execute(f"TRUNCATE {keyspace}.{cfg.backfill_progress_table}")
+    finally:
+        cluster.shutdown()
 
 
 def expire_lease(cfg: JobConfig) -> None:

@@ -35,4 +35,9 @@ def test_every_instrument_reports_its_figures(tmp_path):
     assert set(figures["memory"]) == {"batch", "backfill", "stream"}
     assert set(figures["ratios"]) == {"batchVsBaseline", "streamVsBaseline", "backfillVsBaseline"}
     assert (tmp_path / "small.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    cold = figures["backfillCold"]  # cold ./spark-submit.sh processes, as an operator runs them
+    assert cold["run"]["rowsWritten"] > 0 and cold["rerun"]["rowsWritten"] == 0
+    assert cold["resume"]["tablesEqual"] is True
+    assert cold["resume"]["eventsDelivered"] == cold["resume"]["eventsOfUninterrupted"]
+    assert (tmp_path / "small-backfill.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "efficiency floor/job" in done.stdout
