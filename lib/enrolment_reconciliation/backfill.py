@@ -387,7 +387,9 @@ class _SlicedRun:
             fault_point(AFTER_SLICE_RECORDED)
         else:
             self.run.finished[index] = counts
-        progress.slice_done(index, time.monotonic() - began, counts, seconds)
+        progress.slice_done(
+            index, time.monotonic() - began, counts, _named_for(self.options, seconds)
+        )
 
     def __call__(self) -> dict[str, Any]:
         """Work through the pending slices; returns the summary of the whole run."""

@@ -1,7 +1,8 @@
 """An executor lost in the middle of a sliced backfill costs that slice, not the run.
 
 On a standalone cluster of two workers (one executor each), the backfill is submitted with
-``--master spark://...``; once its first slice is done, one executor process is SIGKILLed. The
+``--master spark://...``; a few seconds into its second slice, one executor process is
+SIGKILLed. The
 run must still finish with the same tables and events as an uninterrupted run (computed in the
 test's own session in a second keyspace). Runs on demand: ``./dev.sh test -m faults
 tests/integration/test_backfill_executor_loss.py``.
@@ -28,6 +29,7 @@ from tests.integration.test_standalone_cluster import executor_logs, start_stand
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 KEYSPACE, REFERENCE = "er_test_faults", "er_test_faults_ref"
 SLICES = 6
+KILL_INTO_SLICE_SECONDS = 6.0
 
 
 def executor_pids(app_id: str | None = None) -> list[int]:
@@ -84,9 +86,12 @@ def test_a_lost_executor_costs_a_slice_not_the_run(spark, tmp_path):
         lines: list[str] = []
         assert proc.stdout is not None
         deadline = time.monotonic() + 600
+        starts = 0
         for line in proc.stdout:
             lines.append(line)
-            if not killed and '"event": "slice"' in line:
+            starts += '"event": "slice-start"' in line
+            if not killed and starts == 2:  # the second slice is reading: kill in its midst
+                time.sleep(KILL_INTO_SLICE_SECONDS)
                 pids = executor_pids()
                 assert len(pids) == 2, f"expected two executors, found {pids}"
                 os.kill(pids[0], signal.SIGKILL)
@@ -95,6 +100,7 @@ def test_a_lost_executor_costs_a_slice_not_the_run(spark, tmp_path):
         returncode = proc.wait()
         logs = executor_logs(cluster)
     output = "".join(lines)
+    (tmp_path / "driver.out").write_text(output)
     assert returncode == 0, output[-4000:] + logs[-3000:]
     assert killed, "the run ended before its first slice line: nothing was killed"
     summary = json.loads(Path(tmp_path / "summary.json").read_text())

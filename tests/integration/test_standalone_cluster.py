@@ -93,7 +93,7 @@ def start_standalone(base: Path, workers: int = 1) -> Iterator[Standalone]:
     assert SPARK_CLASS.is_file(), f"{SPARK_CLASS} missing: is pyspark installed in the venv?"
     dirs = {name: base / name for name in ("work", "logs", "local")}
     for d in dirs.values():
-        d.mkdir()
+        d.mkdir(parents=True)
     env = {
         **os.environ,
         "SPARK_HOME": str(SPARK_HOME),
