@@ -196,12 +196,3 @@ class DryRunReport:
         }
         (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
         return summary
-
-
-def write_dry_run_report(
-    spark: SparkSession, batch: BatchResult, directory: str, extra: dict[str, Any]
-) -> dict[str, Any]:
-    """Write the report of one ``batch`` to ``directory`` (created); returns the summary."""
-    report = DryRunReport(spark, directory)
-    report.add(batch, 0)
-    return report.finish(batch.counters, extra)
