@@ -169,12 +169,23 @@ def _run_figures(run: ColdRun, summary_file: Path) -> dict[str, Any]:
     if run.returncode != 0:
         raise RuntimeError(f"the backfill exited {run.returncode}: {run.lines[-3:]}")
     summary = json.loads(summary_file.read_text())
-    first_read = run.first("slice-start")
+    first_slice = run.first("slice-start")
+    # the run's first read of the data: the users pass (or the first slice, when it has none)
+    first_read = next(
+        (
+            t
+            for t, line in run.lines
+            if line.get("event") == "phase-start"
+            and line.get("phase") in ("slice-users", "stage-aggregates", "slices")
+        ),
+        None,
+    )
     rows = summary["counters"].get("backfill.consumption-rows-scanned-count", 0)
     return {
         "seconds": run.seconds,
         "jobSeconds": summary["seconds"],
-        "coldFixedSeconds": round(first_read[0], 3) if first_read else None,
+        "coldFixedSeconds": round(first_slice[0], 3) if first_slice else None,
+        "startupSeconds": round(first_read, 3) if first_read is not None else None,
         "slices": summary["slices"],
         "phases": summary["phases"],
         "enrolmentsScanned": summary["summary"]["scanned"],

@@ -16,6 +16,7 @@ import json
 import logging
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -48,6 +49,7 @@ from enrolment_reconciliation.io.cassandra import (
 )
 from enrolment_reconciliation.io.lease import Lease, LeaseLostError
 from enrolment_reconciliation.io.outbox import Outbox
+from enrolment_reconciliation.io.staging import StagedAggregates
 from enrolment_reconciliation.pipeline import BatchResources, BatchResult, reconcile_batch
 from enrolment_reconciliation.report import DryRunReport, backfill_summary
 
@@ -183,14 +185,17 @@ def _reconcile_slice(
     spark: SparkSession,
     cfg: JobConfig,
     filters: ScanFilters,
+    staged: DataFrame | None,
     resources: BatchResources,
     apply: Callable[[BatchResult], Counts],
     seconds: dict[str, float],
 ) -> Counts:
     """One slice through the batch function, then written (or reported); ``seconds`` gets the
-    time of each half (an attempt that fails counts too: it was spent)."""
+    time of each half (an attempt that fails counts too: it was spent). ``staged``: the
+    slice's staged aggregates, if the run staged them."""
     began = time.monotonic()
-    batch = reconcile_batch(spark, read_in_scope(spark, cfg, filters), cfg, resources)
+    source = read_in_scope(spark, cfg, filters, staged_aggregates=staged)
+    batch = reconcile_batch(spark, source, cfg, resources)
     applied = time.monotonic()
     seconds[READ_AND_RECONCILE] = seconds.get(READ_AND_RECONCILE, 0.0) + applied - began
     try:
@@ -353,6 +358,26 @@ class _SlicedRun:
             log.info(json.dumps({"event": "slice-users", "users": users.count()}))
         return users
 
+    def _staged_aggregates(self) -> StagedAggregates | None:
+        """The table's aggregates staged by slice, for a sliced run of the whole table (one scan
+        instead of a keyed read per computed row). A narrowed scope (courses, batches, users)
+        compares by key: its rows may be a small share of the table."""
+        if self.run.slices == 1 or not self.run.pending() or self.filters.narrowed:
+            return None
+        dry = self.options.dry_run
+        staged = StagedAggregates(
+            self.spark,
+            self.cfg,
+            scope=self.run.scope + ("-dry-run" if dry else ""),
+            run_id=f"dry-run-{uuid.uuid4().hex[:8]}" if dry else self.run.run_id,
+            slices=self.run.slices,
+        )
+        with self.phases.phase("stage-aggregates"):
+            scanned = staged.stage(self.filters, drop_others=not dry)
+        event = {"event": "staged-aggregates", "location": staged.location, "reused": not scanned}
+        log.info(json.dumps(event))
+        return staged
+
     def _apply(self, index: int) -> Callable[[BatchResult], Counts]:
         def applied(batch: BatchResult) -> Counts:
             if self.report is not None:
@@ -363,7 +388,13 @@ class _SlicedRun:
 
         return applied
 
-    def _one_slice(self, index: int, users: DataFrame | None, progress: _ProgressLine) -> None:
+    def _one_slice(
+        self,
+        index: int,
+        users: DataFrame | None,
+        staged: StagedAggregates | None,
+        progress: _ProgressLine,
+    ) -> None:
         if self.lease is not None and self.lease.lost.is_set():
             raise LeaseLostError("the backfill lease was lost during the run")
         log.info(json.dumps({"event": "slice-start", "slice": index, "of": self.run.slices}))
@@ -373,6 +404,7 @@ class _SlicedRun:
             self.spark,
             self.cfg,
             _slice_filters(self.filters, users, index),
+            None if staged is None else staged.slice(index),
             self.resources,
             self._apply(index),
             seconds,
@@ -394,21 +426,27 @@ class _SlicedRun:
     def __call__(self) -> dict[str, Any]:
         """Work through the pending slices; returns the summary of the whole run."""
         users = self._slice_users()
+        staged = self._staged_aggregates()
         progress = _ProgressLine(self.state)
+        finished = False
         try:
             with self.phases.phase("slices"):
                 for index in self.run.pending():
-                    self._one_slice(index, users, progress)
+                    self._one_slice(index, users, staged, progress)
             if self.report is not None:
                 with self.phases.phase("report", self.state.counts):
                     extra = {"scope": self.options.describe(), "slices": self.run.slices}
                     self.report.finish(self.state.counts, extra)
             if self.store is not None:
                 self.store.finish_run(self.run)
+            finished = True
         finally:
             progress.close()
             if users is not None:
                 users.unpersist()
+            # a stopped run keeps its copy for the run that resumes it; a dry run never resumes
+            if staged is not None and (finished or self.options.dry_run):
+                staged.drop_run()
         log.info(json.dumps({"event": "reconciled", "counters": self.state.counts}))
         return self._summary()
 

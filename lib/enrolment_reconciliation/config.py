@@ -276,6 +276,12 @@ class JobConfig:
         "/tmp/enrolment-reconciliation/backfill-outbox",
         "durable outbox of the backfill's completion events",
     )
+    backfill_staging_location: str = setting(
+        "backfill.staging.location",
+        "/tmp/enrolment-reconciliation/backfill-staging",
+        "where a sliced backfill of every course stages the aggregates it compares with (one "
+        "scan, by slice; a Hadoop path every executor sees), deleted when the run finishes",
+    )
     backfill_slices: int = setting(
         "backfill.slices",
         0,

@@ -74,12 +74,19 @@ def read_requested(spark: SparkSession, raw: DataFrame, cfg: JobConfig) -> Sourc
     return SourceFrames(progress=progress, requests=requests, materialised=(requests,))
 
 
-def read_in_scope(spark: SparkSession, cfg: JobConfig, filters: ScanFilters) -> SourceFrames:
+def read_in_scope(
+    spark: SparkSession,
+    cfg: JobConfig,
+    filters: ScanFilters,
+    *,
+    staged_aggregates: DataFrame | None = None,
+) -> SourceFrames:
     """The scan reader: every enrolment in scope, with its consumption and aggregates.
 
     Token-range scans of ``user_enrolments`` and ``user_content_consumption`` (filters pushed
     down where the key layout allows), one shuffle join, and the aggregates table to write only
-    what changes.
+    what changes: ``staged_aggregates`` (a sliced backfill's copy of the table's rows of the
+    scope, ``io.staging``) when given, else the table itself.
     """
     consumption = with_consumption_defaults(scan_consumption(spark, cfg, filters))
     progress = with_enrolment_state(
@@ -89,7 +96,11 @@ def read_in_scope(spark: SparkSession, cfg: JobConfig, filters: ScanFilters) -> 
     )
     return SourceFrames(
         progress=progress,
-        current_aggregates=current_aggregates(spark, cfg, filters),
-        current_aggregates_by_key=filters.narrowed,
+        current_aggregates=(
+            current_aggregates(spark, cfg, filters)
+            if staged_aggregates is None
+            else staged_aggregates
+        ),
+        current_aggregates_by_key=filters.narrowed and staged_aggregates is None,
         scanned=True,
     )

@@ -45,6 +45,7 @@ def backfill_config(tmp_path: Path, keyspace: str = KEYSPACE, *extra: str) -> Jo
             *stack_overrides(keyspace),
             f"redis.database.relationCache.id={REDIS_DB}",
             f"backfill.outbox.location={tmp_path}/outbox",
+            f"backfill.staging.location={tmp_path}/staging",
             f"stream.checkpoint.location={tmp_path}/checkpoint",
             "service.search.basePath=http://127.0.0.1:9/search",
             "backfill.lease.seconds=30",

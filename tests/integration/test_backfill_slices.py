@@ -108,6 +108,17 @@ def test_several_slices_give_the_tables_and_events_of_one(spark, sample, tmp_pat
         if options == BackfillOptions():  # every slice holds some of the users' enrolments
             assert all(c["backfill.enrolments-scanned-count"] > 0 for c in per_slice.values())
             assert by_many["summary"]["newlyCompleted"] > 0
+            # compared with the aggregates it staged, deleted when the run finished
+            assert "stage-aggregates" in by_many["phases"]
+            assert staged_runs(many) == []
+        else:  # a narrowed scope compares by key
+            assert "stage-aggregates" not in by_many["phases"], options
+
+
+def staged_runs(cfg: JobConfig) -> list[str]:
+    """The runs whose staged aggregates are on disk (scope/run folders)."""
+    root = Path(cfg.backfill_staging_location)
+    return sorted(f"{s.name}/{r.name}" for s in root.glob("*") for r in s.glob("*"))
 
 
 def timeless(line: str) -> str:
@@ -155,6 +166,7 @@ def cli_args(cfg: JobConfig, tmp_path: Path) -> list[str]:
                 *stack_overrides(cfg.keyspace),
                 f"redis.database.relationCache.id={REDIS_DB}",
                 f"backfill.outbox.location={tmp_path}/outbox",
+                f"backfill.staging.location={tmp_path}/staging",
                 "service.search.basePath=http://127.0.0.1:9/search",
                 "backfill.lease.seconds=30",
                 f"backfill.slices={SLICES}",
@@ -183,10 +195,14 @@ def test_a_killed_run_resumes_where_it_stopped_and_loses_no_event(spark, sample,
     assert run["resumed"] is True and run["slicesDone"] < SLICES - 1
     done = run["slicesDone"] + 1
     assert len(finished_slices(cfg, run["runId"])) == done
+    [staged] = staged_runs(cfg)  # the stopped run's staged aggregates are kept for its resume
+    assert staged.endswith(run["runId"]) and json_lines(second.stdout, "staged-aggregates")
     expire_lease(cfg)
-    # 3: resumes at the next slice and finishes
+    # 3: resumes at the next slice (with the run's staged aggregates) and finishes
     third = spark_submit("backfill", [*args, "--summary", str(tmp_path / "summary.json")])
     assert third.returncode == 0, third.stdout[-3000:] + third.stderr[-3000:]
+    assert [line["reused"] for line in json_lines(third.stdout, "staged-aggregates")] == [True]
+    assert staged_runs(cfg) == []
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["resumedFrom"] == {"runId": run["runId"], "slicesDone": done}
     assert summary["slicesRun"] == SLICES - done and summary["runId"] == run["runId"]

@@ -21,9 +21,10 @@ from pyspark.sql import functions as F
 SLICE = "slice"
 
 
-def slice_of(slices: int) -> Column:
-    """The slice (``0 .. slices-1``) of the row's ``userid``."""
-    return F.pmod(F.xxhash64("userid"), F.lit(slices)).cast("int")
+def slice_of(slices: int, user: str = "userid") -> Column:
+    """The slice (``0 .. slices-1``) of the row's user (``user_activity_agg`` calls it
+    ``user_id``)."""
+    return F.pmod(F.xxhash64(user), F.lit(slices)).cast("int")
 
 
 def with_slice(users: DataFrame, slices: int) -> DataFrame:
