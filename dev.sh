@@ -6,6 +6,8 @@
 #   ./dev.sh backfill-demo   the same for the nightly backfill: sample data, a dry run, two runs
 #   ./dev.sh bench [small|medium|large]   every benchmark instrument; figures into docs/benchmarks/
 #   ./dev.sh profile [small|medium] [--runs N]   where a warm batch's time goes (cProfile, Spark jobs)
+#   ./dev.sh bench-throttle   rows/s of each writer at write.max.per.second 500, 1000, 2000
+#   ./dev.sh bench-sync       one learner: direct sync (start-up taken apart) vs sync --via-stream
 # and their parts: setup | stack-start | stack-stop | status | lint
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -122,11 +124,13 @@ case "${1:-}" in
   run) run ;;
   backfill-demo) backfill_demo ;;
   bench) shift; bench "$@" ;;
+  bench-throttle) setup; start_stack; "$PY" -m benchmarks.throttle ;;
+  bench-sync) setup; start_stack; "$PY" -m benchmarks.sync_latency ;;
   profile) shift; profile "$@" ;;
   test) shift; test_suite "$@" ;;
   stack-start) bash stack/stack.sh start ;;
   stack-stop) bash stack/stack.sh stop ;;
   status) bash stack/stack.sh status ;;
   lint) "$VENV/bin/ruff" check lib jobs tests benchmarks && "$VENV/bin/mypy" ;;
-  *) echo "usage: $0 run|test|backfill-demo|bench|profile|setup|stack-start|stack-stop|status|lint" >&2; exit 2 ;;
+  *) echo "usage: $0 run|test|backfill-demo|bench|bench-throttle|bench-sync|profile|setup|stack-start|stack-stop|status|lint" >&2; exit 2 ;;
 esac

@@ -25,6 +25,13 @@ while [ $# -gt 0 ]; do
   esac
 done
 
+export ER_CONFIG="${ER_CONFIG:-$ROOT/conf/enrolment-reconciliation.conf}"
+# sync --via-stream starts no Spark: it asks the running stream, so it answers in seconds
+if [ "${args[0]}" = sync ] && printf '%s\n' "${args[@]}" | grep -qx -- --via-stream; then
+  PYTHONPATH="$ROOT/lib${PYTHONPATH:+:$PYTHONPATH}" exec "$PY" \
+    "$ROOT/jobs/enrolment_reconciliation_job.py" "${args[@]}"
+fi
+
 jars_dir="${ER_SPARK_JARS_DIR:-$STACK_DIR/lib/spark}"
 if [ -z "${ER_SPARK_JARS:-}" ]; then
   [ -n "$(ls "$jars_dir"/*.jar 2>/dev/null)" ] || bash "$ROOT/stack/fetch-jars.sh" >&2
@@ -42,18 +49,33 @@ with zipfile.ZipFile(sys.argv[1], "w", zipfile.ZIP_DEFLATED) as z:
 PYZIP
 )
 
-export ER_CONFIG="${ER_CONFIG:-$ROOT/conf/enrolment-reconciliation.conf}"
 # Spark's console progress bar only when a person watches (stderr is a terminal).
 progress=false
 [ -t 2 ] && progress=true
 export PYSPARK_PYTHON="${PYSPARK_PYTHON:-$PY}"
 export PYSPARK_DRIVER_PYTHON="${PYSPARK_DRIVER_PYTHON:-$PY}"
-# The config file and CQL live beside the package in a checkout; ship the conf path explicitly.
-exec "$SPARK_SUBMIT" \
-  --master "$master" \
-  --name "enrolment-reconciliation-${args[0]}" \
-  --jars "$ER_SPARK_JARS" \
-  --py-files "$zip_path" \
-  --conf spark.sql.extensions=com.datastax.spark.connector.CassandraSparkExtensions \
-  --conf "spark.ui.showConsoleProgress=$progress" \
+submit=(
+  "$SPARK_SUBMIT"
+  --master "$master"
+  --name "enrolment-reconciliation-${args[0]}"
+  --jars "$ER_SPARK_JARS"
+  --py-files "$zip_path"
+  --conf spark.sql.extensions=com.datastax.spark.connector.CassandraSparkExtensions
+  --conf "spark.ui.showConsoleProgress=$progress"
   "$ROOT/jobs/enrolment_reconciliation_job.py" "${args[@]}" --master "$master"
+)
+case "${args[0]}" in
+  sync|explain)
+    # The result alone on stdout (for jq), everything else on stderr: Spark merges the Python
+    # driver's stderr into its stdout, so the driver writes its result to a file printed here.
+    result="$(mktemp)"
+    trap 'rm -f "$result"' EXIT
+    set +e
+    ER_RESULT_FILE="$result" "${submit[@]}" 1>&2
+    code=$?
+    set -e
+    cat "$result"
+    exit "$code"
+    ;;
+  *) exec "${submit[@]}" ;;
+esac

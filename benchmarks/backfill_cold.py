@@ -191,13 +191,15 @@ def _run_figures(run: ColdRun, summary_file: Path) -> dict[str, Any]:
         "enrolmentsScanned": summary["summary"]["scanned"],
         "consumptionRows": rows,
         "rowsWritten": summary["summary"]["aggregatesChanged"] + summary["summary"]["changed"],
+        "aggregatesWritten": summary["summary"]["aggregatesChanged"],
+        "enrolmentsWritten": summary["summary"]["changed"],
         "newlyCompleted": summary["summary"]["newlyCompleted"],
         "consumptionRowsPerSecond": round(rows / run.seconds, 1),
         "memory": run.memory,
     }
 
 
-def measure_floor_cold(cfg: JobConfig, rows_written: int) -> dict[str, Any]:
+def measure_floor_cold(cfg: JobConfig, aggregates: int, enrolments: int) -> dict[str, Any]:
     """The floor (``benchmarks.run.measure_floor``) in a cold process at Spark's defaults."""
     out = subprocess.run(
         [
@@ -205,7 +207,7 @@ def measure_floor_cold(cfg: JobConfig, rows_written: int) -> dict[str, Any]:
             "-m",
             "benchmarks.backfill_cold",
             "--floor",
-            str(rows_written),
+            f"{aggregates},{enrolments}",
             "--keyspace",
             cfg.keyspace,
         ],
@@ -241,7 +243,8 @@ def measure_backfill_cold(
     rerun = ColdRun(cold_args(cfg, overrides, env, rerun_summary))
     figures["rerun"] = _run_figures(rerun, rerun_summary)
     print(f"cold re-run: {figures['rerun']}", flush=True)
-    figures["floor"] = measure_floor_cold(cfg, figures["run"]["rowsWritten"])
+    run = figures["run"]
+    figures["floor"] = measure_floor_cold(cfg, run["aggregatesWritten"], run["enrolmentsWritten"])
     figures["efficiency"] = round(figures["floor"]["seconds"] / figures["run"]["seconds"], 3)
     print(f"floor: {figures['floor']}", flush=True)
 
@@ -310,7 +313,7 @@ def chart(figures: dict[str, Any], target: Path) -> None:
     plt.close(fig)
 
 
-def _floor_main(rows_written: int, keyspace: str) -> None:
+def _floor_main(written: str, keyspace: str) -> None:
     from benchmarks.run import measure_floor
     from enrolment_reconciliation.config import load_config
     from enrolment_reconciliation.sample.stack import stack_overrides
@@ -320,7 +323,8 @@ def _floor_main(rows_written: int, keyspace: str) -> None:
     spark = build_spark_session(cfg, master="local[*]", app_name="enrolment-reconciliation-floor")
     spark.sparkContext.setLogLevel("ERROR")
     try:
-        print(json.dumps(measure_floor(spark, cfg, rows_written)))
+        aggregates, enrolments = (int(n) for n in written.split(","))
+        print(json.dumps(measure_floor(spark, cfg, aggregates, enrolments)))
     finally:
         spark.stop()
 
@@ -329,7 +333,9 @@ if __name__ == "__main__":
     import argparse
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--floor", type=int, help="(internal) measure the floor in this process")
+    parser.add_argument(
+        "--floor", metavar="AGGREGATES,ENROLMENTS", help="(internal) the floor in this process"
+    )
     parser.add_argument("--keyspace", default="er_bench")
     parser.add_argument("--preset", default="medium")
     parser.add_argument("--seed", type=int, default=7)

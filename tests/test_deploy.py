@@ -5,8 +5,8 @@ from __future__ import annotations
 import configparser
 import shlex
 
-from enrolment_reconciliation.backfill import EXIT_LEASE_HELD
 from enrolment_reconciliation.cli import _parser
+from enrolment_reconciliation.exit_codes import ExitCode
 from tests.helpers import ROOT
 
 DEPLOY = ROOT / "deploy"
@@ -47,7 +47,7 @@ def test_the_systemd_units_run_the_backfill_nightly_and_the_stream_always():
         "/var/log/enrolment-reconciliation/last-backfill.json",
     )
     assert backfill["Service"]["Type"] == "oneshot"
-    assert backfill["Service"]["SuccessExitStatus"] == str(EXIT_LEASE_HELD)
+    assert backfill["Service"]["SuccessExitStatus"] == str(int(ExitCode.LEASE_HELD))
     timer = _unit("enrolment-reconciliation-backfill.timer")
     assert timer["Timer"]["OnCalendar"] == "*-*-* 01:30:00"
     assert timer["Timer"]["Persistent"] == "true"

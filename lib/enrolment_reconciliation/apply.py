@@ -69,13 +69,13 @@ def apply_batch(batch: BatchResult, batch_id: str, cfg: JobConfig, outbox: Outbo
     with clock("write-aggregates"):
         if counts[Counter.AGGREGATE_ROWS]:
             write_activity_aggregates(
-                outputs.activity_aggregates, cfg, row_bytes=batch.aggregate_row_bytes
+                outputs.activity_aggregates, cfg, rows=counts[Counter.AGGREGATE_ROWS]
             )
             counts[Counter.AGGREGATE_WRITES] = counts[Counter.AGGREGATE_ROWS]
     with clock("write-enrolments"):
         if counts[Counter.ENROLMENT_UPDATES]:
             write_enrolment_updates(
-                outputs.enrolment_updates, cfg, row_bytes=batch.enrolment_row_bytes
+                outputs.enrolment_updates, cfg, rows=counts[Counter.ENROLMENT_UPDATES]
             )
     with clock("publish"):
         _publish(staged, failed, batch_id, cfg, outbox)

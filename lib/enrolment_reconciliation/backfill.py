@@ -22,7 +22,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 from cassandra.cluster import Session
@@ -47,6 +46,7 @@ from enrolment_reconciliation.io.cassandra import (
     estimated_table_bytes,
     scan_enrolment_users,
 )
+from enrolment_reconciliation.io.hadoop_fs import HadoopFS, write_text
 from enrolment_reconciliation.io.lease import Lease, LeaseLostError
 from enrolment_reconciliation.io.outbox import Outbox
 from enrolment_reconciliation.io.staging import StagedAggregates
@@ -56,8 +56,6 @@ from enrolment_reconciliation.report import DryRunReport, backfill_summary
 log = logging.getLogger("enrolment_reconciliation.backfill")
 LEASE_NAME = "backfill"
 OUTBOX_BATCH = "backfill"
-
-EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_LEASE_HELD, EXIT_UNREACHABLE = 0, 1, 2, 3, 4
 
 
 @dataclass(frozen=True)
@@ -74,7 +72,8 @@ class BackfillOptions:
     def filters(self, spark: SparkSession) -> ScanFilters:
         users = None
         if self.users_file:
-            if not Path(self.users_file).is_file():
+            # any Hadoop path the cluster sees (a local file, file://, hdfs://, s3a://)
+            if not HadoopFS(spark, self.users_file).is_file(self.users_file):
                 raise ConfigError(f"--users-file {self.users_file}: no such file")
             # read by Spark, so a file of millions of ids never passes through the driver
             users = (
@@ -493,7 +492,7 @@ def run_backfill(spark: SparkSession, cfg: JobConfig, options: BackfillOptions) 
         cluster.shutdown()
     text = json.dumps(summary, indent=2, sort_keys=False, default=str)
     if options.summary_file:
-        Path(options.summary_file).write_text(text + "\n")
+        write_text(spark, options.summary_file, text + "\n")
     return summary
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -15,8 +16,10 @@ from enrolment_reconciliation.config import (
     load_config,
     settings_table,
 )
+from enrolment_reconciliation.exit_codes import ExitCode
 
 log = logging.getLogger("enrolment_reconciliation")
+RESULT_MODES = ("sync", "explain")
 
 BACKFILL_EPILOG = """\
 exit codes: 0 done (failed enrolments are counted and on the failed topic), 1 unexpected error,
@@ -25,6 +28,16 @@ or the search service unreachable, or a slice failed on every attempt (the next 
 
 A run works through its scope in slices (backfill.slices) and records each finished one; a run
 that stopped is resumed by the next run of the same scope, unless --restart.
+"""
+
+
+RESULT_EPILOG = """\
+The result is printed alone on standard output (JSON for sync and explain --json: pipe it to
+jq); logs go to standard error.
+
+exit codes: 0 done, 1 unexpected error, 2 bad arguments or configuration, 4 Cassandra, Redis,
+Kafka or the search service unreachable, 5 not found: no such enrolment, no consumption for it,
+or no structure for its course (each said on standard error; the result is printed all the same).
 """
 
 
@@ -51,12 +64,32 @@ def _parser() -> argparse.ArgumentParser:
         ("sync", "reconcile one enrolment now and print what changed"),
         ("explain", "why is this learner not complete? (writes nothing)"),
     ):
-        sub = modes.add_parser(name, parents=[common], help=text, description=text)
+        sub = modes.add_parser(
+            name,
+            parents=[common],
+            help=text,
+            description=text,
+            epilog=RESULT_EPILOG,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         sub.add_argument("--user", required=True)
         sub.add_argument("--course", required=True)
         sub.add_argument("--batch", required=True)
         if name == "explain":
             sub.add_argument("--json", action="store_true", help="print JSON for tools")
+        else:
+            sub.add_argument(
+                "--via-stream",
+                action="store_true",
+                help="ask the running stream (publish the request, wait for its answer): no "
+                "Spark here, an answer in seconds",
+            )
+            sub.add_argument(
+                "--timeout",
+                type=float,
+                default=30.0,
+                help="--via-stream: seconds to wait for the stream's answer (default 30)",
+            )
     backfill = modes.add_parser(
         "backfill",
         parents=[common],
@@ -109,11 +142,15 @@ def config_from_args(args: argparse.Namespace) -> JobConfig:
     return load_config(args.config, env=args.env, overrides=overrides)
 
 
-def _configure_logging() -> None:
+def _configure_logging(mode: str) -> None:
+    """Logs to standard error for ``sync`` and ``explain`` (their result alone is on standard
+    output, for ``jq`` and scripts); the stream's and the backfill's log lines are their output
+    (progress, counters, the summary), on standard output."""
     logging.basicConfig(
         level=logging.INFO,
-        stream=sys.stdout,
+        stream=sys.stderr if mode in RESULT_MODES else sys.stdout,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        force=True,  # whatever an import configured before, this is the job's logging
     )
     for noisy in ("py4j", "cassandra", "kafka"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -135,6 +172,58 @@ def _unreachable(error: BaseException) -> bool:
     return any(m in text for m in markers)
 
 
+def _emit(text: str) -> None:
+    """Print a mode's result: to ``ER_RESULT_FILE`` when ``spark-submit.sh`` set one (Spark
+    merges the driver's stderr into its stdout; the script prints the file on its stdout)."""
+    target = os.environ.get("ER_RESULT_FILE")
+    if target:
+        with open(target, "a", encoding="utf-8") as out:
+            out.write(text + "\n")
+    else:
+        print(text, flush=True)
+
+
+def _found_or_not(missing: list[str]) -> int:
+    """``NOT_FOUND`` (each missing part said on standard error) or ``OK``."""
+    for part in missing:
+        log.error("not found: %s", part)
+    return ExitCode.NOT_FOUND if missing else ExitCode.OK
+
+
+def _sync_via_stream(args: argparse.Namespace, cfg: JobConfig) -> int:
+    """``sync --via-stream``: no Spark; the running stream does the work."""
+    from enrolment_reconciliation.via_stream import (
+        NoStreamAnswerError,
+        RequestFailedError,
+        sync_via_stream,
+    )
+
+    try:
+        result = sync_via_stream(cfg, args.user, args.course, args.batch, timeout=args.timeout)
+    except RequestFailedError as failed:
+        _emit(json.dumps(failed.result, indent=2))
+        log.error("the stream could not sync it: %s", failed.reason)
+        return ExitCode.NOT_FOUND if failed.structure else ExitCode.USAGE
+    except NoStreamAnswerError as error:
+        log.error("%s", error)
+        return ExitCode.UNREACHABLE
+    _emit(json.dumps(result, indent=2))
+    if result["before"]["enrolment"] is None and result["after"]["enrolment"] is None:
+        from enrolment_reconciliation.sync import missing_parts
+
+        return _found_or_not(
+            missing_parts(
+                args.user,
+                args.course,
+                args.batch,
+                enrolment=False,
+                consumption=True,
+                structure=None,
+            )
+        )
+    return ExitCode.OK
+
+
 def _run_mode(args: argparse.Namespace, cfg: JobConfig) -> int:
     from enrolment_reconciliation.spark import LONG_RUNNING_UI_LIMITS, build_spark_session
 
@@ -153,14 +242,17 @@ def _run_mode(args: argparse.Namespace, cfg: JobConfig) -> int:
         elif args.mode == "sync":
             from enrolment_reconciliation.sync import run_sync
 
-            print(json.dumps(run_sync(spark, cfg, args.user, args.course, args.batch), indent=2))
+            result = run_sync(spark, cfg, args.user, args.course, args.batch)
+            _emit(json.dumps(result, indent=2))
+            return _found_or_not(result["missing"])
         elif args.mode == "explain":
             from enrolment_reconciliation.explain import explain_enrolment, render
 
             explanation = explain_enrolment(spark, cfg, args.user, args.course, args.batch)
-            print(
+            _emit(
                 json.dumps(explanation, indent=2, default=str) if args.json else render(explanation)
             )
+            return _found_or_not(explanation["missing"])
         else:
             from enrolment_reconciliation.backfill import BackfillOptions, run_backfill
 
@@ -176,34 +268,36 @@ def _run_mode(args: argparse.Namespace, cfg: JobConfig) -> int:
             print(json.dumps(summary, indent=2, default=str))
     finally:
         spark.stop()
-    return 0
+    return ExitCode.OK
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    _configure_logging()
+    _configure_logging(args.mode)
     try:
         cfg = config_from_args(args)
     except ConfigError as error:
         log.error("configuration: %s", error)
-        return 2
+        return ExitCode.USAGE
     log.info("configuration: %s", cfg)  # credentials are masked in the repr
     from enrolment_reconciliation.backfill import SliceFailedError
     from enrolment_reconciliation.io.lease import LeaseHeldError
 
     try:
+        if args.mode == "sync" and args.via_stream:
+            return _sync_via_stream(args, cfg)
         return _run_mode(args, cfg)
     except LeaseHeldError as error:
         log.error("%s", error)
-        return 3
+        return ExitCode.LEASE_HELD
     except SliceFailedError as error:
-        log.error("backfill stopped (exit 4, resumable): %s", error)
-        return 4
+        log.error("backfill stopped (exit %d, resumable): %s", ExitCode.UNREACHABLE, error)
+        return ExitCode.UNREACHABLE
     except ConfigError as error:
         log.error("%s", error)
-        return 2
+        return ExitCode.USAGE
     except Exception as error:
-        code = 4 if _unreachable(error) else 1
+        code = ExitCode.UNREACHABLE if _unreachable(error) else ExitCode.ERROR
         log.error("%s failed (exit %d): %s", args.mode, code, str(error).splitlines()[0][:1000])
         if args.mode != "backfill":
             raise

@@ -100,14 +100,6 @@ ORIGINAL: dict[Counter, str] = {
     Counter.AGGREGATE_WRITES: "db-update-count",
 }
 
-# The request counters are also Spark observed metrics of the stream, under these names.
-REQUEST_COUNTERS = (
-    Counter.TOTAL_EVENTS,
-    Counter.SKIPPED_EVENTS,
-    Counter.FAILED_REQUESTS,
-    Counter.VALID_EVENTS,
-)
-
 Counts = dict[str, int]
 
 

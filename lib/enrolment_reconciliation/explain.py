@@ -16,7 +16,12 @@ from enrolment_reconciliation.config import JobConfig
 from enrolment_reconciliation.core.explanation import COURSE_NODE, to_progress_explanation
 from enrolment_reconciliation.inputs import read_requested
 from enrolment_reconciliation.pipeline import BatchResources, reconcile_batch
-from enrolment_reconciliation.sync import enrolment_state, sync_request_frame
+from enrolment_reconciliation.sync import (
+    enrolment_state,
+    found_parts,
+    missing_parts,
+    sync_request_frame,
+)
 
 
 def explain_enrolment(
@@ -43,10 +48,12 @@ def explain_enrolment(
             for r in outputs.activity_aggregates.collect()
         }
         failed = [r.reason for r in outputs.failed.collect()]
+        counters = result.counters
     finally:
         result.release()
     current = enrolment_state(cfg, user, course, batch)
     course_node = next((n for n in nodes if n["nodeType"] == COURSE_NODE), None)
+    found = found_parts(counters, current)
     would = None
     if change:
         c = change[0]
@@ -58,6 +65,15 @@ def explain_enrolment(
         }
     return {
         "enrolment": {"userId": user, "courseId": course, "batchId": batch},
+        "found": found,
+        "missing": missing_parts(
+            user,
+            course,
+            batch,
+            enrolment=bool(found["enrolment"]),
+            consumption=bool(found["consumption"]),
+            structure=found["courseStructure"],
+        ),
         "current": current,
         "route": course_node["route"] if course_node else None,
         "problem": failed[0] if failed else None,
@@ -76,6 +92,7 @@ def render(explanation: dict[str, Any]) -> str:
     """The explanation for people (support staff)."""
     e = explanation["enrolment"]
     lines = [f"Enrolment {e['userId']} / course {e['courseId']} / batch {e['batchId']}"]
+    lines += [f"  NOT FOUND: {missing}" for missing in explanation["missing"]]
     current = explanation["current"]["enrolment"]
     if current is None:
         lines.append("  no user_enrolments row: a sync writes aggregates only")

@@ -99,13 +99,11 @@ class BatchResources:
 @dataclass
 class BatchResult:
     """The outputs of one batch (derived from persisted frames until :meth:`release`), its
-    counters, the seconds of each phase, and the write size estimate the throttle needs."""
+    counters and the seconds of each phase."""
 
     outputs: Reconciliation
     counters: Counts
     now: datetime
-    enrolment_row_bytes: float = 0.0
-    aggregate_row_bytes: float = 0.0
     seconds: dict[str, float] = field(default_factory=dict)
     _persisted: list[DataFrame] = field(default_factory=list, repr=False)
 
@@ -173,27 +171,21 @@ def _prepare(progress: DataFrame, *, scanned: bool) -> tuple[Counts, dict[str, s
 
 
 def _tally(
-    result: Reconciliation,
-    settings: ReconcileSettings,
-    requests: DataFrame | None,
-    *,
-    sizes: bool = False,
-) -> tuple[Counts, dict[str, float]]:
-    """One Spark job: every count of the batch (it also materialises the reconciled rows), and,
-    with ``sizes``, the average size of a row each writer writes (for the throttle).
+    result: Reconciliation, settings: ReconcileSettings, requests: DataFrame | None
+) -> Counts:
+    """One Spark job: every count of the batch (it also materialises the reconciled rows).
 
     The requests are counted here, not in a job of their own: the read job has already
     materialised them once, so the stream's source, and its observed metrics, are read once.
     """
-    row_bytes = F.octet_length(F.to_json(F.struct("*"))) if sizes else F.lit(0)
     # Events and failures are counted from what they are made of (one AUDIT and one
     # certificate event per newly completed update; a failed event per rejected request and per
     # enrolment of a course without a usable structure): their JSON need not be planned here.
     update_kind = F.when(F.col("newlyCompleted"), F.lit("completing")).otherwise(F.lit("updates"))
     parts = [
         result.reconciled.select(F.col(ROUTE).alias("k"), F.lit(1).alias("v")),
-        result.activity_aggregates.select(F.lit("aggregates").alias("k"), row_bytes.alias("v")),
-        result.enrolment_updates.select(update_kind.alias("k"), row_bytes.alias("v")),
+        result.activity_aggregates.select(F.lit("aggregates").alias("k"), F.lit(1).alias("v")),
+        result.enrolment_updates.select(update_kind.alias("k"), F.lit(1).alias("v")),
     ]
     enrolled = result.course_progress.where(F.col("enrolled"))
     parts.append(enrolled.select(F.lit("recomputed").alias("k"), F.lit(1).alias("v")))
@@ -213,15 +205,10 @@ def _tally(
     union = reduce(DataFrame.unionByName, parts).coalesce(
         result.reconciled.sparkSession.sparkContext.defaultParallelism
     )
-    rows = {
-        r.k: (r.n, r.v)
-        for r in union.groupBy("k")
-        .agg(F.count(F.lit(1)).alias("n"), F.sum("v").alias("v"))
-        .collect()
-    }
+    rows = {r.k: r.n for r in union.groupBy("k").agg(F.count(F.lit(1)).alias("n")).collect()}
 
     def n(key: str) -> int:
-        return int(rows.get(key, (0, 0))[0])
+        return int(rows.get(key, 0))
 
     completing, updates = n("completing"), n("completing") + n("updates")
     counts: Counts = {
@@ -246,13 +233,7 @@ def _tally(
             # one keyed read per distinct requested enrolment
             Counter.CONSUMPTION_READS: n("keys"),
         }
-    averages = {}
-    if sizes and n("aggregates"):
-        averages["aggregates"] = rows["aggregates"][1] / n("aggregates")
-    if sizes and updates:
-        held = [rows[k][1] for k in ("completing", "updates") if k in rows]
-        averages["updates"] = sum(held) / updates
-    return counts, averages
+    return counts
 
 
 def reconcile_batch(
@@ -307,14 +288,12 @@ def reconcile_batch(
     )
     result = reconcile(inputs, settings, now=now, keep=keep)
     with clock("reconcile"):
-        tallied, sizes = _tally(result, settings, requests, sizes=cfg.max_writes_per_second > 0)
+        tallied = _tally(result, settings, requests)
     counts.update(tallied)
     return BatchResult(
         result,
         counts,
         now,
-        enrolment_row_bytes=sizes.get("updates", 0.0),
-        aggregate_row_bytes=sizes.get("aggregates", 0.0),
         seconds=clock.seconds,
         _persisted=persisted,
     )

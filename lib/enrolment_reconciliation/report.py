@@ -13,8 +13,8 @@ figures of the chart are collected (bounded by the catalogue).
 
 from __future__ import annotations
 
+import io
 import json
-from pathlib import Path
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
@@ -22,7 +22,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 
 from enrolment_reconciliation.counters import Counter, Counts
-from enrolment_reconciliation.io.hadoop_fs import HadoopFS
+from enrolment_reconciliation.io.hadoop_fs import HadoopFS, join
 from enrolment_reconciliation.pipeline import BatchResult
 from enrolment_reconciliation.schemas import AUDIT, CERTIFICATE
 
@@ -99,7 +99,8 @@ def _per_course(batch: BatchResult) -> list[dict[str, Any]]:
     return [r.asDict() for r in rows]
 
 
-def _chart(per_course: list[dict[str, Any]], target: Path) -> None:
+def _chart(per_course: list[dict[str, Any]]) -> bytes:
+    """The PNG of the change per course."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -132,8 +133,10 @@ def _chart(per_course: list[dict[str, Any]], target: Path) -> None:
         + (f" (top {len(shown)}, {more} more)" if more else "")
     )
     fig.tight_layout()
-    fig.savefig(target, dpi=110)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=110)
     plt.close(fig)
+    return png.getvalue()
 
 
 class DryRunReport:
@@ -145,9 +148,10 @@ class DryRunReport:
 
     def __init__(self, spark: SparkSession, directory: str) -> None:
         self._spark = spark
-        self.directory = directory
-        Path(directory).mkdir(parents=True, exist_ok=True)
-        self._parts = f"{directory.rstrip('/')}/.parts"
+        self.directory = directory  # any Hadoop path the cluster sees: a local one, hdfs://, ...
+        self._fs = HadoopFS(spark, directory)
+        self._fs.mkdirs(directory)
+        self._parts = join(directory, ".parts")
         self._per_course: dict[str, dict[str, Any]] = {}
 
     def add(self, batch: BatchResult, index: int) -> None:
@@ -173,20 +177,19 @@ class DryRunReport:
 
     def finish(self, counts: Counts, extra: dict[str, Any]) -> dict[str, Any]:
         """Join the parts into the report's files; returns the summary."""
-        out = Path(self.directory)
+        out = self.directory
         text = StructType([StructField(c, StringType()) for c in CHANGE_COLUMNS])
         for kind in self.KINDS:
             source = f"{self._parts}/{kind}"
             if kind == "changes":
                 rows = self._spark.read.schema(text).csv(source).select(*CHANGE_COLUMNS)
-                _write_single_file(self._spark, rows, str(out / "changes.csv"), "csv")
+                _write_single_file(self._spark, rows, join(out, "changes.csv"), "csv")
             else:
                 rows = self._spark.read.text(source).select("value")
-                _write_single_file(self._spark, rows, str(out / f"{kind}-events.jsonl"), "text")
-        hadoop = HadoopFS(self._spark, self._parts)
-        hadoop.fs.delete(hadoop.path(self._parts), True)
+                _write_single_file(self._spark, rows, join(out, f"{kind}-events.jsonl"), "text")
+        self._fs.fs.delete(self._fs.path(self._parts), True)
         per_course = sorted(self._per_course.values(), key=lambda r: (-r["changed"], r["courseid"]))
-        _chart(per_course, out / "progress.png")
+        self._fs.write_bytes(join(out, "progress.png"), _chart(per_course))
         summary = {
             "dryRun": True,
             **extra,
@@ -194,5 +197,6 @@ class DryRunReport:
             "counters": counts,
             "perCourse": per_course,
         }
-        (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+        text_out = json.dumps(summary, indent=2, default=str) + "\n"
+        self._fs.write_bytes(join(out, "summary.json"), text_out.encode())
         return summary

@@ -26,6 +26,7 @@ from enrolment_reconciliation.apply import apply_batch, recover_outbox
 from enrolment_reconciliation.config import JobConfig
 from enrolment_reconciliation.core.requests import request_counter_columns, to_sync_requests
 from enrolment_reconciliation.counters import Counts
+from enrolment_reconciliation.exit_codes import ExitCode
 from enrolment_reconciliation.inputs import read_requested
 from enrolment_reconciliation.io.kafka import read_sync_request_stream
 from enrolment_reconciliation.io.outbox import Outbox
@@ -61,7 +62,7 @@ def tune_for_micro_batches(spark: SparkSession) -> None:
     spark.conf.set("spark.sql.shuffle.partitions", str(spark.sparkContext.defaultParallelism))
 
 
-EXIT_STUCK = 75  # EX_TEMPFAIL: a supervisor restarts the job; checkpoint and outbox lose nothing
+EXIT_STUCK = int(ExitCode.STUCK)  # a supervisor restarts it; checkpoint and outbox lose nothing
 
 
 class BatchWatchdog:

@@ -6,10 +6,12 @@ import json
 import time
 from typing import Any
 
+from cassandra.cluster import Session
 from pyspark.sql import SparkSession
 
 from enrolment_reconciliation.apply import apply_batch, recover_outbox
 from enrolment_reconciliation.config import JobConfig
+from enrolment_reconciliation.counters import Counter, Counts
 from enrolment_reconciliation.inputs import read_requested
 from enrolment_reconciliation.io.cassandra import connect_from_config
 from enrolment_reconciliation.io.outbox import Outbox
@@ -27,47 +29,102 @@ def enrolment_state(cfg: JobConfig, user: str, course: str, batch: str) -> dict[
     """The enrolment row and the user's course aggregates, as they are in Cassandra now."""
     cluster, session = connect_from_config(cfg, keyspace=cfg.keyspace)
     try:
-        row = session.execute(
-            f"SELECT status, progress, completedon, contentstatus FROM {cfg.enrolments_table}"
-            " WHERE userid = %s AND courseid = %s AND batchid = %s",
-            (user, course, batch),
-        ).one()
-        enrolment = None
-        if row:
-            enrolment = {
-                "status": row.status,
-                "progress": row.progress,
-                "completedon": row.completedon.isoformat() if row.completedon else None,
-                "contentstatus": dict(row.contentstatus or {}),
-            }
-        agg = session.execute(
-            f"SELECT aggregates FROM {cfg.activity_agg_table} WHERE activity_type = %s"
-            " AND activity_id = %s AND user_id = %s AND context_id = %s",
-            (COURSE_ACTIVITY_TYPE, course, user, CONTEXT_PREFIX + batch),
-        ).one()
-        return {
-            "enrolment": enrolment,
-            "courseAggregates": dict(agg.aggregates or {}) if agg else None,
-        }
+        return read_enrolment_state(session, cfg, user, course, batch)
     finally:
         cluster.shutdown()
 
 
-def sync_request_frame(spark: SparkSession, user: str, course: str, batch: str):
-    """One sync request, as the stream would read it from Kafka."""
-    request = json.dumps(
+def read_enrolment_state(
+    session: Session, cfg: JobConfig, user: str, course: str, batch: str
+) -> dict[str, Any]:
+    """:func:`enrolment_state` through an open session (a caller that polls keeps one)."""
+    row = session.execute(
+        f"SELECT status, progress, completedon, contentstatus FROM {cfg.keyspace}"
+        f".{cfg.enrolments_table} WHERE userid = %s AND courseid = %s AND batchid = %s",
+        (user, course, batch),
+    ).one()
+    enrolment = None
+    if row:
+        enrolment = {
+            "status": row.status,
+            "progress": row.progress,
+            "completedon": row.completedon.isoformat() if row.completedon else None,
+            "contentstatus": dict(row.contentstatus or {}),
+        }
+    agg = session.execute(
+        f"SELECT aggregates FROM {cfg.keyspace}.{cfg.activity_agg_table} WHERE activity_type = %s"
+        " AND activity_id = %s AND user_id = %s AND context_id = %s",
+        (COURSE_ACTIVITY_TYPE, course, user, CONTEXT_PREFIX + batch),
+    ).one()
+    return {
+        "enrolment": enrolment,
+        "courseAggregates": dict(agg.aggregates or {}) if agg else None,
+    }
+
+
+def sync_request_payload(user: str, course: str, batch: str) -> bytes:
+    """One sync request as the platform publishes it."""
+    return json.dumps(
         {
             "eid": "BE_JOB_REQUEST",
             "edata": {"action": SYNC_ACTION, "userId": user, "courseId": course, "batchId": batch},
         }
-    )
-    return spark.createDataFrame([(request.encode(), "sync", 0, 0)], RAW_REQUEST_SCHEMA)
+    ).encode()
+
+
+def missing_parts(
+    user: str,
+    course: str,
+    batch: str,
+    *,
+    enrolment: bool,
+    consumption: bool,
+    structure: bool | None,
+) -> list[str]:
+    """What of an enrolment is not there, in words a person can act on (empty: all of it is).
+    ``structure`` is None when it was not looked up (no consumption to compute from)."""
+    missing = []
+    if not enrolment:
+        missing.append(
+            f"no user_enrolments row for user {user}, course {course}, batch {batch}"
+            " (is the learner enrolled in this batch?)"
+        )
+    if not consumption:
+        missing.append(
+            f"no user_content_consumption rows for user {user} in course {course}, batch {batch}:"
+            " nothing to compute progress from"
+        )
+    if structure is False:
+        missing.append(
+            f"course {course} has no structure: no leafnodes in the relation cache"
+            " and none from the search service"
+        )
+    return missing
+
+
+def found_parts(counters: Counts, before: dict[str, Any]) -> dict[str, bool | None]:
+    """Which parts of the enrolment a sync found, from its counters and the row it read."""
+    consumption = counters.get(Counter.ENROLMENTS_WITH_CONSUMPTION, 0) > 0
+    return {
+        "enrolment": before["enrolment"] is not None,
+        "consumption": consumption,
+        "courseStructure": (counters.get(Counter.MISSING_STRUCTURE, 0) == 0)
+        if consumption
+        else None,
+    }
+
+
+def sync_request_frame(spark: SparkSession, user: str, course: str, batch: str):
+    """One sync request, as the stream would read it from Kafka."""
+    request = sync_request_payload(user, course, batch)
+    return spark.createDataFrame([(request, "sync", 0, 0)], RAW_REQUEST_SCHEMA)
 
 
 def run_sync(
     spark: SparkSession, cfg: JobConfig, user: str, course: str, batch: str
 ) -> dict[str, Any]:
-    """Reconcile (user, course, batch) and return before/after state and the counters."""
+    """Reconcile (user, course, batch) and return before/after state, the counters, and what
+    of the enrolment was not there (``missing``: the CLI exits ``ExitCode.NOT_FOUND``)."""
     outbox = Outbox(spark, outbox_location(cfg))
     recover_outbox(outbox, cfg)
     raw = sync_request_frame(spark, user, course, batch)
@@ -80,8 +137,18 @@ def run_sync(
     finally:
         result.release()
     after = enrolment_state(cfg, user, course, batch)
+    found = found_parts(counters, before)
     return {
         "enrolment": {"userId": user, "courseId": course, "batchId": batch},
+        "found": found,
+        "missing": missing_parts(
+            user,
+            course,
+            batch,
+            enrolment=bool(found["enrolment"]),
+            consumption=bool(found["consumption"]),
+            structure=found["courseStructure"],
+        ),
         "before": before,
         "after": after,
         "changed": before != after,

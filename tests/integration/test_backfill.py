@@ -119,7 +119,8 @@ def test_filters_select_exactly_the_named_courses_batches_and_users(spark, sampl
     cases = [
         (BackfillOptions(courses=(course,)), lambda e: e.courseid == course),
         (BackfillOptions(batches=(batch,)), lambda e: e.batchid == batch),
-        (BackfillOptions(users_file=str(users_file)), lambda e: e.userid in users),
+        # a URI: any Hadoop path the cluster sees
+        (BackfillOptions(users_file=users_file.as_uri()), lambda e: e.userid in users),
         (
             BackfillOptions(courses=(course,), users_file=str(users_file)),
             lambda e: e.courseid == course and e.userid in users,
@@ -144,7 +145,8 @@ def test_filters_select_exactly_the_named_courses_batches_and_users(spark, sampl
 def test_dry_run_touches_nothing_and_reports_what_the_real_run_then_does(spark, loaded, tmp_path):
     report = tmp_path / "report"
     before = read_tables(loaded)
-    dry = run_backfill(spark, loaded, BackfillOptions(dry_run=str(report)))
+    # a URI (file://, hdfs://, ...): every file goes through Hadoop's FileSystem
+    dry = run_backfill(spark, loaded, BackfillOptions(dry_run=report.as_uri()))
     assert read_tables(loaded) == before
     assert events_of(loaded) == {}
     assert messages_on(loaded, loaded.failed_topic, timeout_ms=2000) == []

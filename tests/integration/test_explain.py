@@ -7,6 +7,7 @@ import json
 import pytest
 
 from enrolment_reconciliation.cli import _parser
+from enrolment_reconciliation.exit_codes import ExitCode
 from enrolment_reconciliation.explain import explain_enrolment, render
 from enrolment_reconciliation.io.cassandra import connect_from_config
 from enrolment_reconciliation.io.relation_cache import redis_client
@@ -19,6 +20,7 @@ from tests.helpers import (
     stack_config,
     stack_overrides,
 )
+from tests.search_stub import SearchStub
 
 pytestmark = pytest.mark.integration
 KEYSPACE, REDIS_DB = "er_test_core", 7
@@ -42,9 +44,15 @@ def cfg():
     for table in ("user_content_consumption", "user_enrolments", "user_activity_agg"):
         session.execute(f"TRUNCATE {table}", timeout=60)
     insert_consumption(
-        session, [("u", "C", "b", "R1", 2), ("u", "C", "b", "R2", 2), ("u", "C", "b", "R3", 1)]
+        session,
+        [
+            ("u", "C", "b", "R1", 2),
+            ("u", "C", "b", "R2", 2),
+            ("u", "C", "b", "R3", 1),
+            ("w", "D", "b", "R9", 2),  # course D has no relation-cache keys
+        ],
     )
-    insert_enrolments(session, [("u", "C", "b", 1, None)])
+    insert_enrolments(session, [("u", "C", "b", 1, None), ("w", "D", "b", 1, None)])
     cluster.shutdown()
     client = redis_client(cfg)
     client.flushdb()
@@ -87,15 +95,54 @@ def test_explain_names_the_missing_and_the_optional_leaves_per_course_and_unit(s
     cluster.shutdown()
 
 
+OVERRIDES = [*stack_overrides(KEYSPACE), f"redis.database.relationCache.id={REDIS_DB}"]
+
+
 def test_explain_on_the_command_line_prints_json_for_tools(cfg):
     args = ["--user", "u", "--course", "C", "--batch", "b", "--json"]
-    overrides = [*stack_overrides(KEYSPACE), f"redis.database.relationCache.id={REDIS_DB}"]
-    run = spark_submit("explain", [*args, *as_cli_args(overrides)])
-    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
-    start = run.stdout.index('{\n  "enrolment"')
-    printed, _ = json.JSONDecoder().raw_decode(run.stdout[start:])
+    run = spark_submit("explain", [*args, *as_cli_args(OVERRIDES)])
+    assert run.returncode == ExitCode.OK, run.stdout[-2000:] + run.stderr[-2000:]
+    printed = json.loads(run.stdout)  # the result alone: the logs are on standard error
     assert printed["course"]["missing"] == ["R3"]
     assert printed["route"] == "ok"
+    assert printed["found"] == {"enrolment": True, "consumption": True, "courseStructure": True}
+    assert printed["missing"] == []
+    assert "configuration:" in run.stderr
+
+
+def test_what_is_not_there_is_said_plainly(spark, cfg):
+    nobody = explain_enrolment(spark, cfg, "nobody", "C", "b")
+    assert nobody["found"] == {"enrolment": False, "consumption": False, "courseStructure": None}
+    assert nobody["missing"] == [
+        "no user_enrolments row for user nobody, course C, batch b"
+        " (is the learner enrolled in this batch?)",
+        "no user_content_consumption rows for user nobody in course C, batch b:"
+        " nothing to compute progress from",
+    ]
+    assert "  NOT FOUND: no user_enrolments row for user nobody" in render(nobody)
+    with SearchStub({"D": "Live"}) as search:  # published, yet no leafnodes anywhere
+        unstructured = explain_enrolment(
+            spark, cfg.with_overrides(search_base_path=search.base_path), "w", "D", "b"
+        )
+    assert unstructured["found"] == {
+        "enrolment": True,
+        "consumption": True,
+        "courseStructure": False,
+    }
+    assert unstructured["missing"] == [
+        "course D has no structure: no leafnodes in the relation cache"
+        " and none from the search service"
+    ]
+
+
+def test_sync_of_an_enrolment_that_is_not_there_says_so_with_its_exit_code(cfg):
+    args = ["--user", "nobody", "--course", "C", "--batch", "b"]
+    run = spark_submit("sync", [*args, *as_cli_args(OVERRIDES)])
+    assert run.returncode == ExitCode.NOT_FOUND, run.stdout[-2000:] + run.stderr[-2000:]
+    printed = json.loads(run.stdout)
+    assert printed["found"]["enrolment"] is False and printed["changed"] is False
+    assert len(printed["missing"]) == 2
+    assert "not found: no user_enrolments row for user nobody, course C, batch b" in run.stderr
 
 
 def test_help_documents_every_backfill_flag_and_the_exit_codes():

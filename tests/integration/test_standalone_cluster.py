@@ -365,3 +365,26 @@ def test_backfill_runs_on_a_standalone_cluster(standalone, cfg, loaded, tmp_path
     app = finished_app(standalone, "enrolment-reconciliation-backfill")
     assert app["state"] == "FINISHED", app
     assert "PythonRunner" in executor_logs(standalone, app["id"])  # the aggregate writer
+
+
+def test_a_dry_run_on_a_standalone_cluster_writes_its_report_to_a_uri(
+    standalone, cfg, loaded, tmp_path
+):
+    users = tmp_path / "users.txt"
+    users.write_text("u1\nu2\n")
+    report = tmp_path / "report"
+    run, _ = submit(
+        standalone,
+        cfg,
+        tmp_path,
+        ["backfill", "--dry-run", report.as_uri(), "--users-file", users.as_uri()],
+    )
+    written = json.loads((report / "summary.json").read_text())
+    assert written["dryRun"] is True and written["summary"]["scanned"] >= 1, run.stdout[-3000:]
+    assert written["scope"]["usersFile"] == users.as_uri()
+    assert (report / "progress.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    header = (report / "changes.csv").read_text().splitlines()[0]
+    assert header.startswith("userid,courseid,batchid,statusBefore,status")
+    for kind in ("audit", "certificate", "failed"):
+        assert (report / f"{kind}-events.jsonl").is_file(), kind
+    assert not (report / ".parts").exists()

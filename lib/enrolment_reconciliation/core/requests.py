@@ -94,16 +94,18 @@ def _field_reason(name: str, value: Column, edata_text: Column, keys: Column) ->
         F.lit(f"{field} is not a string"),
     )
     if is_id:
-        reason = reason.when(_blank(value), F.lit(f"{field} is missing or empty"))
-    if is_id:
-        reason = reason.when(
-            F.octet_length(value) > MAX_ID_BYTES,
-            F.concat(
-                F.lit(f"{field} is "),
-                F.octet_length(value).cast("string"),
-                F.lit(f" bytes long; ids are limited to {MAX_ID_BYTES} bytes"),
-            ),
-        ).when(value.rlike(r"[\x00-\x1f\x7f]"), F.lit(f"{field} contains control characters"))
+        reason = (
+            reason.when(_blank(value), F.lit(f"{field} is missing or empty"))
+            .when(
+                F.octet_length(value) > MAX_ID_BYTES,
+                F.concat(
+                    F.lit(f"{field} is "),
+                    F.octet_length(value).cast("string"),
+                    F.lit(f" bytes long; ids are limited to {MAX_ID_BYTES} bytes"),
+                ),
+            )
+            .when(value.rlike(r"[\x00-\x1f\x7f]"), F.lit(f"{field} contains control characters"))
+        )
     return reason
 
 
@@ -161,7 +163,7 @@ def _request_columns(source: tuple[str, ...]) -> tuple[list[Column], list[Column
 
 
 def request_counts() -> list[tuple[Counter, Column]]:
-    """Aggregate columns counting requests by classification (``counters.REQUEST_COUNTERS``)."""
+    """Aggregate columns counting requests by classification (total, skipped, failed, valid)."""
     status = F.col("requestStatus")
     return [
         (Counter.TOTAL_EVENTS, F.count(F.lit(1))),

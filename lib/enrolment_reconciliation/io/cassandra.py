@@ -23,7 +23,9 @@ from cassandra.policies import DCAwareRoundRobinPolicy
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from enrolment_reconciliation.io.throttle import paced_write
 from enrolment_reconciliation.schemas import (
+    ACTIVITY_AGG_KEY,
     CONSUMPTION_COLUMNS,
     CURRENT_AGGREGATES_SCHEMA,
     ENROLMENT_COLUMNS,
@@ -224,24 +226,19 @@ AGGREGATE_COLUMNS = ["activity_type", "activity_id", "user_id", "context_id"]
 APPENDED_MAPS = ["aggregates", "agg_last_updated"]
 
 
-def write_options(cfg: JobConfig, *, tasks: int = 1, row_bytes: float = 0) -> dict[str, str]:
+def write_options(cfg: JobConfig) -> dict[str, str]:
     """Connector write settings shared by both writers.
 
     Batches of ``threshold.batch.write.size`` rows grouped by replica set, ``write.concurrency``
     batches in flight per task; ``ignoreNulls`` leaves a null column (``completedon``) as it is.
-    The connector's throttle is in MB/s per task: ``write.max.per.second`` rows of ``row_bytes``
-    are spread over the write's tasks.
+    ``write.max.per.second`` is kept by the driver (``io.throttle``), not by the connector.
     """
-    options = {
+    return {
         "spark.cassandra.output.ignoreNulls": "true",
         "spark.cassandra.output.batch.size.rows": str(cfg.write_batch_size),
         "spark.cassandra.output.batch.grouping.key": "replica_set",
         "spark.cassandra.output.concurrent.writes": str(cfg.write_concurrency),
     }
-    if cfg.max_writes_per_second > 0:
-        per_task = cfg.max_writes_per_second * max(row_bytes, 64) / max(tasks, 1)
-        options["spark.cassandra.output.throughputMBPerSec"] = f"{per_task / 1024 / 1024:.6f}"
-    return options
 
 
 class _ConnectorRddApi:
@@ -317,37 +314,40 @@ def _connector_rdd_api(spark: SparkSession) -> _ConnectorRddApi:
     return _RDD_APIS[key]
 
 
-def write_activity_aggregates(
-    aggregates: DataFrame, cfg: JobConfig, *, row_bytes: float = 0
-) -> None:
+def write_activity_aggregates(aggregates: DataFrame, cfg: JobConfig, *, rows: int = 0) -> None:
     """Append ``aggregates``/``agg_last_updated`` at the server (``m = m + ?``).
 
     Never a DataFrame write: that would replace the whole maps and destroy keys other jobs own
     (``score:*``, ``max_score:*``, ...). The connector's RDD API with its append behaviour writes
     ``UPDATE ... SET aggregates = aggregates + ?, agg_last_updated = agg_last_updated + ?`` in
-    batches, from the executors' JVMs.
+    batches, from the executors' JVMs. ``rows`` (how many there are) paces the write when
+    ``write.max.per.second`` is set.
     """
-    tasks = aggregates.sparkSession.sparkContext.defaultParallelism
-    _connector_rdd_api(aggregates.sparkSession).save(
+    api = _connector_rdd_api(aggregates.sparkSession)
+    paced_write(
         aggregates.select(*AGGREGATE_COLUMNS, *APPENDED_MAPS),
-        cfg.keyspace,
-        cfg.activity_agg_table,
-        APPENDING_AGGREGATES,
-        write_options(cfg, tasks=tasks, row_bytes=row_bytes),
+        ACTIVITY_AGG_KEY,
+        rows=rows,
+        per_second=cfg.max_writes_per_second,
+        write=lambda chunk: api.save(
+            chunk, cfg.keyspace, cfg.activity_agg_table, APPENDING_AGGREGATES, write_options(cfg)
+        ),
     )
 
 
-def write_enrolment_updates(updates: DataFrame, cfg: JobConfig, *, row_bytes: float = 0) -> None:
+def write_enrolment_updates(updates: DataFrame, cfg: JobConfig, *, rows: int = 0) -> None:
     """Write status, progress, contentstatus, completedon, datetime through the connector.
 
     ``contentstatus`` is replaced (spec.md §5.5); a null ``completedon`` is left as it is
-    (``ignoreNulls``).
+    (``ignoreNulls``). ``rows`` paces the write as for the aggregates.
     """
-    tasks = updates.sparkSession.sparkContext.defaultParallelism
-    _connector_rdd_api(updates.sparkSession).save(
+    api = _connector_rdd_api(updates.sparkSession)
+    paced_write(
         updates.select(*ENROLMENT_WRITE_COLUMNS),
-        cfg.keyspace,
-        cfg.enrolments_table,
-        ENROLMENT_UPDATES,
-        write_options(cfg, tasks=tasks, row_bytes=row_bytes),
+        ENROLMENT_TABLE_KEY,
+        rows=rows,
+        per_second=cfg.max_writes_per_second,
+        write=lambda chunk: api.save(
+            chunk, cfg.keyspace, cfg.enrolments_table, ENROLMENT_UPDATES, write_options(cfg)
+        ),
     )

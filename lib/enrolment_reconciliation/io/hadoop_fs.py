@@ -20,3 +20,28 @@ class HadoopFS:
 
     def path(self, location: str) -> Any:
         return self._path_cls(location)
+
+    def is_file(self, location: str) -> bool:
+        return bool(self.fs.isFile(self.path(location)))
+
+    def mkdirs(self, location: str) -> None:
+        self.fs.mkdirs(self.path(location))
+
+    def write_bytes(self, location: str, data: bytes) -> None:
+        """Create (or replace) the file at ``location`` with ``data``."""
+        out = self.fs.create(self.path(location), True)
+        try:
+            out.write(bytearray(data))
+        finally:
+            out.close()
+
+
+def join(location: str, name: str) -> str:
+    """``location/name`` for a local path or a URI alike (``pathlib`` would turn ``hdfs://nn/d``
+    into ``hdfs:/nn/d``)."""
+    return f"{location.rstrip('/')}/{name}"
+
+
+def write_text(spark: SparkSession, location: str, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``location`` through the FileSystem of its scheme."""
+    HadoopFS(spark, location).write_bytes(location, text.encode())

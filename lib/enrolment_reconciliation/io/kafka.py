@@ -49,6 +49,21 @@ def kafka_options(cfg: JobConfig) -> dict[str, str]:
     return options
 
 
+def python_client_options(cfg: JobConfig) -> dict[str, str]:
+    """The same connection for kafka-python's clients (a caller without Spark). A JKS
+    truststore cannot be read by them: with SSL they trust the system's CAs."""
+    spark_side = kafka_options(cfg)
+    options = {"bootstrap_servers": cfg.kafka_broker_servers}
+    protocol = spark_side.get("kafka.security.protocol")
+    if protocol:
+        options["security_protocol"] = protocol
+    if protocol and protocol.startswith("SASL"):
+        options["sasl_mechanism"] = cfg.kafka_sasl_mechanism
+        options["sasl_plain_username"] = cfg.credentials.kafka_sasl_username or ""
+        options["sasl_plain_password"] = cfg.credentials.kafka_sasl_password or ""
+    return options
+
+
 def read_sync_request_stream(spark: SparkSession, cfg: JobConfig) -> DataFrame:
     """The sync-request topic as a stream of (value, topic, partition, offset).
 
@@ -80,8 +95,3 @@ def write_to_topics(messages: DataFrame, cfg: JobConfig) -> None:
         .option("kafka.acks", "all")
         .save()
     )
-
-
-def write_to_topic(values: DataFrame, topic: str, cfg: JobConfig) -> None:
-    """Publish the ``value`` column to one topic."""
-    write_to_topics(values.select(F.lit(topic).alias("topic"), "value"), cfg)

@@ -149,11 +149,6 @@ class RelationCacheReader:
         if changed or wrong:
             self.generation += 1
 
-    def fetch(self, keys: Iterable[str]) -> ReadStats:
-        """Resolve ``keys`` from the copy, reading the ones it lacks in one pipeline."""
-        self._refresh_if_expired()
-        return self._fetch(keys)
-
     def _fetch(self, keys: Iterable[str]) -> ReadStats:
         wanted = list(dict.fromkeys(keys))
         missing = [k for k in wanted if k not in self.members]

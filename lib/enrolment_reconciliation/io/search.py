@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 import requests
 
@@ -108,6 +108,3 @@ class CollectionStatusClient:
         self._cache[course_id] = (now + self._ttl, status)
         log.info("collection %s has status %s (cached %ss)", course_id, status, self._ttl)
         return status
-
-    def statuses(self, course_ids: Iterable[str]) -> dict[str, str | None]:
-        return {course_id: self.status_of(course_id) for course_id in sorted(set(course_ids))}
