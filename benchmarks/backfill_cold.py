@@ -349,11 +349,14 @@ if __name__ == "__main__":
         _floor_main(args.floor, args.keyspace)
         sys.exit(0)
     from benchmarks.run import PRESETS, bench_config, bench_session, make_sample
+    from enrolment_reconciliation.sample.loader import load_sample_with_spark
 
     cfg, overrides, workdir = bench_config()
     sample = make_sample(PRESETS[args.preset], args.seed)
     spark = bench_session(cfg, "2g")
     try:
-        print(json.dumps(measure_backfill_cold(spark, cfg, overrides, sample, workdir), indent=2))
+        data = load_sample_with_spark(spark, sample, cfg, truncate=True)  # the preset's rows
+        figures = measure_backfill_cold(spark, cfg, overrides, sample, workdir)
+        print(json.dumps({"preset": args.preset, "data": data, **figures}, indent=2))
     finally:
         spark.stop()

@@ -96,7 +96,10 @@ def main() -> None:
     cfg = load_config(env=env, overrides=overrides)
     sample = generate_sample(seed=7)
     load_sample(sample, cfg, truncate=True)
-    keys = [(e.userid, e.courseid, e.batchid) for e in sample.enrolments()]
+    consumed = {(r.userid, r.courseid, r.batchid) for r in sample.consumption()}
+    keys = [
+        k for k in ((e.userid, e.courseid, e.batchid) for e in sample.enrolments()) if k in consumed
+    ]
     figures: dict[str, Any] = {"startedAt": time.strftime("%Y-%m-%dT%H:%M:%S"), "runs": args.runs}
 
     direct = [_cli(["sync", *_key_args(k)], settings)[0] for k in keys[: args.runs]]
