@@ -36,6 +36,7 @@ from enrolment_reconciliation.sync import read_enrolment_state, sync_request_pay
 
 POLL_SECONDS = 0.1
 PUBLISH_TIMEOUT_SECONDS = 15.0  # the request's own send (a new topic's metadata, acks="all")
+DRAIN_SECONDS = 5.0  # reading the failed topic to its end once the request's batch committed
 SETTLE_SECONDS = 0.5  # without the commit log: a change unchanged this long is the whole write
 
 
@@ -107,13 +108,33 @@ class _Watch:
         self.failed.seek_to_end(*assigned)
         for tp in assigned:  # resolve the end now: only events after the request count
             self.failed.position(tp)
+        self.assigned = assigned
 
     def state(self) -> dict[str, Any]:
         return read_enrolment_state(self.session, self.cfg, *self.key)
 
-    def failure(self, partition: int, offset: int) -> tuple[str, bool] | None:
-        """The reason of a failed event about this request (and whether it is a structure's)."""
-        for records in self.failed.poll(timeout_ms=0).values():
+    def failure(
+        self, partition: int, offset: int, *, drain: bool = False
+    ) -> tuple[str, bool] | None:
+        """The reason of a failed event about this request (and whether it is a structure's).
+        ``drain``: read the failed topic up to its end first (the micro-batch has committed, so
+        whatever it published is there; a poll alone returns only what was fetched)."""
+        if drain:
+            ends = self.failed.end_offsets(self.assigned)
+            until = time.monotonic() + DRAIN_SECONDS
+            while time.monotonic() < until:
+                found = self._scan(self.failed.poll(timeout_ms=100), partition, offset)
+                if found is not None:
+                    return found
+                if all(self.failed.position(tp) >= end for tp, end in ends.items()):
+                    return None
+            return None
+        return self._scan(self.failed.poll(timeout_ms=0), partition, offset)
+
+    def _scan(
+        self, polled: dict[Any, list[Any]], partition: int, offset: int
+    ) -> tuple[str, bool] | None:
+        for records in polled.values():
             for record in records:
                 try:
                     event = json.loads(record.value)
@@ -167,6 +188,12 @@ def sync_via_stream(
                 done = committed.get(cfg.input_topic, {}).get(partition, -1) > offset
             else:
                 done = state != before and time.monotonic() - seen_since >= SETTLE_SECONDS
+            if done and committed is not None:
+                failure = watch.failure(partition, offset, drain=True)
+                if failure is not None:
+                    reason, structure = failure
+                    result |= {"after": watch.state(), "failed": reason}
+                    raise RequestFailedError(reason, structure=structure, result=result)
             if done:
                 result |= {"after": state, "changed": state != before}
                 result["seconds"] = round(time.monotonic() - started, 3)
