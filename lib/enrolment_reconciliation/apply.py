@@ -57,15 +57,29 @@ def recover_outbox(outbox: Outbox, cfg: JobConfig) -> int:
     return outbox.recover(lambda events: write_to_topics(completion_messages(events, cfg), cfg))
 
 
-def apply_batch(batch: BatchResult, batch_id: str, cfg: JobConfig, outbox: Outbox) -> Counts:
-    """Write and publish a reconciled batch; returns its counters with the writes added."""
+def apply_batch(
+    batch: BatchResult,
+    batch_id: str,
+    cfg: JobConfig,
+    outbox: Outbox,
+    *,
+    repairs: DataFrame | None = None,
+) -> Counts:
+    """Write and publish a reconciled batch; returns its counters with the writes added.
+
+    ``repairs``: certificate requests of a repair run (counted in ``backfill.certificate-
+    repair-count``), staged and published with the batch's completion events."""
     counts = dict(batch.counters)
     clock = PhaseClock(batch.seconds)
     outputs = batch.outputs
     events = counts[Counter.CERT_EVENTS] + counts[Counter.AUDIT_EVENTS]
+    to_stage = outputs.events
+    if repairs is not None and counts.get(Counter.CERT_REPAIRS, 0):
+        events += counts[Counter.CERT_REPAIRS]
+        to_stage = to_stage.unionByName(repairs)
     failed = failed_messages(outputs.failed, cfg) if counts[Counter.FAILED_EVENTS] else None
     with clock("outbox"):
-        staged = outbox.stage(batch_id, outputs.events, any_events=events > 0)
+        staged = outbox.stage(batch_id, to_stage, any_events=events > 0)
     with clock("write-aggregates"):
         if counts[Counter.AGGREGATE_ROWS]:
             write_activity_aggregates(

@@ -3,7 +3,9 @@
 Same batch function and core as the stream; the scan reader reads the tables with the filters
 pushed down, only what changes is written, completion events go through the outbox exactly as
 in the stream, and one lease makes sure two runs never overlap. ``--dry-run DIR`` writes a
-report instead of touching any table or topic.
+report instead of touching any table or topic. ``--repair-certificates`` also sends the
+certificate request of every completed enrolment in scope that holds none (``core.repairs``),
+slice by slice through the same outbox.
 
 Exit codes a scheduler sees (README, "Nightly backfill"): 0 done, 2 bad arguments or
 configuration, 3 another backfill holds the lease, 4 a store or service was unreachable, 1 any
@@ -36,6 +38,8 @@ from enrolment_reconciliation.apply import (
     recover_outbox,
 )
 from enrolment_reconciliation.config import ConfigError, JobConfig
+from enrolment_reconciliation.core.events import to_certificate_repairs
+from enrolment_reconciliation.core.repairs import needs_certificate, templated_batches
 from enrolment_reconciliation.core.slices import SLICE, slices_for, with_slice
 from enrolment_reconciliation.counters import Counter, Counts, new_counts
 from enrolment_reconciliation.inputs import read_in_scope
@@ -44,6 +48,8 @@ from enrolment_reconciliation.io.cassandra import (
     ScanFilters,
     connect_from_config,
     estimated_table_bytes,
+    scan_course_batches,
+    scan_enrolment_certificates,
     scan_enrolment_users,
 )
 from enrolment_reconciliation.io.hadoop_fs import HadoopFS, write_text
@@ -52,6 +58,7 @@ from enrolment_reconciliation.io.outbox import Outbox
 from enrolment_reconciliation.io.staging import StagedAggregates
 from enrolment_reconciliation.pipeline import BatchResources, BatchResult, reconcile_batch
 from enrolment_reconciliation.report import DryRunReport, backfill_summary
+from enrolment_reconciliation.schemas import to_event_key_names
 
 log = logging.getLogger("enrolment_reconciliation.backfill")
 LEASE_NAME = "backfill"
@@ -68,6 +75,8 @@ class BackfillOptions:
     dry_run: str | None = None  # a folder: write the report there, touch nothing
     summary_file: str | None = None
     restart: bool = False  # start over even if an unfinished run of this scope could resume
+    # also send a certificate request to each completed enrolment that has none (core.repairs)
+    repair_certificates: bool = False
 
     def filters(self, spark: SparkSession) -> ScanFilters:
         users = None
@@ -90,6 +99,7 @@ class BackfillOptions:
             "batches": list(self.batches) or "all",
             "usersFile": self.users_file or "all",
             "dryRun": self.dry_run is not None,
+            "repairCertificates": self.repair_certificates,
         }
 
 
@@ -332,7 +342,12 @@ class _SlicedRun:
         self.state = _RunState(self.run, new_counts())
         for finished in self.run.finished.values():
             _add(self.state.counts, finished)
-        self.report = DryRunReport(spark, options.dry_run) if options.dry_run else None
+        self.report = (
+            DryRunReport(spark, options.dry_run, repairs=options.repair_certificates)
+            if options.dry_run
+            else None
+        )
+        self.templated = self._templated_batches() if options.repair_certificates else None
         log.info(
             json.dumps(
                 {
@@ -377,13 +392,43 @@ class _SlicedRun:
         log.info(json.dumps(event))
         return staged
 
-    def _apply(self, index: int) -> Callable[[BatchResult], Counts]:
+    def _templated_batches(self) -> DataFrame:
+        """The batches in scope with a certificate template, read once for the run."""
+        with self.phases.phase("certificate-templates"):
+            templated = templated_batches(
+                scan_course_batches(self.spark, self.cfg, self.filters)
+            ).persist(StorageLevel.MEMORY_AND_DISK)
+            log.info(json.dumps({"event": "templated-batches", "batches": templated.count()}))
+        return templated
+
+    def _certificate_repairs(self, filters: ScanFilters, batch: BatchResult) -> DataFrame:
+        """The certificate requests of the slice's completed enrolments that hold none, kept
+        until the slice is applied (counted, then staged or reported)."""
+        assert self.templated is not None
+        eligible = needs_certificate(
+            scan_enrolment_certificates(self.spark, self.cfg, filters),
+            self.templated,
+            completed_before=self.run.started_at,
+        )
+        repairs = to_certificate_repairs(to_event_key_names(eligible), batch.now, self.run.run_id)
+        return repairs.persist(StorageLevel.MEMORY_AND_DISK)
+
+    def _apply(self, index: int, filters: ScanFilters) -> Callable[[BatchResult], Counts]:
         def applied(batch: BatchResult) -> Counts:
-            if self.report is not None:
-                self.report.add(batch, index)
-                return batch.counters
-            assert self.outbox is not None
-            return apply_batch(batch, outbox_batch(self.run, index), self.cfg, self.outbox)
+            repairs = None
+            if self.templated is not None:
+                repairs = self._certificate_repairs(filters, batch)
+                batch.counters[Counter.CERT_REPAIRS] = repairs.count()
+            try:
+                if self.report is not None:
+                    self.report.add(batch, index, repairs)
+                    return batch.counters
+                assert self.outbox is not None
+                batch_id = outbox_batch(self.run, index)
+                return apply_batch(batch, batch_id, self.cfg, self.outbox, repairs=repairs)
+            finally:
+                if repairs is not None:
+                    repairs.unpersist()
 
         return applied
 
@@ -398,14 +443,15 @@ class _SlicedRun:
             raise LeaseLostError("the backfill lease was lost during the run")
         log.info(json.dumps({"event": "slice-start", "slice": index, "of": self.run.slices}))
         began, seconds = time.monotonic(), dict[str, float]()
+        filters = _slice_filters(self.filters, users, index)
         attempt = partial(
             _reconcile_slice,
             self.spark,
             self.cfg,
-            _slice_filters(self.filters, users, index),
+            filters,
             None if staged is None else staged.slice(index),
             self.resources,
-            self._apply(index),
+            self._apply(index, filters),
             seconds,
         )
         counts = _with_retries(self.cfg, index, self.state, attempt)
@@ -441,8 +487,9 @@ class _SlicedRun:
             finished = True
         finally:
             progress.close()
-            if users is not None:
-                users.unpersist()
+            for kept in (users, self.templated):
+                if kept is not None:
+                    kept.unpersist()
             # a stopped run keeps its copy for the run that resumes it; a dry run never resumes
             if staged is not None and (finished or self.options.dry_run):
                 staged.drop_run()
@@ -476,6 +523,8 @@ def run_backfill(spark: SparkSession, cfg: JobConfig, options: BackfillOptions) 
     :class:`enrolment_reconciliation.io.lease.LeaseHeldError` when another run holds the lease,
     :class:`SliceFailedError` when a slice failed on every attempt.
     """
+    if cfg.backfill_repair_certificates:
+        options = replace(options, repair_certificates=True)
     cluster, session = connect_from_config(cfg, keyspace=cfg.keyspace)
     try:
         if options.dry_run:

@@ -115,6 +115,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     backfill.add_argument("--summary", metavar="FILE", help="also write the final summary here")
     backfill.add_argument(
+        "--repair-certificates",
+        action="store_true",
+        help="also send a certificate request for each completed enrolment in scope that holds "
+        "no certificate, in a batch with a template (backfill.repair.certificates); run on demand",
+    )
+    backfill.add_argument(
         "--restart",
         action="store_true",
         help="start over, even if an unfinished run of the same scope could be resumed",
@@ -263,6 +269,7 @@ def _run_mode(args: argparse.Namespace, cfg: JobConfig) -> int:
                 dry_run=args.dry_run,
                 summary_file=args.summary,
                 restart=args.restart,
+                repair_certificates=args.repair_certificates,
             )
             summary = run_backfill(spark, cfg, options)
             print(json.dumps(summary, indent=2, default=str))

@@ -165,6 +165,11 @@ class JobConfig:
         "user_activity_agg",
         "course and unit aggregates (map-appended)",
     )
+    course_batch_table: str = setting(
+        "lms-cassandra.course_batch.table",
+        "course_batch",
+        "batches and their certificate templates (read by `--repair-certificates`)",
+    )
     cassandra_ssl_enabled: bool = setting(
         "lms-cassandra.ssl.enabled", False, "TLS to Cassandra (connector and Python driver)"
     )
@@ -308,6 +313,12 @@ class JobConfig:
         "backfill.slice.retry.backoff.seconds",
         5.0,
         "wait before a slice's first retry, doubled for each further one",
+    )
+    backfill_repair_certificates: bool = setting(
+        "backfill.repair.certificates",
+        False,
+        "also send a certificate request for every completed enrolment in scope without a "
+        "certificate in a batch with a template (`--repair-certificates`; run on demand)",
     )
     # operations
     prometheus_port: int = setting(

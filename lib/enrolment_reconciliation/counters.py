@@ -45,6 +45,7 @@ class Counter(StrEnum):
     AUDIT_EVENTS = "enrolment.audit-events-count"
     FAILED_EVENTS = "failed.failed-events-count"
     AGGREGATE_WRITES = "write.db-update-count"
+    CERT_REPAIRS = "backfill.certificate-repair-count"
 
 
 MEANING: dict[Counter, str] = {
@@ -82,6 +83,8 @@ MEANING: dict[Counter, str] = {
     Counter.FAILED_EVENTS: "events sent to the failed topic",
     Counter.AGGREGATE_WRITES: "aggregate map-append UPDATEs written (original: db-update-count, "
     "which counted batches of threshold.batch.write.size)",
+    Counter.CERT_REPAIRS: "certificate requests sent again by a repair run: completed "
+    "enrolments without a certificate in a batch with a template",
 }
 
 # The original job's metric (spec.md §8.1) each counter stands for, if any: exported under the

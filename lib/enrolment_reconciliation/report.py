@@ -5,6 +5,8 @@
 ``DIR/changes.csv``   one line per enrolment that would change: status, progress, completedon
                       before and after;
 ``DIR/<kind>-events.jsonl``  the AUDIT, certificate and failed events that would be published;
+``DIR/certificate-repairs.jsonl``  with ``--repair-certificates``, the certificate requests a
+                      repair would send;
 ``DIR/progress.png``  the change per course.
 
 Rows are written by Spark (one file each), so the driver never holds them; only the per-course
@@ -52,6 +54,7 @@ def backfill_summary(counts: Counts) -> dict[str, int]:
         "failed": counts.get(Counter.FAILED_EVENTS, 0),
         "aggregatesChanged": counts.get(Counter.AGGREGATE_ROWS, 0),
         "aggregatesUnchanged": counts.get(Counter.AGGREGATES_UNCHANGED, 0),
+        "certificateRepairs": counts.get(Counter.CERT_REPAIRS, 0),
     }
 
 
@@ -145,17 +148,20 @@ class DryRunReport:
     each, with the summary and the chart of the whole run."""
 
     KINDS = ("changes", "audit", "certificate", "failed")
+    REPAIRS = "certificate-repairs"
 
-    def __init__(self, spark: SparkSession, directory: str) -> None:
+    def __init__(self, spark: SparkSession, directory: str, *, repairs: bool = False) -> None:
         self._spark = spark
+        self._kinds = self.KINDS + ((self.REPAIRS,) if repairs else ())
         self.directory = directory  # any Hadoop path the cluster sees: a local one, hdfs://, ...
         self._fs = HadoopFS(spark, directory)
         self._fs.mkdirs(directory)
         self._parts = join(directory, ".parts")
         self._per_course: dict[str, dict[str, Any]] = {}
 
-    def add(self, batch: BatchResult, index: int) -> None:
-        """Write the rows of slice ``index`` (rewritten whole if the slice runs again)."""
+    def add(self, batch: BatchResult, index: int, repairs: DataFrame | None = None) -> None:
+        """Write the rows of slice ``index`` (rewritten whole if the slice runs again);
+        ``repairs``: the certificate requests a repair would send."""
         outputs = batch.outputs
         frames = {
             "changes": outputs.enrolment_changes.where(F.col("changed")).select(*CHANGE_COLUMNS),
@@ -163,6 +169,8 @@ class DryRunReport:
             "certificate": outputs.events.where(F.col("kind") == CERTIFICATE).select("value"),
             "failed": outputs.failed.select("value"),
         }
+        if repairs is not None:
+            frames[self.REPAIRS] = repairs.select("value")
         for kind, frame in frames.items():
             writer = frame.coalesce(1).write.mode("overwrite")
             target = f"{self._parts}/{kind}/slice={index}"
@@ -179,14 +187,15 @@ class DryRunReport:
         """Join the parts into the report's files; returns the summary."""
         out = self.directory
         text = StructType([StructField(c, StringType()) for c in CHANGE_COLUMNS])
-        for kind in self.KINDS:
+        for kind in self._kinds:
             source = f"{self._parts}/{kind}"
             if kind == "changes":
                 rows = self._spark.read.schema(text).csv(source).select(*CHANGE_COLUMNS)
                 _write_single_file(self._spark, rows, join(out, "changes.csv"), "csv")
             else:
+                name = f"{kind}.jsonl" if kind == self.REPAIRS else f"{kind}-events.jsonl"
                 rows = self._spark.read.text(source).select("value")
-                _write_single_file(self._spark, rows, join(out, f"{kind}-events.jsonl"), "text")
+                _write_single_file(self._spark, rows, join(out, name), "text")
         self._fs.fs.delete(self._fs.path(self._parts), True)
         per_course = sorted(self._per_course.values(), key=lambda r: (-r["changed"], r["courseid"]))
         self._fs.write_bytes(join(out, "progress.png"), _chart(per_course))

@@ -113,6 +113,15 @@ ENROLMENT_SCHEMA = StructType(
     ]
 )
 ENROLMENT_COLUMNS = [f.name for f in ENROLMENT_SCHEMA.fields]
+# What a certificate repair reads of user_enrolments and course_batch (core.repairs).
+REPAIR_ENROLMENT_COLUMNS = [
+    *ENROLMENT_TABLE_KEY,
+    "status",
+    "completedon",
+    "issued_certificates",
+    "certificates",
+]
+COURSE_BATCH_COLUMNS = ["courseid", "batchid", "cert_templates"]
 
 # What the comparison with the table needs of user_activity_agg (write only what changes).
 ACTIVITY_AGG_KEY = ["activity_type", "activity_id", "user_id", "context_id"]

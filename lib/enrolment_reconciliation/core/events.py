@@ -84,9 +84,10 @@ def _audit_event() -> tuple[Column, Column]:
 
 
 @built_once
-def _certificate_event() -> tuple[Column, Column]:
-    """The certificate request's mid and JSON text, over the enrolment key and ``_ets``."""
-    mid = F.concat(F.lit("LP."), _key_uuid(CERTIFICATE_KIND))
+def _certificate_event(mid_kind: str = CERTIFICATE_KIND) -> tuple[Column, Column]:
+    """The certificate request's mid and JSON text, over the enrolment key and ``_ets``;
+    ``mid_kind`` names what the mid is derived from (a completion's, or a repair run's)."""
+    mid = F.concat(F.lit("LP."), _key_uuid(mid_kind))
     event = F.struct(
         F.lit("BE_JOB_REQUEST").alias("eid"),
         F.col(_ETS).alias("ets"),
@@ -116,13 +117,15 @@ def _certificate_event() -> tuple[Column, Column]:
     return mid, F.to_json(event)
 
 
-def _events(completed: DataFrame, now: datetime, kind: str) -> DataFrame:
-    return completed.withColumn(_ETS, _epoch_ms(now)).select(*_event_columns(kind))
+def _events(
+    completed: DataFrame, now: datetime, kind: str, mid_kind: str = CERTIFICATE_KIND
+) -> DataFrame:
+    return completed.withColumn(_ETS, _epoch_ms(now)).select(*_event_columns(kind, mid_kind))
 
 
 @built_once
-def _event_columns(kind: str) -> list[Column]:
-    mid, value = _audit_event() if kind == AUDIT else _certificate_event()
+def _event_columns(kind: str, mid_kind: str = CERTIFICATE_KIND) -> list[Column]:
+    mid, value = _audit_event() if kind == AUDIT else _certificate_event(mid_kind)
     return [
         F.lit(kind).alias("kind"),
         mid.alias("mid"),
@@ -139,6 +142,13 @@ def to_audit_events(completed: DataFrame, now: datetime) -> DataFrame:
 def to_certificate_events(completed: DataFrame, now: datetime) -> DataFrame:
     """BE_JOB_REQUEST ``issue-certificate`` for each newly completed enrolment (spec.md §6.2)."""
     return _events(completed, now, CERTIFICATE)
+
+
+def to_certificate_repairs(enrolments: DataFrame, now: datetime, run_id: str) -> DataFrame:
+    """The certificate request of a completion, sent again for each enrolment (event key names)
+    by a repair run: the same shape (``reIssue`` false), a ``mid`` of the enrolment and the run,
+    so a repeated repair run is told apart from a duplicate of the same run."""
+    return _events(enrolments, now, CERTIFICATE, f"{CERTIFICATE_KIND}:repair:{run_id}")
 
 
 def to_completion_events(enrolment_updates: DataFrame, now: datetime) -> DataFrame:

@@ -27,10 +27,12 @@ from enrolment_reconciliation.io.throttle import paced_write
 from enrolment_reconciliation.schemas import (
     ACTIVITY_AGG_KEY,
     CONSUMPTION_COLUMNS,
+    COURSE_BATCH_COLUMNS,
     CURRENT_AGGREGATES_SCHEMA,
     ENROLMENT_COLUMNS,
     ENROLMENT_TABLE_KEY,
     ENROLMENT_WRITE_COLUMNS,
+    REPAIR_ENROLMENT_COLUMNS,
     to_table_key_names,
 )
 
@@ -103,7 +105,7 @@ def schema_statements(keyspace: str, replication: str = SIMPLE_REPLICATION) -> l
 
 
 def apply_schema(session: Session, keyspace: str, replication: str = SIMPLE_REPLICATION) -> None:
-    """Create the keyspace and the three tables if absent (idempotent)."""
+    """Create the keyspace and the tables if absent (idempotent)."""
     for statement in schema_statements(keyspace, replication):
         session.execute(statement, timeout=60)
 
@@ -180,6 +182,24 @@ def scan_enrolments(spark: SparkSession, cfg: JobConfig, filters: ScanFilters) -
 def scan_consumption(spark: SparkSession, cfg: JobConfig, filters: ScanFilters) -> DataFrame:
     """Every ``user_content_consumption`` row in scope."""
     return scan_by_enrolment(spark, cfg, cfg.consumption_table, CONSUMPTION_COLUMNS, filters)
+
+
+def scan_course_batches(spark: SparkSession, cfg: JobConfig, filters: ScanFilters) -> DataFrame:
+    """``course_batch`` rows in scope (``courseid IN`` pushed: the partition key), with their
+    certificate templates; a catalogue of batches, small beside the enrolments."""
+    df = read_table(spark, cfg.keyspace, cfg.course_batch_table).select(*COURSE_BATCH_COLUMNS)
+    if filters.courses:
+        df = df.where(F.col("courseid").isin(list(filters.courses)))
+    if filters.batches:
+        df = df.where(F.col("batchid").isin(list(filters.batches)))
+    return df
+
+
+def scan_enrolment_certificates(
+    spark: SparkSession, cfg: JobConfig, filters: ScanFilters
+) -> DataFrame:
+    """Every ``user_enrolments`` row in scope with its status and certificates (repair)."""
+    return scan_by_enrolment(spark, cfg, cfg.enrolments_table, REPAIR_ENROLMENT_COLUMNS, filters)
 
 
 def scan_enrolment_users(spark: SparkSession, cfg: JobConfig, filters: ScanFilters) -> DataFrame:

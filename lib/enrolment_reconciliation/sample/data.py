@@ -9,8 +9,11 @@ Every course has top-level units, a nested unit, a leaf shared by two units and 
 most courses also have leaves directly under the root and an optional unit, some an empty unit.
 Users are enrolled in 1-3 courses (one batch each) with status 0, 1 or 2; consumption rows have
 status 2, 1, 0 or null, some name contents that are not in the course (stale rows), and some users
-consume in a course they are not enrolled in. User 0 always has a stale row and (given two or more
-courses) such an orphan course, so even tiny samples carry both cases.
+consume in a course they are not enrolled in. Every other batch of a course has a certificate
+template (``course_batch``), and half of the completed learners of those batches hold their
+certificate, so a certificate repair has learners to serve and learners to leave alone. User 0
+always has a stale row and (given two or more courses) such an orphan course, so even tiny
+samples carry both cases.
 
 Example::
 
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import random
 import uuid
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -75,6 +79,11 @@ class CourseSample:
     optional_ids: tuple[str, ...]  # ids flagged relationalMetadata.optional (leaves and units)
     relation_keys: dict[str, set[str]]
 
+    @property
+    def templated_batch_ids(self) -> tuple[str, ...]:
+        """The batches that issue a certificate (every other one, starting with the first)."""
+        return self.batch_ids[::2]
+
 
 class EnrolmentRow(NamedTuple):
     """A ``user_enrolments`` row; ``completedon`` is set only for status 2.
@@ -93,6 +102,20 @@ class EnrolmentRow(NamedTuple):
     completedon: datetime | None
     datetime: datetime
     addedby: str | None = None
+    # the certificate a completed learner holds (Sunbird's issued_certificates entries)
+    issued_certificates: list[dict[str, str]] | None = None
+
+
+class CourseBatchRow(NamedTuple):
+    """A ``course_batch`` row: a batch of a course and its certificate templates, if any."""
+
+    courseid: str
+    batchid: str
+    name: str
+    status: int
+    enrollmenttype: str
+    startdate: str
+    cert_templates: dict[str, dict[str, str]] | None
 
 
 class ConsumptionRow(NamedTuple):
@@ -169,6 +192,22 @@ class SampleData:
     def consumption(self) -> Iterator[ConsumptionRow]:
         """Every ``user_content_consumption`` row, lazily."""
         return (row for activity in self.activities() for row in activity.consumption)
+
+    def course_batches(self) -> Iterator[CourseBatchRow]:
+        """Every ``course_batch`` row: every other batch of a course has a certificate
+        template, the rest none."""
+        for course in self.courses:
+            for number, batch_id in enumerate(course.batch_ids, start=1):
+                templated = batch_id in course.templated_batch_ids
+                yield CourseBatchRow(
+                    courseid=course.course_id,
+                    batchid=batch_id,
+                    name=f"{course.name} batch {number}",
+                    status=1,
+                    enrollmenttype="open",
+                    startdate=self.base_time.date().isoformat(),
+                    cert_templates=_cert_template(course, batch_id) if templated else None,
+                )
 
 
 def generate_sample(
@@ -379,6 +418,38 @@ def _generate_course(
 # --- users ----------------------------------------------------------------------------------
 
 
+def _cert_template(course: CourseSample, batch_id: str) -> dict[str, dict[str, str]]:
+    template_id = f"template_{zlib.crc32(batch_id.encode()):08x}"
+    criteria = '{"enrollment": {"status": 2}}'
+    return {
+        template_id: {
+            "identifier": template_id,
+            "name": f"{course.name} completion certificate",
+            "criteria": criteria,
+        }
+    }
+
+
+def _holds_certificate(course: CourseSample, batch_id: str, user_id: str, status: int) -> bool:
+    """Half of the completed learners of templated batches hold their certificate (a hash of
+    the key, not the user's random stream: the other rows stay what they were)."""
+    if status != 2 or batch_id not in course.templated_batch_ids:
+        return False
+    return zlib.crc32(f"{user_id}|{course.course_id}".encode()) % 2 == 0
+
+
+def _issued_certificate(course: CourseSample, batch_id: str, user_id: str, on: datetime):
+    token = f"{zlib.crc32(f'{user_id}|{batch_id}'.encode()):08X}"
+    return [
+        {
+            "identifier": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{user_id}/{batch_id}")),
+            "name": f"{course.name} completion certificate",
+            "token": token,
+            "lastIssuedOn": on.isoformat(),
+        }
+    ]
+
+
 def _user_rng(seed: int, index: int) -> random.Random:
     # A string seed is hashed with SHA-512 by `random`, so streams do not depend on PYTHONHASHSEED.
     return random.Random(f"{seed}/user/{index}")
@@ -494,6 +565,11 @@ def _generate_user(sample: SampleData, index: int) -> UserActivity:
                 enrolled_date=enrolled,
                 completedon=last if status == 2 else None,
                 datetime=last,
+                issued_certificates=(
+                    _issued_certificate(course, batch_id, user_id, last)
+                    if _holds_certificate(course, batch_id, user_id, status)
+                    else None
+                ),
             )
         )
 

@@ -28,6 +28,7 @@ from cassandra.concurrent import execute_concurrent
 from cassandra.query import BatchStatement, BatchType
 from pyspark.sql import SparkSession
 from pyspark.sql.types import (
+    ArrayType,
     BooleanType,
     IntegerType,
     MapType,
@@ -39,7 +40,12 @@ from pyspark.sql.types import (
 
 from enrolment_reconciliation.io.cassandra import apply_schema, connect_from_config
 from enrolment_reconciliation.io.relation_cache import redis_client
-from enrolment_reconciliation.sample.data import ConsumptionRow, EnrolmentRow, SampleData
+from enrolment_reconciliation.sample.data import (
+    ConsumptionRow,
+    CourseBatchRow,
+    EnrolmentRow,
+    SampleData,
+)
 
 if TYPE_CHECKING:
     from cassandra.cluster import Session
@@ -155,15 +161,31 @@ def write_relation_cache(
     return written
 
 
+def write_course_batches(session: Session, sample: SampleData, *, keyspace: str, table: str) -> int:
+    """INSERT the sample's ``course_batch`` rows (a few per course); returns how many."""
+    insert = session.prepare(_insert_cql(keyspace, table, CourseBatchRow._fields))
+    rows = list(sample.course_batches())
+    execute_concurrent(session, [(insert, row) for row in rows], raise_on_first_error=True)
+    return len(rows)
+
+
 def _prepare_stores(
-    session: Session, client: redis.Redis, cfg: JobConfig, *, truncate: bool
+    session: Session, client: redis.Redis, cfg: JobConfig, sample: SampleData, *, truncate: bool
 ) -> None:
-    """Apply the schema; with ``truncate``, empty the job's tables and relation-cache db."""
+    """Apply the schema; with ``truncate``, empty the job's tables and relation-cache db; write
+    the sample's batches."""
     apply_schema(session, cfg.keyspace)
     if truncate:
-        for table in (cfg.consumption_table, cfg.enrolments_table, cfg.activity_agg_table):
+        tables = (
+            cfg.consumption_table,
+            cfg.enrolments_table,
+            cfg.activity_agg_table,
+            cfg.course_batch_table,
+        )
+        for table in tables:
             session.execute(f"TRUNCATE {cfg.keyspace}.{table}", timeout=300)
         client.flushdb()
+    write_course_batches(session, sample, keyspace=cfg.keyspace, table=cfg.course_batch_table)
 
 
 def load_sample(
@@ -176,8 +198,8 @@ def load_sample(
 ) -> dict[str, int]:
     """Apply the schema, write the sample's rows and relation-cache keys; return the counts.
 
-    ``truncate=True`` first empties the consumption, enrolment and activity-aggregate tables of
-    ``cfg.keyspace`` and flushes Redis db ``cfg.relation_cache_db`` (only that db).
+    ``truncate=True`` first empties the consumption, enrolment, activity-aggregate and batch
+    tables of ``cfg.keyspace`` and flushes Redis db ``cfg.relation_cache_db`` (only that db).
 
     Example::
 
@@ -188,7 +210,7 @@ def load_sample(
     cluster, session = connect_from_config(cfg)
     client = redis_client(cfg)
     try:
-        _prepare_stores(session, client, cfg, truncate=truncate)
+        _prepare_stores(session, client, cfg, sample, truncate=truncate)
         rows = write_sample_rows(
             session,
             sample,
@@ -226,7 +248,7 @@ def load_sample_with_spark(
     cluster, session = connect_from_config(cfg)
     client = redis_client(cfg)
     try:
-        _prepare_stores(session, client, cfg, truncate=truncate)
+        _prepare_stores(session, client, cfg, sample, truncate=truncate)
         keys = write_relation_cache(client, sample.relation_cache())
     finally:
         client.close()
@@ -284,6 +306,7 @@ def _schema(row_type: type) -> StructType:
         "completedcount": IntegerType(),
         "active": BooleanType(),
         "contentstatus": MapType(StringType(), IntegerType()),
+        "issued_certificates": ArrayType(MapType(StringType(), StringType())),
     }
     timestamps = {
         "enrolled_date",
