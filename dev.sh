@@ -8,6 +8,8 @@
 #   ./dev.sh profile [small|medium] [--runs N]   where a warm batch's time goes (cProfile, Spark jobs)
 #   ./dev.sh bench-throttle   rows/s of each writer at write.max.per.second 500, 1000, 2000
 #   ./dev.sh bench-sync       one learner: direct sync (start-up taken apart) vs sync --via-stream
+#   ./dev.sh notebook         JupyterLab on the venv's kernel, pointed at the local stack (prints its URL)
+#   ./dev.sh render-notebooks execute both notebooks on sample data, rendered into docs/notebooks/
 # and their parts: setup | stack-start | stack-stop | status | lint
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -28,7 +30,7 @@ setup() {
   if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     log "installing Python dependencies from pyproject.toml"
     "$PY" -m pip install -q --upgrade pip
-    "$PY" -m pip install -q -e ".[test]"
+    "$PY" -m pip install -q -e ".[test,notebook]"
     echo "$want" > "$stamp"
   fi
   if ! command -v java >/dev/null; then
@@ -108,12 +110,34 @@ profile() {
   "$PY" -m benchmarks.profile_batch --preset "${1:-small}" "${@:2}"
 }
 
+notebook_env() {
+  # the notebooks' settings: the stack's ports as --set overrides (JSON), credentials inherited
+  mapfile -t overrides < <(stack_args | grep -v -- '^--set$')
+  ER_NOTEBOOK_OVERRIDES="$("$PY" -c 'import json, sys; print(json.dumps(sys.argv[1:]))' "${overrides[@]}")"
+  export ER_NOTEBOOK_OVERRIDES
+}
+
+notebook() {
+  setup
+  start_stack
+  notebook_env
+  local port="${ER_NOTEBOOK_PORT:-8888}" token
+  token="$("$PY" -c 'import secrets; print(secrets.token_hex(24))')"
+  log "JupyterLab on the venv's kernel, notebooks in notebooks/ (Ctrl-C stops it)"
+  log "open: http://127.0.0.1:$port/lab?token=$token"
+  local as_root=()
+  [ "$(id -u)" != 0 ] || as_root=(--allow-root)  # containers and CI often run as root
+  exec "$VENV/bin/jupyter" lab --no-browser --ip 127.0.0.1 --port "$port" "${as_root[@]}" \
+    --ServerApp.port_retries=0 --IdentityProvider.token="$token" \
+    --ServerApp.root_dir="$ROOT/notebooks" --ServerApp.log_level=WARN
+}
+
 test_suite() {
   setup
   start_stack
   log "ruff and mypy"
-  "$VENV/bin/ruff" check lib jobs tests benchmarks
-  "$VENV/bin/ruff" format --check lib jobs tests benchmarks
+  "$VENV/bin/ruff" check lib jobs tests benchmarks notebooks/render.py
+  "$VENV/bin/ruff" format --check lib jobs tests benchmarks notebooks/render.py
   "$VENV/bin/mypy"
   log "pytest"
   "$VENV/bin/pytest" -q "$@"
@@ -127,10 +151,12 @@ case "${1:-}" in
   bench-throttle) setup; start_stack; "$PY" -m benchmarks.throttle ;;
   bench-sync) setup; start_stack; "$PY" -m benchmarks.sync_latency ;;
   profile) shift; profile "$@" ;;
+  notebook) notebook ;;
+  render-notebooks) setup; start_stack; notebook_env; "$PY" notebooks/render.py ;;
   test) shift; test_suite "$@" ;;
   stack-start) bash stack/stack.sh start ;;
   stack-stop) bash stack/stack.sh stop ;;
   status) bash stack/stack.sh status ;;
   lint) "$VENV/bin/ruff" check lib jobs tests benchmarks && "$VENV/bin/mypy" ;;
-  *) echo "usage: $0 run|test|backfill-demo|bench|bench-throttle|bench-sync|profile|setup|stack-start|stack-stop|status|lint" >&2; exit 2 ;;
+  *) echo "usage: $0 run|test|backfill-demo|bench|bench-throttle|bench-sync|profile|notebook|render-notebooks|setup|stack-start|stack-stop|status|lint" >&2; exit 2 ;;
 esac
