@@ -217,15 +217,9 @@ def _sync_via_stream(args: argparse.Namespace, cfg: JobConfig) -> int:
     if result["before"]["enrolment"] is None and result["after"]["enrolment"] is None:
         from enrolment_reconciliation.sync import missing_parts
 
+        # the stream answered, and no row was there before or after: no such enrolment
         return _found_or_not(
-            missing_parts(
-                args.user,
-                args.course,
-                args.batch,
-                enrolment=False,
-                consumption=True,
-                structure=None,
-            )
+            missing_parts(args.user, args.course, args.batch, {"enrolment": False})
         )
     return ExitCode.OK
 

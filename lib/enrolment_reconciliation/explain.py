@@ -66,14 +66,7 @@ def explain_enrolment(
     return {
         "enrolment": {"userId": user, "courseId": course, "batchId": batch},
         "found": found,
-        "missing": missing_parts(
-            user,
-            course,
-            batch,
-            enrolment=bool(found["enrolment"]),
-            consumption=bool(found["consumption"]),
-            structure=found["courseStructure"],
-        ),
+        "missing": missing_parts(user, course, batch, found),
         "current": current,
         "route": course_node["route"] if course_node else None,
         "problem": failed[0] if failed else None,

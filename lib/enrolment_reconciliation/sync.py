@@ -72,29 +72,24 @@ def sync_request_payload(user: str, course: str, batch: str) -> bytes:
     ).encode()
 
 
-def missing_parts(
-    user: str,
-    course: str,
-    batch: str,
-    *,
-    enrolment: bool,
-    consumption: bool,
-    structure: bool | None,
-) -> list[str]:
+def missing_parts(user: str, course: str, batch: str, found: dict[str, bool | None]) -> list[str]:
     """What of an enrolment is not there, in words a person can act on (empty: all of it is).
-    ``structure`` is None when it was not looked up (no consumption to compute from)."""
+
+    ``found`` is :func:`found_parts`' answer; a part it does not name, or names as None, was
+    not looked up (no structure is looked up without consumption to compute from).
+    """
     missing = []
-    if not enrolment:
+    if found.get("enrolment") is False:
         missing.append(
             f"no user_enrolments row for user {user}, course {course}, batch {batch}"
             " (is the learner enrolled in this batch?)"
         )
-    if not consumption:
+    if found.get("consumption") is False:
         missing.append(
             f"no user_content_consumption rows for user {user} in course {course}, batch {batch}:"
             " nothing to compute progress from"
         )
-    if structure is False:
+    if found.get("courseStructure") is False:
         missing.append(
             f"course {course} has no structure: no leafnodes in the relation cache"
             " and none from the search service"
@@ -141,14 +136,7 @@ def run_sync(
     return {
         "enrolment": {"userId": user, "courseId": course, "batchId": batch},
         "found": found,
-        "missing": missing_parts(
-            user,
-            course,
-            batch,
-            enrolment=bool(found["enrolment"]),
-            consumption=bool(found["consumption"]),
-            structure=found["courseStructure"],
-        ),
+        "missing": missing_parts(user, course, batch, found),
         "before": before,
         "after": after,
         "changed": before != after,

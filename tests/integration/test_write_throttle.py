@@ -4,10 +4,9 @@ thousand rows (a slower pass is the noisy machine; a faster one is the defect)."
 from __future__ import annotations
 
 import time
-from datetime import datetime
 
 import pytest
-from pyspark.sql import functions as F
+from benchmarks.throttle import aggregate_rows, enrolment_rows
 
 from enrolment_reconciliation.io.cassandra import (
     apply_schema,
@@ -42,16 +41,7 @@ def count_rows(cfg, table: str) -> int:
 
 def test_the_aggregate_writer_keeps_the_bound(spark, cfg):
     rows = 3000
-    aggregates = spark.range(rows).select(
-        F.lit("Course").alias("activity_type"),
-        F.concat(F.lit("C"), F.col("id").cast("string")).alias("activity_id"),
-        F.lit("u").alias("user_id"),
-        F.lit("cb:b").alias("context_id"),
-        F.create_map(F.lit("completedCount"), F.lit(1.0)).alias("aggregates"),
-        F.create_map(F.lit("completedCount"), F.lit(datetime(2026, 1, 1))).alias(
-            "agg_last_updated"
-        ),
-    )
+    aggregates = aggregate_rows(spark, rows, run=0)
     aggregates = aggregates.localCheckpoint()  # the rows exist before the clock starts
     started = time.monotonic()
     write_activity_aggregates(aggregates, cfg, rows=rows)
@@ -62,16 +52,7 @@ def test_the_aggregate_writer_keeps_the_bound(spark, cfg):
 
 def test_the_enrolment_writer_keeps_the_bound(spark, cfg):
     rows = 2500
-    updates = spark.range(rows).select(
-        F.concat(F.lit("u"), F.col("id").cast("string")).alias("userid"),
-        F.lit("C").alias("courseid"),
-        F.lit("b").alias("batchid"),
-        F.lit(1).alias("status"),
-        F.lit(1).alias("progress"),
-        F.create_map(F.lit("R1"), F.lit(2)).alias("contentstatus"),
-        F.lit(None).cast("timestamp").alias("completedon"),
-        F.lit(datetime(2026, 1, 1)).alias("datetime"),
-    )
+    updates = enrolment_rows(spark, rows, run=0)
     updates = updates.localCheckpoint()
     started = time.monotonic()
     write_enrolment_updates(updates, cfg, rows=rows)

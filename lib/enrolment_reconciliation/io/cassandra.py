@@ -230,15 +230,12 @@ def estimated_table_bytes(session: Session, keyspace: str, table: str) -> float:
 def current_aggregates(spark: SparkSession, cfg: JobConfig, filters: ScanFilters) -> DataFrame:
     """``user_activity_agg`` rows to compare with, as a relation the core joins against.
 
-    Narrowed backfills compare by direct join (one keyed read per computed row); a full one
-    scans the table once (``context_id IN`` pushed when batches are named) and joins by shuffle.
+    Narrowed backfills (courses, batches or users named) compare by direct join (one keyed
+    read per computed row); a full one scans the table once and joins by shuffle.
     """
     direct = "on" if filters.narrowed else "off"
     df = read_table(spark, cfg.keyspace, cfg.activity_agg_table, direct_join=direct)
-    df = df.select(*CURRENT_AGGREGATES_SCHEMA.fieldNames())
-    if filters.batches and not filters.narrowed:
-        df = df.where(F.col("context_id").isin([f"cb:{b}" for b in filters.batches]))
-    return df
+    return df.select(*CURRENT_AGGREGATES_SCHEMA.fieldNames())
 
 
 # --- writers ----------------------------------------------------------------------------------
