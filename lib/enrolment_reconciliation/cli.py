@@ -162,22 +162,6 @@ def _configure_logging(mode: str) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def _unreachable(error: BaseException) -> bool:
-    """An infrastructure fault: a store or service could not be reached."""
-    text = f"{type(error).__name__}: {error}"
-    markers = (
-        "NoHostAvailable",
-        "AllNodesFailed",
-        "NoNodeAvailable",
-        "ConnectionError",
-        "SearchServiceError",
-        "TimeoutException",
-        "OperationTimedOut",
-        "Connection refused",
-    )
-    return any(m in text for m in markers)
-
-
 def _emit(text: str) -> None:
     """Print a mode's result: to ``ER_RESULT_FILE`` when ``spark-submit.sh`` set one (Spark
     merges the driver's stderr into its stdout; the script prints the file on its stdout)."""
@@ -298,7 +282,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.error("%s", error)
         return ExitCode.USAGE
     except Exception as error:
-        code = ExitCode.UNREACHABLE if _unreachable(error) else ExitCode.ERROR
+        from enrolment_reconciliation.io.errors import is_infrastructure_fault
+
+        code = ExitCode.UNREACHABLE if is_infrastructure_fault(error) else ExitCode.ERROR
         log.error("%s failed (exit %d): %s", args.mode, code, str(error).splitlines()[0][:1000])
         if args.mode != "backfill":
             raise

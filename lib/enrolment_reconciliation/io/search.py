@@ -15,11 +15,13 @@ from collections.abc import Callable
 
 import requests
 
+from enrolment_reconciliation.io.errors import InfrastructureError
+
 log = logging.getLogger(__name__)
 STATUSES = ["Live", "Unlisted", "Retired"]
 
 
-class SearchServiceError(RuntimeError):
+class SearchServiceError(InfrastructureError):
     """The search service could not be asked (unreachable, timeout, non-200, bad body)."""
 
 
