@@ -199,7 +199,7 @@ def _sync_via_stream(args: argparse.Namespace, cfg: JobConfig) -> int:
         return ExitCode.UNREACHABLE
     _emit(json.dumps(result, indent=2))
     if result["before"]["enrolment"] is None and result["after"]["enrolment"] is None:
-        from enrolment_reconciliation.sync import missing_parts
+        from enrolment_reconciliation.enrolment_state import missing_parts
 
         # the stream answered, and no row was there before or after: no such enrolment
         return _found_or_not(

@@ -330,6 +330,16 @@ class JobConfig:
         """Return a copy with some fields changed (handy in notebooks and tests)."""
         return replace(self, **changes)
 
+    @property
+    def stream_outbox_location(self) -> str:
+        """The stream's (and ``sync``'s) outbox, beside its query checkpoint."""
+        return self.checkpoint_location.rstrip("/") + "/outbox"
+
+    @property
+    def query_checkpoint(self) -> str:
+        """The streaming query's own checkpoint (offsets, commits) under the location."""
+        return self.checkpoint_location.rstrip("/") + "/query"
+
 
 def declared_settings() -> list[Field]:
     """The fields of :class:`JobConfig` that are settings (all but the credentials)."""

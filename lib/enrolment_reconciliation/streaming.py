@@ -37,14 +37,6 @@ log = logging.getLogger("enrolment_reconciliation.stream")
 OBSERVATION = "enrolment-reconciliation"
 
 
-def outbox_location(cfg: JobConfig) -> str:
-    return cfg.checkpoint_location.rstrip("/") + "/outbox"
-
-
-def query_checkpoint(cfg: JobConfig) -> str:
-    return cfg.checkpoint_location.rstrip("/") + "/query"
-
-
 def observed_requests(spark: SparkSession, cfg: JobConfig) -> DataFrame:
     """The parsed request stream with request counters as Spark observed metrics.
 
@@ -256,14 +248,14 @@ def _run_query(
         on_batch(counts, seconds)
 
     while True:
-        outbox = Outbox(spark, outbox_location(cfg))
+        outbox = Outbox(spark, cfg.stream_outbox_location)
         published = recover_outbox(outbox, cfg)
         if published:
             log.warning(json.dumps({"event": "outbox-recovered", "batches": published}))
         writer = (
             observed_requests(spark, cfg)
             .writeStream.queryName("enrolment-reconciliation")
-            .option("checkpointLocation", query_checkpoint(cfg))
+            .option("checkpointLocation", cfg.query_checkpoint)
             .foreachBatch(batch_handler(spark, cfg, resources, outbox, succeeded))
         )
         if cfg.trigger == "available-now":

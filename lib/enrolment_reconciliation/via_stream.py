@@ -29,10 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from enrolment_reconciliation.config import JobConfig
+from enrolment_reconciliation.enrolment_state import read_enrolment_state, sync_request_payload
 from enrolment_reconciliation.io.cassandra import connect_from_config
 from enrolment_reconciliation.io.kafka import python_client_options
-from enrolment_reconciliation.streaming import query_checkpoint
-from enrolment_reconciliation.sync import read_enrolment_state, sync_request_payload
 
 POLL_SECONDS = 0.1
 PUBLISH_TIMEOUT_SECONDS = 15.0  # the request's own send (a new topic's metadata, acks="all")
@@ -183,7 +182,7 @@ def sync_via_stream(
             state = watch.state()
             if state != seen:
                 seen, seen_since = state, time.monotonic()
-            committed = committed_offsets(query_checkpoint(cfg))
+            committed = committed_offsets(cfg.query_checkpoint)
             if committed is not None:
                 done = committed.get(cfg.input_topic, {}).get(partition, -1) > offset
             else:

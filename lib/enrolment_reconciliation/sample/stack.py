@@ -1,5 +1,8 @@
 """The local stack (``stack/stack.sh``) as the demo, tests and benchmarks reach it.
 
+Only the driver of a local run imports this module; ``spark-submit.sh`` leaves it out of the
+zip it ships to the executors (``--py-files``), and nothing in the job imports it.
+
 ``stack.sh start`` writes the ports it really uses to ``$STACK_DIR/stack.env``; these helpers
 turn that file into ``--set`` overrides and a :class:`JobConfig`.
 """
