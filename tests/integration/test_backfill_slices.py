@@ -1,21 +1,19 @@
 """The sliced backfill on the real stack: the same tables, events and dry-run report in several
 slices as in one, with and without filters; a run killed after a slice resumes where it stopped
 (and after a crash between a slice's writes and its publish, loses no event); a failed slice is
-retried; ``--restart`` starts over."""
+retried; ``--restart`` starts over. The kills are in-process (the run dies at a fault point);
+the SIGKILL of a real process is the cold benchmark instrument's, run by test_benchmarks."""
 
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
 
-from enrolment_reconciliation import backfill
-from enrolment_reconciliation.apply import (
-    AFTER_ENROLMENT_WRITE,
-    AFTER_SLICE_RECORDED,
-    FAULT_POINT_ENV,
-)
+from enrolment_reconciliation import apply, backfill
+from enrolment_reconciliation.apply import AFTER_ENROLMENT_WRITE, AFTER_SLICE_RECORDED
 from enrolment_reconciliation.backfill import BackfillOptions, run_backfill
 from enrolment_reconciliation.config import JobConfig
 from enrolment_reconciliation.io.backfill_progress import ProgressStore
@@ -23,15 +21,11 @@ from enrolment_reconciliation.io.cassandra import connect_from_config
 from enrolment_reconciliation.report import CHANGE_COLUMNS
 from enrolment_reconciliation.sample.data import SampleData, generate_sample
 from tests.helpers import (
-    as_cli_args,
     events_of,
-    json_lines,
     messages_on,
     read_tables,
-    spark_submit,
-    stack_overrides,
 )
-from tests.integration.test_backfill import KEYSPACE, REDIS_DB, STREAM_KEYSPACE, load
+from tests.integration.test_backfill import KEYSPACE, STREAM_KEYSPACE, load
 from tests.integration.test_backfill import backfill_config as _config
 
 pytestmark = pytest.mark.integration
@@ -91,7 +85,6 @@ def test_several_slices_give_the_tables_and_events_of_one(spark, sample, tmp_pat
     users_file.write_text("\n".join(users) + "\n")
     for options in (
         BackfillOptions(),
-        BackfillOptions(courses=(sample.courses[0].course_id, sample.courses[2].course_id)),
         BackfillOptions(batches=(sample.courses[1].batch_ids[0],), users_file=str(users_file)),
     ):
         load(one, sample)
@@ -157,56 +150,72 @@ def test_a_sliced_dry_run_writes_one_report_for_the_whole_run(spark, sample, tmp
     assert read_tables(many) == read_tables(one)  # neither dry run wrote
 
 
-def cli_args(cfg: JobConfig, tmp_path: Path) -> list[str]:
-    return [
-        "--env",
-        cfg.env,
-        *as_cli_args(
-            [
-                *stack_overrides(cfg.keyspace),
-                f"redis.database.relationCache.id={REDIS_DB}",
-                f"backfill.outbox.location={tmp_path}/outbox",
-                f"backfill.staging.location={tmp_path}/staging",
-                "service.search.basePath=http://127.0.0.1:9/search",
-                "backfill.lease.seconds=30",
-                f"backfill.slices={SLICES}",
-            ]
-        ),
-    ]
+class Killed(BaseException):
+    """The process dying at a fault point: nothing after it runs but the ``finally`` blocks,
+    and what the run left on disk and in the tables is what the next run finds. (The cold
+    benchmark instrument kills a real ``./spark-submit.sh backfill`` process with SIGKILL.)"""
 
 
-def test_a_killed_run_resumes_where_it_stopped_and_loses_no_event(spark, sample, tmp_path):
+@pytest.fixture
+def kill_at(monkeypatch):
+    """``kill_at(point)``: the next backfill dies when it reaches the named fault point."""
+    armed: list[str] = []
+
+    def fault(name: str) -> None:
+        if armed and armed[0] == name:
+            armed.clear()
+            raise Killed(name)
+
+    monkeypatch.setattr(apply, "fault_point", fault)
+    monkeypatch.setattr(backfill, "fault_point", fault)
+    return lambda point: armed.append(point)
+
+
+def logged(caplog, event: str) -> list[dict]:
+    """The backfill's JSON log lines of one ``event``."""
+    lines = []
+    for record in caplog.records:
+        text = record.getMessage()
+        if record.name == backfill.log.name and f'"event": "{event}"' in text:
+            lines.append(json.loads(text))
+    return lines
+
+
+def test_a_killed_run_resumes_where_it_stopped_and_loses_no_event(
+    spark, sample, tmp_path, kill_at, caplog
+):
+    caplog.set_level(logging.INFO, logger=backfill.log.name)
     reference = _config(tmp_path / "ref", STREAM_KEYSPACE, f"backfill.slices={SLICES}")
     load(reference, sample)
     uninterrupted = run_backfill(spark, reference, BackfillOptions())
     cfg = sliced(tmp_path)
     load(cfg, sample)
-    args = cli_args(cfg, tmp_path)
 
     # 1: killed between the writes of the first slice with completions and its publish
-    first = spark_submit("backfill", args, **{FAULT_POINT_ENV: AFTER_ENROLMENT_WRITE})
-    assert first.returncode != 0, first.stdout[-3000:]
-    expire_lease(cfg)
+    kill_at(AFTER_ENROLMENT_WRITE)
+    with pytest.raises(Killed):
+        run_backfill(spark, cfg, BackfillOptions())
+    assert events_of(cfg) == {}
     # 2: publishes what the first staged, redoes that slice, killed once it is recorded
-    second = spark_submit("backfill", args, **{FAULT_POINT_ENV: AFTER_SLICE_RECORDED})
-    assert second.returncode != 0, second.stdout[-3000:]
-    assert '"event": "outbox-recovered"' in second.stdout, second.stdout[-3000:]
-    [run] = json_lines(second.stdout, "backfill-run")
+    caplog.clear()
+    kill_at(AFTER_SLICE_RECORDED)
+    with pytest.raises(Killed):
+        run_backfill(spark, cfg, BackfillOptions())
+    assert logged(caplog, "outbox-recovered")
+    [run] = logged(caplog, "backfill-run")
     assert run["resumed"] is True and run["slicesDone"] < SLICES - 1
     done = run["slicesDone"] + 1
     assert len(finished_slices(cfg, run["runId"])) == done
     [staged] = staged_runs(cfg)  # the stopped run's staged aggregates are kept for its resume
-    assert staged.endswith(run["runId"]) and json_lines(second.stdout, "staged-aggregates")
-    expire_lease(cfg)
+    assert staged.endswith(run["runId"]) and logged(caplog, "staged-aggregates")
     # 3: resumes at the next slice (with the run's staged aggregates) and finishes
-    third = spark_submit("backfill", [*args, "--summary", str(tmp_path / "summary.json")])
-    assert third.returncode == 0, third.stdout[-3000:] + third.stderr[-3000:]
-    assert [line["reused"] for line in json_lines(third.stdout, "staged-aggregates")] == [True]
+    caplog.clear()
+    summary = run_backfill(spark, cfg, BackfillOptions())
+    assert [line["reused"] for line in logged(caplog, "staged-aggregates")] == [True]
     assert staged_runs(cfg) == []
-    summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["resumedFrom"] == {"runId": run["runId"], "slicesDone": done}
     assert summary["slicesRun"] == SLICES - done and summary["runId"] == run["runId"]
-    assert len(json_lines(third.stdout, "slice")) == SLICES - done
+    assert len(logged(caplog, "slice")) == SLICES - done
 
     assert read_tables(cfg) == read_tables(reference)
     events = events_of(cfg)
@@ -224,15 +233,14 @@ def test_a_killed_run_resumes_where_it_stopped_and_loses_no_event(spark, sample,
     assert again["summary"]["changed"] == 0 and again["summary"]["newlyCompleted"] == 0
 
 
-def test_restart_starts_over_instead_of_resuming(spark, sample, tmp_path):
+def test_restart_starts_over_instead_of_resuming(spark, sample, tmp_path, kill_at, caplog):
+    caplog.set_level(logging.INFO, logger=backfill.log.name)
     cfg = sliced(tmp_path)
     load(cfg, sample)
-    stopped = spark_submit(
-        "backfill", cli_args(cfg, tmp_path), **{FAULT_POINT_ENV: AFTER_SLICE_RECORDED}
-    )
-    assert stopped.returncode != 0
-    [run] = json_lines(stopped.stdout, "backfill-run")
-    expire_lease(cfg)
+    kill_at(AFTER_SLICE_RECORDED)
+    with pytest.raises(Killed):
+        run_backfill(spark, cfg, BackfillOptions())
+    [run] = logged(caplog, "backfill-run")
     restarted = run_backfill(spark, cfg, BackfillOptions(restart=True))
     assert restarted["resumedFrom"] is None and restarted["runId"] != run["runId"]
     assert restarted["slicesRun"] == SLICES
