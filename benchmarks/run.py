@@ -97,6 +97,8 @@ class Preset:
 
 
 PRESETS = {
+    # every instrument once, as briefly as it can run: the suite's smoke test, not figures
+    "smoke": Preset(3, 60, 30, 1, 10, 1.0, (30,), 5, (), 2, 1),
     "small": Preset(4, 150, 100, 2, 10, 2.0, (20, 60, 120), 8, (), 4, 3),
     "medium": Preset(
         60, 6_500, 1_000, 8, 50, 4.0, (100, 200, 400, 800, 1200, 1600, 2400), 30, (100, 500), 10, 20
