@@ -43,8 +43,8 @@ def eligible(sample: SampleData, course: str | None = None) -> set[Key]:
     }
 
 
-def repair_config(tmp_path: Path) -> JobConfig:
-    return backfill_config(tmp_path, KEYSPACE, "backfill.slices=2")
+def repair_config(tmp_path: Path, slices: int = 1) -> JobConfig:
+    return backfill_config(tmp_path, KEYSPACE, f"backfill.slices={slices}")
 
 
 def certificate_requests(cfg: JobConfig) -> list[dict]:
@@ -124,7 +124,7 @@ class _Killed(BaseException):
 def test_repairs_staged_before_a_crash_are_published_by_the_next_run(
     spark, sample, tmp_path, monkeypatch
 ):
-    cfg = repair_config(tmp_path)
+    cfg = repair_config(tmp_path, slices=2)  # the crash hits the first slice
     load(cfg, sample)
 
     def killed_after_the_writes(name: str) -> None:
