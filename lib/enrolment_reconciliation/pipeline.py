@@ -286,7 +286,8 @@ def reconcile_batch(
         current_aggregates=source.current_aggregates,
         current_aggregates_by_key=source.current_aggregates_by_key,
     )
-    result = reconcile(inputs, settings, now=now, keep=keep)
+    with clock("plan"):  # building the core's frames: py4j calls, no Spark job
+        result = reconcile(inputs, settings, now=now, keep=keep)
     with clock("reconcile"):
         tallied = _tally(result, settings, requests)
     counts.update(tallied)

@@ -31,7 +31,7 @@ from enrolment_reconciliation.inputs import read_requested
 from enrolment_reconciliation.io.kafka import read_sync_request_stream
 from enrolment_reconciliation.io.outbox import Outbox
 from enrolment_reconciliation.io.prometheus import PrometheusExporter
-from enrolment_reconciliation.pipeline import BatchResources, reconcile_batch
+from enrolment_reconciliation.pipeline import BatchResources, PhaseClock, reconcile_batch
 
 log = logging.getLogger("enrolment_reconciliation.stream")
 OBSERVATION = "enrolment-reconciliation"
@@ -143,20 +143,27 @@ def batch_handler(
 
     def handle(batch: DataFrame, batch_id: int) -> None:
         started = time.monotonic()
-
         phases: dict[str, float] = {}
+        clock = PhaseClock(phases)
 
         def work() -> Counts:
-            result = reconcile_batch(spark, read_requested(spark, batch, cfg), cfg, resources)
+            with clock("read-plan"):  # the keyed reader's frames (no Spark job yet)
+                source = read_requested(spark, batch, cfg)
+            result = reconcile_batch(spark, source, cfg, resources)
             try:
                 return apply_batch(result, f"batch-{batch_id}", cfg, outbox)
             finally:
-                phases.update(result.seconds)
-                result.release()
+                for phase, spent in result.seconds.items():
+                    phases[phase] = round(phases.get(phase, 0.0) + spent, 3)
+                with clock("release"):
+                    result.release()
 
         group = f"batch-{batch_id}"
         counts = watchdog.run(group, work)
         seconds = time.monotonic() - started
+        # what no phase names (the watchdog, the log line's own Spark status calls, Python):
+        # so the phases of every line add up to its seconds
+        phases["other"] = round(max(0.0, seconds - sum(phases.values())), 3)
         on_success(counts, seconds)
         log.info(
             json.dumps(
@@ -173,6 +180,47 @@ def batch_handler(
         )
 
     return handle
+
+
+# Spark's own parts of a trigger (StreamingQueryProgress.durationMs); addBatch is foreachBatch.
+TRIGGER_PARTS = (
+    "latestOffset",
+    "getBatch",
+    "queryPlanning",
+    "walCommit",
+    "addBatch",
+    "commitOffsets",
+)
+
+
+class TriggerListener(StreamingQueryListener):
+    """One JSON line per trigger with what Spark spent outside ``foreachBatch``: finding the
+    offsets, planning, the write-ahead log and the commit (``durationMs`` of its progress), so
+    a micro-batch's wall time is accounted for from its trigger to its commit."""
+
+    def onQueryStarted(self, event: Any) -> None:  # noqa: N802 (Spark's listener API)
+        pass
+
+    def onQueryProgress(self, event: Any) -> None:  # noqa: N802
+        progress = event.progress
+        durations = {k: int(v) for k, v in (progress.durationMs or {}).items()}
+        total = durations.get("triggerExecution", 0)
+        parts = {k: durations[k] for k in TRIGGER_PARTS if k in durations}
+        line = {
+            "event": "trigger",
+            "batchId": progress.batchId,
+            "triggerMs": total,
+            "partsMs": parts,
+            "outsideBatchMs": total - parts.get("addBatch", 0),
+            "otherMs": max(0, total - sum(parts.values())),
+        }
+        log.info(json.dumps(line, sort_keys=True))
+
+    def onQueryIdle(self, event: Any) -> None:  # noqa: N802
+        pass
+
+    def onQueryTerminated(self, event: Any) -> None:  # noqa: N802
+        pass
 
 
 class LagListener(StreamingQueryListener):
@@ -219,13 +267,15 @@ def run_stream(
     tune_for_micro_batches(spark)
     resources = BatchResources.from_config(cfg)
     exporter = PrometheusExporter(cfg.prometheus_port) if cfg.prometheus_port else None
-    listener = LagListener(exporter.record_lag) if exporter else None
-    if listener:
+    listeners: list[StreamingQueryListener] = [TriggerListener()]
+    if exporter:
+        listeners.append(LagListener(exporter.record_lag))
+    for listener in listeners:
         spark.streams.addListener(listener)
     try:
         _run_query(spark, cfg, resources, on_batch, exporter)
     finally:
-        if listener:
+        for listener in listeners:
             spark.streams.removeListener(listener)
         if exporter:
             exporter.close()

@@ -169,6 +169,16 @@ def test_bad_messages_go_to_the_failed_topic_while_valid_ones_are_applied(stream
     assert [line["counters"]["requests.total-events-count"] for line in lines] == [7]
     assert lines[0]["counters"]["requests.skipped-events-count"] == 1
     assert lines[0]["counters"]["failed.failed-events-count"] == 3
+    # every second of the micro-batch is in a phase, and each trigger says what Spark spent
+    # outside foreachBatch
+    phases = lines[0]["phases"]
+    named = {"read-plan", "read", "structure", "plan", "reconcile", "publish", "release", "other"}
+    assert named <= set(phases)
+    assert abs(sum(phases.values()) - lines[0]["seconds"]) <= 0.01 + 0.001 * len(phases)
+    triggers = {t["batchId"]: t for t in json_lines(result.stdout, "trigger")}
+    batch = triggers[lines[0]["batchId"]]
+    assert batch["partsMs"]["addBatch"] >= lines[0]["seconds"] * 1000 * 0.9
+    assert batch["outsideBatchMs"] == batch["triggerMs"] - batch["partsMs"]["addBatch"] >= 0
 
 
 def test_crash_between_status_write_and_publish_loses_no_certificate(cql, tmp_path):
