@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import atexit
+import threading
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -95,3 +98,53 @@ def write_to_topics(messages: DataFrame, cfg: JobConfig) -> None:
         .option("kafka.acks", "all")
         .save()
     )
+
+
+def can_publish_from_driver(cfg: JobConfig) -> bool:
+    """Whether kafka-python on the driver reaches the brokers as Spark's sink does (it cannot
+    read a JKS truststore)."""
+    return not cfg.kafka_truststore_location
+
+
+class DriverPublisher:
+    """A few messages published from the driver by one long-lived kafka-python producer
+    (``acks=all``): no Spark job, for a micro-batch's handful of completion events."""
+
+    _lock: ClassVar[threading.Lock] = threading.Lock()
+    _producers: ClassVar[dict[tuple[str, ...], Any]] = {}
+
+    def __init__(self, cfg: JobConfig) -> None:
+        self._options = python_client_options(cfg)
+        self._key = tuple(sorted(f"{k}={v}" for k, v in self._options.items()))
+
+    def _producer(self) -> Any:
+        with self._lock:
+            producer = self._producers.get(self._key)
+            if producer is None:
+                from kafka import KafkaProducer
+
+                producer = KafkaProducer(
+                    **self._options, acks="all", retries=5, linger_ms=0, request_timeout_ms=30000
+                )
+                self._producers[self._key] = producer
+            return producer
+
+    def send(self, messages: Iterable[tuple[str, str]], timeout: float = 60.0) -> int:
+        """Publish ``(topic, value)`` pairs and wait for every acknowledgement (an error
+        raises: the batch fails and runs again, its mids the same)."""
+        producer = self._producer()
+        futures = [producer.send(topic, value.encode()) for topic, value in messages]
+        producer.flush(timeout=timeout)
+        for future in futures:
+            future.get(timeout=timeout)
+        return len(futures)
+
+    @classmethod
+    def close_all(cls) -> None:
+        with cls._lock:
+            for producer in cls._producers.values():
+                producer.close(timeout=10)
+            cls._producers.clear()
+
+
+atexit.register(DriverPublisher.close_all)

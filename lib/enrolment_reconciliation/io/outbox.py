@@ -10,12 +10,17 @@ that was already switched to status 2 before the crash still gets its events.
 
 Paths go through Hadoop's FileSystem, so the outbox can live on HDFS or an object store next to
 the checkpoint when the job runs on a cluster.
+
+A batch's events are staged by Spark (Parquet, any number of events) or, when they are few, by
+the driver (:meth:`Outbox.stage_rows`: one JSON-lines file written through the same
+FileSystem, no Spark job); every reader of the outbox reads either.
 """
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from pyspark.sql import DataFrame, SparkSession
 
@@ -24,6 +29,8 @@ from enrolment_reconciliation.schemas import EVENT_SCHEMA
 
 log = logging.getLogger(__name__)
 APPLIED_MARKER = "_APPLIED"
+DRIVER_FILE = "events.jsonl"  # events staged by the driver (few), beside Spark's Parquet parts
+EVENT_FIELDS = EVENT_SCHEMA.fieldNames()
 
 
 class Outbox:
@@ -43,11 +50,34 @@ class Outbox:
     def folder(self, batch: str) -> str:
         return f"{self.location}/{batch}"
 
+    def has_pending(self, batch: str) -> bool:
+        """Whether an earlier attempt of this batch left (completely written) events."""
+        return bool(self._fs.exists(self._path(batch, "_SUCCESS")))
+
     def pending(self, batch: str) -> DataFrame | None:
         """Events left by an earlier attempt of this batch (complete writes only)."""
-        if not self._fs.exists(self._path(batch, "_SUCCESS")):
+        if not self.has_pending(batch):
             return None
+        if self._fs.exists(self._path(batch, DRIVER_FILE)):
+            return self._spark.read.schema(EVENT_SCHEMA).json(f"{self.folder(batch)}/{DRIVER_FILE}")
         return self._spark.read.schema(EVENT_SCHEMA).parquet(self.folder(batch))
+
+    def stage_rows(self, batch: str, rows: Sequence[Sequence[str]]) -> None:
+        """Persist a few events (tuples in ``EVENT_SCHEMA`` order) from the driver, before the
+        status write: one file and a ``_SUCCESS`` marker moved into place, no Spark job. For a
+        batch that no earlier attempt staged (else :meth:`stage` merges with it)."""
+        lines = "".join(json.dumps(dict(zip(EVENT_FIELDS, r, strict=True))) + "\n" for r in rows)
+        staging = f"{batch}.staging"
+        self._fs.delete(self._path(staging), True)
+        for name, data in ((DRIVER_FILE, lines.encode()), ("_SUCCESS", b"")):
+            out = self._fs.create(self._path(staging, name), True)
+            try:
+                out.write(bytearray(data))
+            finally:
+                out.close()
+        self.discard(batch)
+        if not self._fs.rename(self._path(staging), self._path(batch)):
+            raise OSError(f"could not move the outbox of batch {batch} into place")
 
     def stage(self, batch: str, events: DataFrame, *, any_events: bool = True) -> bool:
         """Persist this batch's events before the status write; False if there are none.
