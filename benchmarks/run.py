@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import itertools
 import json
 import os
 import platform
@@ -94,11 +95,12 @@ class Preset:
     batch_sizes: tuple[int, ...] = ()  # the batch function at these sizes too (fixed vs marginal)
     batch_runs: int = 4  # runs per size: the first is cold, the median of the second half is warm
     warmup_waves: int = 2  # stream waves not measured (JIT, caches: a stream runs for weeks)
+    in_progress_stream: bool = True  # the stream on in-progress learners too, beside the mix
 
 
 PRESETS = {
     # every instrument once, as briefly as it can run: the suite's smoke test, not figures
-    "smoke": Preset(3, 60, 30, 1, 10, 1.0, (30,), 5, (), 2, 1),
+    "smoke": Preset(3, 60, 30, 1, 10, 1.0, (30,), 5, (), 2, 1, in_progress_stream=False),
     "small": Preset(4, 150, 100, 2, 10, 2.0, (20, 60, 120), 8, (), 4, 3),
     "medium": Preset(
         60, 6_500, 1_000, 8, 50, 4.0, (100, 200, 400, 800, 1200, 1600, 2400), 30, (100, 500), 10, 20
@@ -221,20 +223,67 @@ def make_sample(preset: Preset, seed: int) -> SampleData:
 
 
 def pick_requests(sample: SampleData, count: int, rng: random.Random) -> dict[str, list]:
-    """Enrolment keys: in progress with consumption (rewritten on every sync), and all."""
-    in_progress, every = [], []
-    consumed: set[tuple] = set()
+    """Enrolment keys: in progress with consumption (rewritten on every sync), stuck (status 1,
+    every leaf complete: a sync completes them), and all."""
+    in_progress, stuck, every = [], [], []
+    leaves = {c.course_id: set(c.leaf_ids) for c in sample.courses}
     for activity in sample.activities():
-        consumed |= {(r.userid, r.courseid, r.batchid) for r in activity.consumption}
+        completed: dict[tuple, set[str]] = {}
+        for r in activity.consumption:
+            done_here = completed.setdefault((r.userid, r.courseid, r.batchid), set())
+            if r.status == 2:
+                done_here.add(r.contentid)
         for e in activity.enrolments:
             key = (e.userid, e.courseid, e.batchid)
             every.append(key)
-            done = e.contentstatus and all(s == 2 for s in e.contentstatus.values())
-            if e.status == 1 and key in consumed and not done:
-                in_progress.append(key)
-    rng.shuffle(every)
-    rng.shuffle(in_progress)
-    return {"batch": every[:count], "stream": in_progress, "every": every}
+            if e.status != 1 or key not in completed:
+                continue
+            (stuck if completed[key] >= leaves[e.courseid] else in_progress).append(key)
+    for keys in (every, in_progress, stuck):
+        rng.shuffle(keys)
+    return {"batch": every[:count], "stream": in_progress, "stuck": stuck, "every": every}
+
+
+@dataclass(frozen=True)
+class RequestMix:
+    """What a production stream sees besides in-progress learners (shares of requests)."""
+
+    completing: float = 0.3  # learners whose sync completes the enrolment (events, outbox)
+    duplicates: float = 0.05  # the same learner asked again within moments
+    failed: float = 0.03  # malformed requests (failed topic)
+    skipped: float = 0.02  # another action on the topic
+
+
+Request = tuple | bytes  # an enrolment key to sync, or a payload that syncs nothing
+
+
+def mixed_requests(
+    in_progress: list[tuple], stuck: list[tuple], mix: RequestMix | None, rng: random.Random
+) -> Iterator[Request]:
+    """An endless stream of requests: in-progress learners only (``mix`` None), or the mix.
+    Completing learners are used once each (a completed enrolment is left alone); when they
+    run out the mix goes on without them."""
+    progress = itertools.cycle(in_progress)
+    completing = iter(stuck)
+    recent: list[tuple] = []
+    while True:
+        roll = rng.random()
+        if mix is None:
+            yield next(progress)
+            continue
+        if roll < mix.failed:
+            yield b'{"eid": "BE_JOB_REQUEST", "edata": {"action": "user-enrolment-sync"}}'
+        elif roll < mix.failed + mix.skipped:
+            key = next(progress)
+            yield sync_request(*key, action="batch-enrolment-update").encode()
+        elif roll < mix.failed + mix.skipped + mix.duplicates and recent:
+            yield rng.choice(recent)
+        else:
+            share = mix.completing / (1 - mix.failed - mix.skipped - mix.duplicates)
+            key = next(completing, None) if rng.random() < share else None
+            key = key or next(progress)
+            recent = [*recent[-19:], key]
+            yield key
 
 
 def mark_stale(cfg: JobConfig, keys: list[tuple]) -> None:
@@ -508,26 +557,36 @@ def _rewritten_after(
 
 
 def measure_stream(
-    cfg: JobConfig, overrides: list[str], preset: Preset, keys: list[tuple], workdir: Path
+    cfg: JobConfig,
+    overrides: list[str],
+    preset: Preset,
+    pool: Iterator[Request],
+    workdir: Path,
 ) -> dict[str, Any]:
+    """Latency, micro-batches and the rate ladder of a stream fed from ``pool``."""
     producer = KafkaProducer(bootstrap_servers=cfg.kafka_broker_servers, acks=1, linger_ms=5)
 
-    def send(batch: list[tuple]) -> dict[tuple, float]:
+    def send(batch: list[Request]) -> dict[tuple, float]:
         sent = {}
-        for key in batch:
-            sent[key] = time.time()
-            producer.send(cfg.input_topic, sync_request(*key).encode())
+        for request in batch:
+            if isinstance(request, bytes):
+                producer.send(cfg.input_topic, request)
+                continue
+            sent.setdefault(request, time.time())  # a duplicate: latency of its first copy
+            producer.send(cfg.input_topic, sync_request(*request).encode())
         producer.flush()
         return sent
 
     with socket_port() as port:
         job = StreamJob(cfg, overrides, workdir / "stream.log", port)
     processed = job.processed
-    pool = iter(keys)
     result: dict[str, Any] = {}
     with PeakMemory(job.proc.pid) as memory:
         try:
-            send([next(pool)])  # the first micro-batch starts the JVM's work
+            first = next(k for k in pool if isinstance(k, tuple))
+            mark_stale(cfg, [first])
+            first_sent = send([first])  # the first micro-batch starts the JVM's work
+            first_applied = _rewritten_after(cfg, first_sent, timeout=300, settled=lambda: False)
             job.wait_for_batches(1, timeout=300)
             for _ in range(preset.warmup_waves):  # then a steady trickle, not measured
                 warmup = [next(pool) for _ in range(preset.wave_size)]
@@ -540,9 +599,9 @@ def measure_stream(
             latencies: list[float] = []
             for _ in range(preset.waves):
                 keys_of_wave = [next(pool) for _ in range(preset.wave_size)]
-                mark_stale(cfg, keys_of_wave)
+                mark_stale(cfg, [k for k in keys_of_wave if isinstance(k, tuple)])
                 wave = send(keys_of_wave)
-                target = processed() + len(wave)
+                target = processed() + len(keys_of_wave)
                 latencies += _rewritten_after(
                     cfg, wave, timeout=120, settled=lambda t=target: processed() >= t
                 ).values()
@@ -557,16 +616,19 @@ def measure_stream(
                 "max": round(max(latencies), 3) if latencies else None,
                 "all": [round(x, 3) for x in latencies],
             }
-            result["microBatches"] = {
-                "count": len(batches),
-                "seconds": [b["seconds"] for b in batches],
-                "medianSeconds": round(median([b["seconds"] for b in batches]), 3)
-                if batches
-                else None,
-                "sparkJobs": [b.get("sparkJobs") for b in batches],
-                "requests": [b["counters"]["requests.total-events-count"] for b in batches],
+            result["microBatches"] = _batch_figures(batches)
+            completing = "enrolment.enrolment-complete-count"
+            result["microBatchesWithCompletions"] = _batch_figures(
+                [b for b in batches if b["counters"].get(completing)]
+            )
+            result["microBatchesWithoutCompletions"] = _batch_figures(
+                [b for b in batches if not b["counters"].get(completing)]
+            )
+            result["warmUp"] = {  # what a restarted stream pays on every deploy
+                "firstRequestSeconds": round(next(iter(first_applied.values()), -1.0), 3),
+                "firstBatchesSeconds": [b["seconds"] for b in job.batches()[:20]],
             }
-            result["throughput"] = _throughput(job, preset, keys, send)
+            result["throughput"] = _throughput(job, preset, pool, send)
             memory.record_live_heap()
         finally:
             job.stop()
@@ -575,8 +637,21 @@ def measure_stream(
     return result
 
 
+def _batch_figures(batches: list[dict[str, Any]]) -> dict[str, Any]:
+    seconds = [b["seconds"] for b in batches]
+    return {
+        "count": len(batches),
+        "seconds": seconds,
+        "medianSeconds": round(median(seconds), 3) if seconds else None,
+        "sparkJobs": [b.get("sparkJobs") for b in batches],
+        "medianSparkJobs": median([b.get("sparkJobs") or 0 for b in batches]) if batches else None,
+        "requests": [b["counters"]["requests.total-events-count"] for b in batches],
+        "phases": [b.get("phases") for b in batches[-5:]],  # the last few, to read
+    }
+
+
 def _throughput(
-    job: StreamJob, preset: Preset, keys: list[tuple], send: Callable[[list[tuple]], dict]
+    job: StreamJob, preset: Preset, pool: Iterator[Request], send: Callable[[list], dict]
 ) -> dict[str, Any]:
     """Offer each rate for a step; the stream keeps up when its backlog drains within a batch.
 
@@ -586,14 +661,13 @@ def _throughput(
     """
     processed = job.processed
     steps = []
-    cycle = iter(keys * (1 + sum(preset.rates) * preset.step_seconds // max(len(keys), 1)))
     for rate in preset.rates:
         base, lags, sent = processed(), [], 0
         started = time.monotonic()
         while (elapsed := time.monotonic() - started) < preset.step_seconds:
             due = int(rate * elapsed) - sent
             if due > 0:
-                send([next(cycle) for _ in range(due)])
+                send([next(pool) for _ in range(due)])
                 sent += due
             lags.append(job.lag())
             time.sleep(0.25)
@@ -711,12 +785,32 @@ def _stream_rows(f: dict[str, Any]) -> list[tuple[str, str]]:
         return [("stream", "not run (--no-stream)")]
     s, r = f["stream"], f["ratios"]
     lat, mb = s["latency"], s["microBatches"]
-    return [
+    done, undone = s["microBatchesWithCompletions"], s["microBatchesWithoutCompletions"]
+    rows = [
+        ("request mix", ", ".join(f"{k} {v}" for k, v in s["mix"].items())),
         ("Spark jobs per micro-batch", f"{sorted(set(mb['sparkJobs']))}"),
         ("latency p50/p95/max", f"{lat['p50']} / {lat['p95']} / {lat['max']} s, trigger 1 s"),
         ("micro-batch median", f"{mb['medianSeconds']} s"),
+        (
+            "  with / without completions",
+            f"{done['medianSeconds']} s ({done['medianSparkJobs']} jobs) / "
+            f"{undone['medianSeconds']} s ({undone['medianSparkJobs']} jobs)",
+        ),
         ("stream sustained", f"{s['throughput']['sustainedRate']} req/s, {r['streamVsBaseline']}x"),
+        ("warm-up: first request", f"{s['warmUp']['firstRequestSeconds']} s"),
     ]
+    only = f.get("streamInProgressOnly")
+    if only:
+        o = only["latency"]
+        rows += [
+            ("in-progress only: p50/p95", f"{o['p50']} / {o['p95']} s"),
+            (
+                "in-progress only: batch, rate",
+                f"{only['microBatches']['medianSeconds']} s, "
+                f"{only['throughput']['sustainedRate']} req/s",
+            ),
+        ]
+    return rows
 
 
 def _cold_rows(c: dict[str, Any] | None) -> list[tuple[str, str]]:
@@ -828,6 +922,12 @@ def main() -> None:
         "--no-stream", action="store_true", help="skip the stream instruments (latency, rate)"
     )
     parser.add_argument(
+        "--stream-only",
+        action="store_true",
+        help="re-measure only the stream instruments (in-progress learners and the realistic "
+        "mix) and update them in the preset's published JSON",
+    )
+    parser.add_argument(
         "--backfill-only",
         action="store_true",
         help="re-measure only the backfill instruments (in-process and cold) and update them in "
@@ -836,6 +936,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.backfill_only:
         remeasure_backfill(args)
+        return
+    if args.stream_only:
+        remeasure_stream(args)
         return
     preset = PRESETS[args.preset]
     out = Path(args.out)
@@ -885,8 +988,7 @@ def main() -> None:
     spark.stop()
 
     if not args.no_stream:
-        figures["stream"] = measure_stream(cfg, overrides, preset, keys["stream"], workdir)
-        figures["memory"]["stream"] = figures["stream"].pop("memory")
+        _stream_figures(cfg, overrides, preset, keys, workdir, figures, rng)
     baseline_rps = figures["baseline"]["requestsPerSecond"]
     figures["ratios"] = {
         "batchVsBaseline": round(
@@ -905,6 +1007,27 @@ def main() -> None:
     print(
         f"\nwritten into {out}: {args.preset}.json" + (" and .png" if "stream" in figures else "")
     )
+
+
+def _stream_figures(
+    cfg: JobConfig,
+    overrides: list[str],
+    preset: Preset,
+    keys: dict[str, list],
+    workdir: Path,
+    figures: dict[str, Any],
+    rng: random.Random,
+) -> None:
+    """The stream on in-progress learners only, then on the realistic mix (the headline)."""
+    if preset.in_progress_stream:
+        only = mixed_requests(keys["stream"], [], None, rng)
+        figures["streamInProgressOnly"] = measure_stream(cfg, overrides, preset, only, workdir)
+        figures["streamInProgressOnly"].pop("memory")
+    mix = RequestMix()
+    pool = mixed_requests(keys["stream"], keys["stuck"], mix, rng)
+    figures["stream"] = measure_stream(cfg, overrides, preset, pool, workdir)
+    figures["stream"]["mix"] = asdict(mix) | {"stuckLearners": len(keys["stuck"])}
+    figures["memory"]["stream"] = figures["stream"].pop("memory")
 
 
 def _backfill_figures(
@@ -945,6 +1068,30 @@ def remeasure_backfill(args: argparse.Namespace) -> None:
     )
     published.write_text(json.dumps(figures, indent=2) + "\n")
     cold_chart(figures, out / f"{args.preset}-backfill.png")
+    print("\n" + table(figures))
+
+
+def remeasure_stream(args: argparse.Namespace) -> None:
+    """``--stream-only``: load the preset's sample, measure the stream, update its JSON."""
+    out = Path(args.out)
+    published = out / f"{args.preset}.json"
+    figures = json.loads(published.read_text())
+    preset = PRESETS[args.preset]
+    cfg, overrides, workdir = bench_config()
+    spark = bench_session(cfg, args.driver_memory)
+    sample = make_sample(preset, args.seed)
+    figures["data"] = load_sample_with_spark(spark, sample, cfg, truncate=True)
+    spark.stop()
+    rng = random.Random(args.seed)
+    keys = pick_requests(sample, preset.requests, rng)
+    figures["streamMeasuredAt"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+    _stream_figures(cfg, overrides, preset, keys, workdir, figures, rng)
+    rate = figures["stream"]["throughput"]["sustainedRate"]
+    figures["ratios"]["streamVsBaseline"] = round(
+        rate / figures["baseline"]["requestsPerSecond"], 2
+    )
+    published.write_text(json.dumps(figures, indent=2) + "\n")
+    chart(figures, out / f"{args.preset}.png")
     print("\n" + table(figures))
 
 
