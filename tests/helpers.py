@@ -377,3 +377,11 @@ def events_of(cfg: JobConfig) -> dict[str, dict]:
                 event.pop(stamp, None)
             found[event["mid"]] = event
     return found
+
+
+def forget_connector_sessions(spark: SparkSession) -> None:
+    """Close the connector's cached sessions, so its next read sees a keyspace created since
+    (a cached session learns of a new keyspace only after its schema-refresh debounce)."""
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None
+    jvm.com.datastax.spark.connector.cql.CassandraConnector.evictCache()

@@ -17,8 +17,9 @@ from enrolment_reconciliation.backfill import BackfillOptions, run_backfill
 from enrolment_reconciliation.config import JobConfig
 from enrolment_reconciliation.counters import Counter
 from enrolment_reconciliation.sample.data import SampleData, generate_sample
-from tests.helpers import messages_on
-from tests.integration.test_backfill import backfill_config, load
+from tests.helpers import forget_connector_sessions, messages_on
+from tests.integration.test_backfill import backfill_config
+from tests.integration.test_backfill import load as _load
 
 pytestmark = pytest.mark.integration
 KEYSPACE = "er_test_repair"
@@ -41,6 +42,11 @@ def eligible(sample: SampleData, course: str | None = None) -> set[Key]:
         and (e.courseid, e.batchid) in templated
         and course in (None, e.courseid)
     }
+
+
+def load(spark, cfg: JobConfig, sample: SampleData) -> None:
+    _load(cfg, sample)
+    forget_connector_sessions(spark)  # the keyspace may be new to the suite's Spark session
 
 
 def repair_config(tmp_path: Path, slices: int = 1) -> JobConfig:
@@ -68,7 +74,7 @@ def test_a_repair_sends_one_request_per_eligible_enrolment_and_the_dry_run_lists
     spark, sample, tmp_path
 ):
     cfg = repair_config(tmp_path)
-    load(cfg, sample)
+    load(spark, cfg, sample)
     expected = eligible(sample)
     report = tmp_path / "report"
     dry = run_backfill(
@@ -125,7 +131,7 @@ def test_repairs_staged_before_a_crash_are_published_by_the_next_run(
     spark, sample, tmp_path, monkeypatch
 ):
     cfg = repair_config(tmp_path, slices=2)  # the crash hits the first slice
-    load(cfg, sample)
+    load(spark, cfg, sample)
 
     def killed_after_the_writes(name: str) -> None:
         if name == apply.AFTER_ENROLMENT_WRITE:
