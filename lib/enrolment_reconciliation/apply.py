@@ -1,7 +1,8 @@
 """Apply one batch: write aggregates and enrolments, publish events through the outbox.
 
 Order matters (design.md §3.3, spec.md §5.6): events are staged in the outbox (by the driver
-when they are few: one Spark job, their collect, instead of two), then the
+when they are few: one Spark job, their collect with the failed payloads, instead of up to
+three), then the
 aggregates and enrolment rows are written, then the outbox is marked applied, then the AUDIT and
 certificate events are published together with the failed events (so status 2 is visible
 before the certificate request). Any exception propagates: the caller re-runs the batch, and
@@ -13,6 +14,8 @@ from __future__ import annotations
 import logging
 import os
 import signal
+from dataclasses import dataclass
+from functools import reduce
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
@@ -33,8 +36,9 @@ from enrolment_reconciliation.pipeline import BatchResult, PhaseClock
 from enrolment_reconciliation.schemas import CERTIFICATE
 
 log = logging.getLogger(__name__)
-# Up to this many completion events a batch stages and publishes them from the driver: one Spark
-# job (their collect) instead of two (the Parquet outbox, then the publish); more go by Spark.
+# Up to this many messages (completion events and failed payloads) a batch stages and publishes
+# from the driver: one Spark job (their collect) instead of two for the events (the Parquet
+# outbox, then the publish) and one for the failed payloads; more go by Spark.
 DRIVER_EVENTS_MAX = 2000
 # Only tests switch this on: the process SIGKILLs itself at the named point.
 FAULT_POINT_ENV = "ER_FAULT_POINT"
@@ -85,15 +89,23 @@ def apply_batch(
     if repairs is not None and counts.get(Counter.CERT_REPAIRS, 0):
         events += counts[Counter.CERT_REPAIRS]
         to_stage = to_stage.unionByName(repairs)
-    failed = failed_messages(outputs.failed, cfg) if counts[Counter.FAILED_EVENTS] else None
-    few: list[tuple[str, ...]] | None = None
+    failures = counts[Counter.FAILED_EVENTS]
+    # few messages: staged and published by the driver, all of them in one collect; an earlier
+    # attempt's staged events are merged in by Spark (Outbox.stage)
+    by_driver = (
+        0 < events + failures <= DRIVER_EVENTS_MAX
+        and can_publish_from_driver(cfg)
+        and not outbox.has_pending(batch_id)
+    )
+    few: _Few | None = None
     with clock("outbox"):
-        # an earlier attempt's staged events are merged in by Spark (stage)
-        by_driver = 0 < events <= DRIVER_EVENTS_MAX and can_publish_from_driver(cfg)
-        if by_driver and not outbox.has_pending(batch_id):
-            few = [tuple(row) for row in to_stage.select(*EVENT_FIELDS).collect()]
-            outbox.stage_rows(batch_id, few)
-        staged = few is not None or outbox.stage(batch_id, to_stage, any_events=events > 0)
+        if by_driver:
+            few = _collect_few(to_stage if events else None, outputs.failed if failures else None)
+            if few.events:
+                outbox.stage_rows(batch_id, few.events)
+            staged = bool(few.events)
+        else:
+            staged = outbox.stage(batch_id, to_stage, any_events=events > 0)
     with clock("write-aggregates"):
         if counts[Counter.AGGREGATE_ROWS]:
             write_activity_aggregates(
@@ -106,31 +118,61 @@ def apply_batch(
                 outputs.enrolment_updates, cfg, rows=counts[Counter.ENROLMENT_UPDATES]
             )
     with clock("publish"):
-        _publish(staged, failed, batch_id, cfg, outbox, few)
+        if few is not None:
+            _publish_by_driver(staged, few, batch_id, cfg, outbox)
+        else:
+            failed = failed_messages(outputs.failed, cfg) if failures else None
+            _publish(staged, failed, batch_id, cfg, outbox)
     return counts
 
 
+@dataclass
+class _Few:
+    """A batch's few events (``EVENT_FIELDS`` tuples) and failed payloads, on the driver."""
+
+    events: list[tuple[str, ...]]
+    failed: list[str]
+
+
+_FAILED = "failed"  # the kind of a failed payload in the one collect
+
+
+def _collect_few(events: DataFrame | None, failed: DataFrame | None) -> _Few:
+    """One Spark job: the events and the failed payloads together."""
+    parts = [] if events is None else [events.select(*EVENT_FIELDS)]
+    if failed is not None:
+        blank = [F.lit("").alias(c) for c in EVENT_FIELDS if c not in ("kind", "value")]
+        parts.append(failed.select(F.lit(_FAILED).alias("kind"), *blank, "value"))
+    rows = [tuple(r) for r in reduce(DataFrame.unionByName, parts).collect()]
+    kind = EVENT_FIELDS.index("kind")
+    return _Few(
+        events=[r for r in rows if r[kind] != _FAILED],
+        failed=[r[EVENT_FIELDS.index("value")] for r in rows if r[kind] == _FAILED],
+    )
+
+
+def _publish_by_driver(
+    staged: bool, few: _Few, batch_id: str, cfg: JobConfig, outbox: Outbox
+) -> None:
+    """The Spark-free publish: status 2 written, outbox marked, then every message at once."""
+    if staged:
+        outbox.mark_applied(batch_id)
+        fault_point(AFTER_ENROLMENT_WRITE)
+    kind, value = EVENT_FIELDS.index("kind"), EVENT_FIELDS.index("value")
+    topics = {CERTIFICATE: cfg.certissue_topic}
+    messages = [(topics.get(r[kind], cfg.audit_topic), r[value]) for r in few.events]
+    messages += [(cfg.failed_topic, payload) for payload in few.failed]
+    DriverPublisher(cfg).send(messages)
+    if staged:
+        outbox.discard(batch_id)
+
+
 def _publish(
-    staged: bool,
-    failed: DataFrame | None,
-    batch_id: str,
-    cfg: JobConfig,
-    outbox: Outbox,
-    few: list[tuple[str, ...]] | None = None,
+    staged: bool, failed: DataFrame | None, batch_id: str, cfg: JobConfig, outbox: Outbox
 ) -> None:
     if staged:
         outbox.mark_applied(batch_id)
         fault_point(AFTER_ENROLMENT_WRITE)
-        if few is not None:  # staged by the driver: published by it
-            kind, value = EVENT_FIELDS.index("kind"), EVENT_FIELDS.index("value")
-            topics = {CERTIFICATE: cfg.certissue_topic}
-            DriverPublisher(cfg).send(
-                (topics.get(row[kind], cfg.audit_topic), row[value]) for row in few
-            )
-            if failed is not None:
-                write_to_topics(failed, cfg)
-            outbox.discard(batch_id)
-            return
 
         def publish(staged_events: DataFrame) -> None:
             messages = completion_messages(staged_events, cfg)
