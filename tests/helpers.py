@@ -52,6 +52,17 @@ NOW = datetime(2026, 11, 21, 10, 30, 0, 123000, tzinfo=UTC)
 NOW_MS = int(NOW.timestamp() * 1000)
 NOW_NAIVE = NOW.replace(tzinfo=None)  # how Spark returns timestamps (session time zone UTC)
 
+# A course C with a unit U, an optional leaf L3 in both, and consumed contents L1 and L3.
+UNIT_COURSE_KEYS = {
+    "C:C:leafnodes": {"L1", "L2", "L3"},
+    "C:C:optionalnodes": {"L3"},
+    "C:U:leafnodes": {"L1", "L3"},
+    "C:U:optionalnodes": {"L3"},
+    "C:L1:ancestors": {"U", "C"},
+    "C:L3:ancestors": {"U", "C"},
+}
+
+
 # --- the original job's fixtures (spec.md §8) -------------------------------------------------
 # ER-3 / ER-9 / AAU: course001 of the original ER and AAU fixtures (CASE_2).
 USER, COURSE, BATCH = "user001", "course001", "Batch1"
@@ -385,3 +396,9 @@ def forget_connector_sessions(spark: SparkSession) -> None:
     jvm = spark.sparkContext._jvm
     assert jvm is not None
     jvm.com.datastax.spark.connector.cql.CassandraConnector.evictCache()
+
+
+class KilledAtFaultPoint(BaseException):
+    """The process dying at a fault point: nothing after it runs but the ``finally`` blocks,
+    and what the run left on disk and in the tables is what the next run finds. (The cold
+    benchmark instrument kills a real ``./spark-submit.sh backfill`` process with SIGKILL.)"""

@@ -9,16 +9,9 @@ from enrolment_reconciliation.core.explanation import (
     to_progress_explanation,
 )
 from enrolment_reconciliation.core.progress import with_course_structure
-from tests.helpers import progress, structure
+from tests.helpers import UNIT_COURSE_KEYS, progress, structure
 
-KEYS = {
-    "C:C:leafnodes": {"L1", "L2", "L3"},
-    "C:C:optionalnodes": {"L3"},
-    "C:U:leafnodes": {"L1", "L3"},
-    "C:U:optionalnodes": {"L3"},
-    "C:L1:ancestors": {"U", "C"},
-    "C:L3:ancestors": {"U", "C"},
-}
+KEYS = UNIT_COURSE_KEYS
 ROWS = [("u1", "C", "b", "L1", 2), ("u1", "C", "b", "L3", 2), ("u1", "C", "b", "L2", 1)]
 FIELDS = ["nodeType", "nodeId", "leafnodes", "required", "completedRequired", "missing"]
 

@@ -25,7 +25,15 @@ from enrolment_reconciliation.core.progress import (
     with_progress,
 )
 from enrolment_reconciliation.schemas import ACTIVITY_AGG_SCHEMA, CONSUMPTION_SCHEMA
-from tests.helpers import NOW, NOW_NAIVE, consumption, literal_frame, progress, structure
+from tests.helpers import (
+    NOW,
+    NOW_NAIVE,
+    UNIT_COURSE_KEYS,
+    consumption,
+    literal_frame,
+    progress,
+    structure,
+)
 
 IDS = ArrayType(StringType(), True)
 
@@ -88,15 +96,7 @@ PROGRESS_SCHEMA = StructType(
         StructField("complete", BooleanType()),
     ]
 )
-KEYS = {
-    "C:C:leafnodes": {"L1", "L2", "L3"},
-    "C:C:optionalnodes": {"L3"},
-    "C:U:leafnodes": {"L1", "L3"},
-    "C:U:optionalnodes": {"L3"},
-    "C:L1:ancestors": {"U", "C"},
-    "C:L3:ancestors": {"U", "C"},
-    "D:L9:ancestors": {"D"},
-}
+KEYS = {**UNIT_COURSE_KEYS, "D:L9:ancestors": {"D"}}
 ROWS = [
     ("u1", "C", "b", "L1", 2),
     ("u1", "C", "b", "L2", 2),

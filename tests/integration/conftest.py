@@ -1,11 +1,12 @@
-"""Fixtures shared by the streaming integration tests."""
+"""Fixtures shared by the integration tests."""
 
 from __future__ import annotations
 
 import pytest
 
+from enrolment_reconciliation import apply, backfill
 from enrolment_reconciliation.io.cassandra import apply_schema, connect_from_config
-from tests.helpers import stack_config
+from tests.helpers import KilledAtFaultPoint, stack_config
 
 STREAM_KEYSPACE = "er_test_stream"
 
@@ -18,3 +19,18 @@ def cql():
     session.set_keyspace(STREAM_KEYSPACE)
     yield session
     cluster.shutdown()
+
+
+@pytest.fixture
+def kill_at(monkeypatch):
+    """``kill_at(point)``: the next backfill dies when it reaches the named fault point."""
+    armed: list[str] = []
+
+    def fault(name: str) -> None:
+        if armed and armed[0] == name:
+            armed.clear()
+            raise KilledAtFaultPoint(name)
+
+    monkeypatch.setattr(apply, "fault_point", fault)
+    monkeypatch.setattr(backfill, "fault_point", fault)
+    return lambda point: armed.append(point)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from enrolment_reconciliation import apply, backfill
+from enrolment_reconciliation import backfill
 from enrolment_reconciliation.apply import AFTER_ENROLMENT_WRITE, AFTER_SLICE_RECORDED
 from enrolment_reconciliation.backfill import BackfillOptions, run_backfill
 from enrolment_reconciliation.config import JobConfig
@@ -21,6 +21,7 @@ from enrolment_reconciliation.io.cassandra import connect_from_config
 from enrolment_reconciliation.report import CHANGE_COLUMNS
 from enrolment_reconciliation.sample.data import SampleData, generate_sample
 from tests.helpers import (
+    KilledAtFaultPoint,
     events_of,
     messages_on,
     read_tables,
@@ -150,27 +151,6 @@ def test_a_sliced_dry_run_writes_one_report_for_the_whole_run(spark, sample, tmp
     assert read_tables(many) == read_tables(one)  # neither dry run wrote
 
 
-class Killed(BaseException):
-    """The process dying at a fault point: nothing after it runs but the ``finally`` blocks,
-    and what the run left on disk and in the tables is what the next run finds. (The cold
-    benchmark instrument kills a real ``./spark-submit.sh backfill`` process with SIGKILL.)"""
-
-
-@pytest.fixture
-def kill_at(monkeypatch):
-    """``kill_at(point)``: the next backfill dies when it reaches the named fault point."""
-    armed: list[str] = []
-
-    def fault(name: str) -> None:
-        if armed and armed[0] == name:
-            armed.clear()
-            raise Killed(name)
-
-    monkeypatch.setattr(apply, "fault_point", fault)
-    monkeypatch.setattr(backfill, "fault_point", fault)
-    return lambda point: armed.append(point)
-
-
 def logged(caplog, event: str) -> list[dict]:
     """The backfill's JSON log lines of one ``event``."""
     lines = []
@@ -193,13 +173,13 @@ def test_a_killed_run_resumes_where_it_stopped_and_loses_no_event(
 
     # 1: killed between the writes of the first slice with completions and its publish
     kill_at(AFTER_ENROLMENT_WRITE)
-    with pytest.raises(Killed):
+    with pytest.raises(KilledAtFaultPoint):
         run_backfill(spark, cfg, BackfillOptions())
     assert events_of(cfg) == {}
     # 2: publishes what the first staged, redoes that slice, killed once it is recorded
     caplog.clear()
     kill_at(AFTER_SLICE_RECORDED)
-    with pytest.raises(Killed):
+    with pytest.raises(KilledAtFaultPoint):
         run_backfill(spark, cfg, BackfillOptions())
     assert logged(caplog, "outbox-recovered")
     [run] = logged(caplog, "backfill-run")
@@ -238,7 +218,7 @@ def test_restart_starts_over_instead_of_resuming(spark, sample, tmp_path, kill_a
     cfg = sliced(tmp_path)
     load(cfg, sample)
     kill_at(AFTER_SLICE_RECORDED)
-    with pytest.raises(Killed):
+    with pytest.raises(KilledAtFaultPoint):
         run_backfill(spark, cfg, BackfillOptions())
     [run] = logged(caplog, "backfill-run")
     restarted = run_backfill(spark, cfg, BackfillOptions(restart=True))

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from enrolment_reconciliation import apply
+from enrolment_reconciliation.apply import AFTER_ENROLMENT_WRITE
 from enrolment_reconciliation.backfill import BackfillOptions, run_backfill
 from enrolment_reconciliation.config import JobConfig
 from enrolment_reconciliation.counters import Counter
 from enrolment_reconciliation.sample.data import SampleData, generate_sample
-from tests.helpers import forget_connector_sessions, messages_on
+from tests.helpers import KilledAtFaultPoint, forget_connector_sessions, messages_on
 from tests.integration.test_backfill import backfill_config
 from tests.integration.test_backfill import load as _load
 
@@ -123,24 +123,15 @@ def test_a_repair_sends_one_request_per_eligible_enrolment_and_the_dry_run_lists
     assert not {e["mid"] for e in second} & {e["mid"] for e in requests}
 
 
-class _Killed(BaseException):
-    """The process dying at a fault point: no retry, no publish after it."""
-
-
 def test_repairs_staged_before_a_crash_are_published_by_the_next_run(
-    spark, sample, tmp_path, monkeypatch
+    spark, sample, tmp_path, kill_at
 ):
     cfg = repair_config(tmp_path, slices=2)  # the crash hits the first slice
     load(spark, cfg, sample)
 
-    def killed_after_the_writes(name: str) -> None:
-        if name == apply.AFTER_ENROLMENT_WRITE:
-            raise _Killed(name)
-
-    monkeypatch.setattr(apply, "fault_point", killed_after_the_writes)
-    with pytest.raises(_Killed):
+    kill_at(AFTER_ENROLMENT_WRITE)
+    with pytest.raises(KilledAtFaultPoint):
         run_backfill(spark, cfg, BackfillOptions(repair_certificates=True))
-    monkeypatch.undo()
     assert certificate_requests(cfg) == []  # staged and applied, not yet published
 
     # the next run of the scope publishes what the crashed one staged, then resumes it; the

@@ -40,6 +40,7 @@ class Outbox:
         self._spark = spark
         self.location = location.rstrip("/")
         hadoop = HadoopFS(spark, self.location)
+        self._hadoop = hadoop
         self._path_cls = hadoop.path
         self._fs = hadoop.fs
         self._fs.mkdirs(hadoop.path(self.location))
@@ -70,11 +71,7 @@ class Outbox:
         staging = f"{batch}.staging"
         self._fs.delete(self._path(staging), True)
         for name, data in ((DRIVER_FILE, lines.encode()), ("_SUCCESS", b"")):
-            out = self._fs.create(self._path(staging, name), True)
-            try:
-                out.write(bytearray(data))
-            finally:
-                out.close()
+            self._hadoop.write_bytes(f"{self.folder(staging)}/{name}", data)
         self.discard(batch)
         if not self._fs.rename(self._path(staging), self._path(batch)):
             raise OSError(f"could not move the outbox of batch {batch} into place")
