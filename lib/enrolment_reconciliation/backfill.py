@@ -52,7 +52,7 @@ from enrolment_reconciliation.io.cassandra import (
     scan_enrolment_certificates,
     scan_enrolment_users,
 )
-from enrolment_reconciliation.io.hadoop_fs import HadoopFS, write_text
+from enrolment_reconciliation.io.hadoop_fs import HadoopFileSystem, write_text
 from enrolment_reconciliation.io.lease import Lease, LeaseLostError
 from enrolment_reconciliation.io.outbox import Outbox
 from enrolment_reconciliation.io.staging import StagedAggregates
@@ -82,7 +82,7 @@ class BackfillOptions:
         users = None
         if self.users_file:
             # any Hadoop path the cluster sees (a local file, file://, hdfs://, s3a://)
-            if not HadoopFS(spark, self.users_file).is_file(self.users_file):
+            if not HadoopFileSystem(spark, self.users_file).is_file(self.users_file):
                 raise ConfigError(f"--users-file {self.users_file}: no such file")
             # read by Spark, so a file of millions of ids never passes through the driver
             users = (

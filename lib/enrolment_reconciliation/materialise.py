@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from pyspark.sql import DataFrame
 
+from enrolment_reconciliation.jvm import unpersist_checkpoint
+
 
 def materialise_lazily(df: DataFrame) -> DataFrame:
     """``df`` as a leaf whose rows the first job that needs them computes once and keeps."""
@@ -23,4 +25,4 @@ def materialise_lazily(df: DataFrame) -> DataFrame:
 
 def drop_materialised(df: DataFrame) -> None:
     """Free the rows of a frame made by :func:`materialise_lazily`."""
-    df._jdf.queryExecution().logical().rdd().unpersist(False)
+    unpersist_checkpoint(df)

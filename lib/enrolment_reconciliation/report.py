@@ -24,7 +24,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 
 from enrolment_reconciliation.counters import Counter, Counts
-from enrolment_reconciliation.io.hadoop_fs import HadoopFS, join
+from enrolment_reconciliation.io.hadoop_fs import HadoopFileSystem, join
 from enrolment_reconciliation.pipeline import BatchResult
 from enrolment_reconciliation.schemas import AUDIT, CERTIFICATE
 
@@ -61,28 +61,20 @@ def backfill_summary(counts: Counts) -> dict[str, int]:
 def _write_single_file(spark: SparkSession, df: DataFrame, target: str, fmt: str) -> None:
     """Write ``df`` as exactly one file at ``target`` (through Hadoop's FileSystem, so DIR may
     be on HDFS or an object store when the job runs on a cluster)."""
-    hadoop = HadoopFS(spark, target)
-    path_cls, fs = hadoop.path, hadoop.fs
+    fs = HadoopFileSystem(spark, target)
     staging = f"{target}.parts"
     writer = df.coalesce(1).write.mode("overwrite")
     if fmt == "csv":
         writer.option("header", "true").csv(staging)
     else:
         writer.text(staging)
-    parts = [
-        s.getPath()
-        for s in fs.listStatus(path_cls(staging))
-        if s.getPath().getName().startswith("part-")
-    ]
-    fs.delete(path_cls(target), False)
+    parts = [name for name in fs.list_names(staging) if name.startswith("part-")]
+    fs.delete(target)
     if parts:
-        fs.rename(parts[0], path_cls(target))
+        fs.rename(join(staging, parts[0]), target)
     else:  # no rows: an empty file (with the header for CSV)
-        out = fs.create(path_cls(target), True)
-        if fmt == "csv":
-            out.write(bytearray((",".join(df.columns) + "\n").encode()))
-        out.close()
-    fs.delete(path_cls(staging), True)
+        fs.write_bytes(target, (",".join(df.columns) + "\n").encode() if fmt == "csv" else b"")
+    fs.delete(staging, recursive=True)
 
 
 def _per_course(batch: BatchResult) -> list[dict[str, Any]]:
@@ -154,7 +146,7 @@ class DryRunReport:
         self._spark = spark
         self._kinds = self.KINDS + ((self.REPAIRS,) if repairs else ())
         self.directory = directory  # any Hadoop path the cluster sees: a local one, hdfs://, ...
-        self._fs = HadoopFS(spark, directory)
+        self._fs = HadoopFileSystem(spark, directory)
         self._fs.mkdirs(directory)
         self._parts = join(directory, ".parts")
         self._per_course: dict[str, dict[str, Any]] = {}
@@ -196,7 +188,7 @@ class DryRunReport:
                 name = f"{kind}.jsonl" if kind == self.REPAIRS else f"{kind}-events.jsonl"
                 rows = self._spark.read.text(source).select("value")
                 _write_single_file(self._spark, rows, join(out, name), "text")
-        self._fs.fs.delete(self._fs.path(self._parts), True)
+        self._fs.delete(self._parts, recursive=True)
         per_course = sorted(self._per_course.values(), key=lambda r: (-r["changed"], r["courseid"]))
         self._fs.write_bytes(join(out, "progress.png"), _chart(per_course))
         summary = {

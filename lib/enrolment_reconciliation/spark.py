@@ -53,9 +53,11 @@ def _unset_by_launcher(defaults: dict[str, str]) -> dict[str, str]:
     """The entries of ``defaults`` whose key spark-submit did not set."""
     if not defaults or not _under_spark_submit():
         return dict(defaults)
-    from pyspark import SparkConf, SparkContext
+    from pyspark import SparkConf
 
-    SparkContext._ensure_initialized()  # connects to spark-submit's gateway, starts nothing
+    from enrolment_reconciliation.jvm import attach_to_launcher_gateway
+
+    attach_to_launcher_gateway()
     launched = SparkConf()  # loads the spark.* system properties spark-submit passed
     return {k: v for k, v in defaults.items() if not launched.contains(k)}
 

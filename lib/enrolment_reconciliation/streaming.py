@@ -31,6 +31,7 @@ from enrolment_reconciliation.inputs import read_requested
 from enrolment_reconciliation.io.kafka import read_sync_request_stream
 from enrolment_reconciliation.io.outbox import Outbox
 from enrolment_reconciliation.io.prometheus import PrometheusExporter
+from enrolment_reconciliation.jvm import evict_connector_sessions
 from enrolment_reconciliation.pipeline import BatchResources, PhaseClock, reconcile_batch
 
 log = logging.getLogger("enrolment_reconciliation.stream")
@@ -68,7 +69,7 @@ class BatchWatchdog:
     """
 
     def __init__(self, spark: SparkSession, seconds: float, grace: float | None = None) -> None:
-        self._sc = spark.sparkContext
+        self._spark, self._sc = spark, spark.sparkContext
         self._seconds = seconds
         self._grace = grace if grace is not None else min(max(seconds / 2, 10), 120)
 
@@ -78,9 +79,7 @@ class BatchWatchdog:
 
     def _evict_connector_sessions(self) -> None:
         try:
-            jvm = self._sc._jvm
-            assert jvm is not None
-            jvm.com.datastax.spark.connector.cql.CassandraConnector.evictCache()
+            evict_connector_sessions(self._spark)
         except Exception as error:  # the connector is not on the classpath, or the call failed
             log.warning("closing the connector's sessions failed: %s", error)
 

@@ -14,7 +14,7 @@ import functools
 from collections.abc import Callable
 from typing import TypeVar
 
-from pyspark import SparkContext
+from enrolment_reconciliation.jvm import context_key
 
 T = TypeVar("T")
 
@@ -26,8 +26,7 @@ def built_once(builder: Callable[..., T]) -> Callable[..., T]:
 
     @functools.wraps(builder)
     def get(*args: object) -> T:
-        sc = SparkContext._active_spark_context
-        context = id(sc._jsc) if sc is not None else 0
+        context = context_key()
         if cache and next(iter(cache))[0] != context:
             cache.clear()
         key = (context, args)

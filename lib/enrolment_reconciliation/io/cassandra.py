@@ -15,7 +15,7 @@ import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from cassandra.auth import PlainTextAuthProvider
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, Session
@@ -24,6 +24,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from enrolment_reconciliation.io.throttle import paced_write
+from enrolment_reconciliation.jvm import ConnectorRddApi, once_per_context
 from enrolment_reconciliation.schemas import (
     ACTIVITY_AGG_KEY,
     CONSUMPTION_COLUMNS,
@@ -258,77 +259,25 @@ def write_options(cfg: JobConfig) -> dict[str, str]:
     }
 
 
-class _ConnectorRddApi:
-    """The connector's Scala RDD API, reached through py4j: the only API with which the
-    connector appends to a map column (``m = m + ?``) instead of replacing it, and the leanest
-    to plan (a DataFrame write re-plans a V2 write and looks the table up on every batch).
+APPENDING_AGGREGATES, ENROLMENT_UPDATES = "aggregates", "enrolments"
 
-    The JVM objects that do not depend on a batch (the column selectors, the row writer) are
-    looked up once per SparkContext: each py4j lookup of a class by name searches the jars.
-    """
+
+class _Writers:
+    """The connector's RDD API and the two writers' column selectors, built once per
+    SparkContext (the selectors do not depend on a batch)."""
 
     def __init__(self, spark: SparkSession) -> None:
-        sc = spark.sparkContext
-        jvm = sc._jvm
-        assert jvm is not None and sc._jsc is not None
-        self._jvm = jvm
-        self._loader = jvm.java.lang.Thread.currentThread().getContextClassLoader()
-        self._conn = jvm.com.datastax.spark.connector
-        self._conf = sc._jsc.sc().getConf()
-        none = self._scala_object("scala.None")
-        append = self._scala_object("com.datastax.spark.connector.CollectionAppend")
-        aggregates = [self._conn.ColumnName(c, none) for c in AGGREGATE_COLUMNS]
-        aggregates += [self._conn.CollectionColumnName(c, none, append) for c in APPENDED_MAPS]
-        enrolments = [self._conn.ColumnName(c, none) for c in ENROLMENT_WRITE_COLUMNS]
-        self._columns = {
-            APPENDING_AGGREGATES: self._conn.SomeColumns(self._seq(aggregates)),
-            ENROLMENT_UPDATES: self._conn.SomeColumns(self._seq(enrolments)),
+        self.api = ConnectorRddApi(spark)
+        self.columns = {
+            APPENDING_AGGREGATES: self.api.columns(AGGREGATE_COLUMNS, APPENDED_MAPS),
+            ENROLMENT_UPDATES: self.api.columns(ENROLMENT_WRITE_COLUMNS),
         }
-        self._row_writer = self._scala_object(
-            "com.datastax.spark.connector.writer.SqlRowWriter$Factory"
-        )
-        self._rdd_functions = self._conn.RDDFunctions
-        self._write_conf = self._conn.writer.WriteConf
-        self._connector = self._conn.cql.CassandraConnector
 
-    def _scala_object(self, name: str) -> Any:
-        cls = self._jvm.java.lang.Class.forName(name + "$", True, self._loader)
-        return cls.getField("MODULE$").get(None)
-
-    def _seq(self, items: list[Any]) -> Any:
-        buffer = self._jvm.java.util.ArrayList()
-        for item in items:
-            buffer.add(item)
-        return self._jvm.scala.collection.JavaConverters.asScalaBufferConverter(buffer).asScala()
-
-    def save(
-        self, rows: DataFrame, keyspace: str, table: str, columns: str, options: dict[str, str]
-    ) -> None:
-        """``saveToCassandra`` of ``rows``, whose columns are those of the selector ``columns``."""
-        conf = self._conf.clone()
-        for key, value in options.items():
-            conf.set(key, value)
-        self._rdd_functions(rows._jdf.rdd()).saveToCassandra(
-            keyspace,
-            table,
-            self._columns[columns],
-            self._write_conf.fromSparkConf(conf),
-            self._connector.apply(conf),
-            self._row_writer,
-        )
+    def save(self, rows: DataFrame, cfg: JobConfig, table: str, columns: str) -> None:
+        self.api.save(rows, cfg.keyspace, table, self.columns[columns], write_options(cfg))
 
 
-APPENDING_AGGREGATES, ENROLMENT_UPDATES = "aggregates", "enrolments"
-_RDD_APIS: dict[int, _ConnectorRddApi] = {}
-
-
-def _connector_rdd_api(spark: SparkSession) -> _ConnectorRddApi:
-    """The RDD API of the session's SparkContext (built on first use)."""
-    key = id(spark.sparkContext._jsc)
-    if key not in _RDD_APIS:
-        _RDD_APIS.clear()  # a new SparkContext: the old one's objects are gone
-        _RDD_APIS[key] = _ConnectorRddApi(spark)
-    return _RDD_APIS[key]
+_writers = once_per_context(_Writers)
 
 
 def write_activity_aggregates(aggregates: DataFrame, cfg: JobConfig, *, rows: int = 0) -> None:
@@ -340,15 +289,13 @@ def write_activity_aggregates(aggregates: DataFrame, cfg: JobConfig, *, rows: in
     batches, from the executors' JVMs. ``rows`` (how many there are) paces the write when
     ``write.max.per.second`` is set.
     """
-    api = _connector_rdd_api(aggregates.sparkSession)
+    writers = _writers(aggregates.sparkSession)
     paced_write(
         aggregates.select(*AGGREGATE_COLUMNS, *APPENDED_MAPS),
         ACTIVITY_AGG_KEY,
         rows=rows,
         per_second=cfg.max_writes_per_second,
-        write=lambda chunk: api.save(
-            chunk, cfg.keyspace, cfg.activity_agg_table, APPENDING_AGGREGATES, write_options(cfg)
-        ),
+        write=lambda chunk: writers.save(chunk, cfg, cfg.activity_agg_table, APPENDING_AGGREGATES),
     )
 
 
@@ -358,13 +305,11 @@ def write_enrolment_updates(updates: DataFrame, cfg: JobConfig, *, rows: int = 0
     ``contentstatus`` is replaced (spec.md §5.5); a null ``completedon`` is left as it is
     (``ignoreNulls``). ``rows`` paces the write as for the aggregates.
     """
-    api = _connector_rdd_api(updates.sparkSession)
+    writers = _writers(updates.sparkSession)
     paced_write(
         updates.select(*ENROLMENT_WRITE_COLUMNS),
         ENROLMENT_TABLE_KEY,
         rows=rows,
         per_second=cfg.max_writes_per_second,
-        write=lambda chunk: api.save(
-            chunk, cfg.keyspace, cfg.enrolments_table, ENROLMENT_UPDATES, write_options(cfg)
-        ),
+        write=lambda chunk: writers.save(chunk, cfg, cfg.enrolments_table, ENROLMENT_UPDATES),
     )

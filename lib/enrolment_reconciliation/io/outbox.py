@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 
 from pyspark.sql import DataFrame, SparkSession
 
-from enrolment_reconciliation.io.hadoop_fs import HadoopFS
+from enrolment_reconciliation.io.hadoop_fs import HadoopFileSystem
 from enrolment_reconciliation.schemas import EVENT_SCHEMA
 
 log = logging.getLogger(__name__)
@@ -39,21 +39,18 @@ class Outbox:
     def __init__(self, spark: SparkSession, location: str) -> None:
         self._spark = spark
         self.location = location.rstrip("/")
-        hadoop = HadoopFS(spark, self.location)
-        self._hadoop = hadoop
-        self._path_cls = hadoop.path
-        self._fs = hadoop.fs
-        self._fs.mkdirs(hadoop.path(self.location))
+        self._fs = HadoopFileSystem(spark, self.location)
+        self._fs.mkdirs(self.location)
 
-    def _path(self, *parts: str):
-        return self._path_cls("/".join([self.location, *parts]))
+    def _path(self, *parts: str) -> str:
+        return "/".join([self.location, *parts])
 
     def folder(self, batch: str) -> str:
         return f"{self.location}/{batch}"
 
     def has_pending(self, batch: str) -> bool:
         """Whether an earlier attempt of this batch left (completely written) events."""
-        return bool(self._fs.exists(self._path(batch, "_SUCCESS")))
+        return self._fs.exists(self._path(batch, "_SUCCESS"))
 
     def pending(self, batch: str) -> DataFrame | None:
         """Events left by an earlier attempt of this batch (complete writes only)."""
@@ -69,9 +66,9 @@ class Outbox:
         batch that no earlier attempt staged (else :meth:`stage` merges with it)."""
         lines = "".join(json.dumps(dict(zip(EVENT_FIELDS, r, strict=True))) + "\n" for r in rows)
         staging = f"{batch}.staging"
-        self._fs.delete(self._path(staging), True)
+        self._fs.delete(self._path(staging), recursive=True)
         for name, data in ((DRIVER_FILE, lines.encode()), ("_SUCCESS", b"")):
-            self._hadoop.write_bytes(f"{self.folder(staging)}/{name}", data)
+            self._fs.write_bytes(f"{self.folder(staging)}/{name}", data)
         self.discard(batch)
         if not self._fs.rename(self._path(staging), self._path(batch)):
             raise OSError(f"could not move the outbox of batch {batch} into place")
@@ -102,7 +99,7 @@ class Outbox:
 
     def mark_applied(self, batch: str) -> None:
         """Record that the enrolment writes of this batch are done (events may go out)."""
-        self._fs.create(self._path(batch, APPLIED_MARKER), True).close()
+        self._fs.write_bytes(self._path(batch, APPLIED_MARKER), b"")
 
     def publish(self, batch: str, publish: Callable[[DataFrame], None]) -> None:
         """Publish an applied batch's events, then remove them."""
@@ -112,16 +109,12 @@ class Outbox:
         self.discard(batch)
 
     def discard(self, batch: str) -> None:
-        self._fs.delete(self._path(batch), True)
+        self._fs.delete(self._path(batch), recursive=True)
 
     def applied_batches(self) -> list[str]:
         """Batches whose writes completed but whose events may not have been published."""
-        batches = []
-        for status in self._fs.listStatus(self._path_cls(self.location)):
-            name = status.getPath().getName()
-            if status.isDirectory() and self._fs.exists(self._path(name, APPLIED_MARKER)):
-                batches.append(name)
-        return sorted(batches)
+        folders = self._fs.list_names(self.location, directories=True)
+        return sorted(b for b in folders if self._fs.exists(self._path(b, APPLIED_MARKER)))
 
     def recover(self, publish: Callable[[DataFrame], None]) -> int:
         """Publish every applied batch left by a crash; returns how many were published."""

@@ -32,7 +32,7 @@ from pyspark.sql.types import DoubleType, IntegerType, MapType, StringType, Stru
 
 from enrolment_reconciliation.core.slices import SLICE, slice_of
 from enrolment_reconciliation.io.cassandra import ScanFilters, current_aggregates
-from enrolment_reconciliation.io.hadoop_fs import HadoopFS
+from enrolment_reconciliation.io.hadoop_fs import HadoopFileSystem
 from enrolment_reconciliation.schemas import ACTIVITY_AGG_KEY, COMPLETED_COUNT
 
 if TYPE_CHECKING:
@@ -59,11 +59,11 @@ class StagedAggregates:
         self.spark, self.cfg, self.slices = spark, cfg, slices
         self._scope_dir = f"{cfg.backfill_staging_location.rstrip('/')}/{scope}"
         self.location = f"{self._scope_dir}/{run_id}"
-        self._fs = HadoopFS(spark, self.location)
+        self._fs = HadoopFileSystem(spark, self.location)
 
     def is_whole(self) -> bool:
         """Whether a complete copy is there (a killed run may have left half of one)."""
-        return bool(self._fs.fs.exists(self._fs.path(f"{self.location}/_SUCCESS")))
+        return self._fs.exists(f"{self.location}/_SUCCESS")
 
     def stage(self, filters: ScanFilters, *, drop_others: bool = True) -> bool:
         """Write the copy unless a whole one is there; returns whether it scanned the table.
@@ -97,13 +97,11 @@ class StagedAggregates:
 
     def drop_run(self) -> None:
         """Delete this run's copy (the run is finished)."""
-        self._fs.fs.delete(self._fs.path(self.location), True)
+        self._fs.delete(self.location, recursive=True)
 
     def _drop_other_runs(self) -> None:
-        scope_dir = self._fs.path(self._scope_dir)
-        if not self._fs.fs.exists(scope_dir):
-            return
-        for status in self._fs.fs.listStatus(scope_dir):
-            if status.getPath().getName() != self.location.rsplit("/", 1)[1]:
-                log.info("deleting an abandoned run's staged aggregates: %s", status.getPath())
-                self._fs.fs.delete(status.getPath(), True)
+        for name in self._fs.list_names(self._scope_dir):
+            if name != self.location.rsplit("/", 1)[1]:
+                abandoned = f"{self._scope_dir}/{name}"
+                log.info("deleting an abandoned run's staged aggregates: %s", abandoned)
+                self._fs.delete(abandoned, recursive=True)
