@@ -19,8 +19,7 @@ import logging
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
@@ -56,7 +55,12 @@ from enrolment_reconciliation.io.hadoop_fs import HadoopFileSystem, write_text
 from enrolment_reconciliation.io.lease import Lease, LeaseLostError
 from enrolment_reconciliation.io.outbox import Outbox
 from enrolment_reconciliation.io.staging import StagedAggregates
-from enrolment_reconciliation.pipeline import BatchResources, BatchResult, reconcile_batch
+from enrolment_reconciliation.pipeline import (
+    BatchResources,
+    BatchResult,
+    PhaseClock,
+    reconcile_batch,
+)
 from enrolment_reconciliation.report import DryRunReport, backfill_summary
 from enrolment_reconciliation.schemas import to_event_key_names
 
@@ -101,25 +105,6 @@ class BackfillOptions:
             "dryRun": self.dry_run is not None,
             "repairCertificates": self.repair_certificates,
         }
-
-
-class Phases:
-    """A log line per phase with its elapsed time and counts."""
-
-    def __init__(self) -> None:
-        self.started = time.monotonic()
-        self.seconds: dict[str, float] = {}
-
-    @contextmanager
-    def phase(self, name: str, counts: Counts | None = None) -> Iterator[None]:
-        began = time.monotonic()
-        log.info(json.dumps({"event": "phase-start", "phase": name}))
-        yield
-        self.seconds[name] = round(time.monotonic() - began, 3)
-        line: dict[str, Any] = {"event": "phase", "phase": name, "seconds": self.seconds[name]}
-        if counts is not None:
-            line["counts"] = backfill_summary(counts)
-        log.info(json.dumps(line))
 
 
 READ_AND_RECONCILE, WRITE = "read-and-reconcile", "write-and-publish"
@@ -322,7 +307,7 @@ class _SlicedRun:
         lease: Lease | None,
     ) -> None:
         self.spark, self.cfg, self.options, self.lease = spark, cfg, options, lease
-        self.phases = Phases()
+        self.phases = PhaseClock()
         self.resources = BatchResources.from_config(cfg)
         self.resources.scan_once = True  # one structure for the whole run, read once
         self.filters = options.filters(spark)
@@ -330,7 +315,7 @@ class _SlicedRun:
         self.store: ProgressStore | None = None
         if not options.dry_run:
             self.outbox = Outbox(spark, cfg.backfill_outbox_location)
-            with self.phases.phase("recover-outbox"):
+            with self.phases.logged("recover-outbox"):
                 recovered = recover_outbox(self.outbox, cfg)
             if recovered:
                 log.warning(json.dumps({"event": "outbox-recovered", "batches": recovered}))
@@ -364,7 +349,7 @@ class _SlicedRun:
         """Every user in scope with its slice, kept for the run (none for a single slice)."""
         if self.run.slices == 1 or not self.run.pending():
             return None
-        with self.phases.phase("slice-users"):
+        with self.phases.logged("slice-users"):
             users = with_slice(
                 scan_enrolment_users(self.spark, self.cfg, self.filters), self.run.slices
             )
@@ -386,7 +371,7 @@ class _SlicedRun:
             run_id=f"dry-run-{uuid.uuid4().hex[:8]}" if dry else self.run.run_id,
             slices=self.run.slices,
         )
-        with self.phases.phase("stage-aggregates"):
+        with self.phases.logged("stage-aggregates"):
             scanned = staged.stage(self.filters, drop_others=not dry)
         event = {"event": "staged-aggregates", "location": staged.location, "reused": not scanned}
         log.info(json.dumps(event))
@@ -394,7 +379,7 @@ class _SlicedRun:
 
     def _templated_batches(self) -> DataFrame:
         """The batches in scope with a certificate template, read once for the run."""
-        with self.phases.phase("certificate-templates"):
+        with self.phases.logged("certificate-templates"):
             templated = templated_batches(
                 scan_course_batches(self.spark, self.cfg, self.filters)
             ).persist(StorageLevel.MEMORY_AND_DISK)
@@ -475,11 +460,11 @@ class _SlicedRun:
         progress = _ProgressLine(self.state)
         finished = False
         try:
-            with self.phases.phase("slices"):
+            with self.phases.logged("slices"):
                 for index in self.run.pending():
                     self._one_slice(index, users, staged, progress)
             if self.report is not None:
-                with self.phases.phase("report", self.state.counts):
+                with self.phases.logged("report", self._counted):
                     extra = {"scope": self.options.describe(), "slices": self.run.slices}
                     self.report.finish(self.state.counts, extra)
             if self.store is not None:
@@ -495,6 +480,9 @@ class _SlicedRun:
                 staged.drop_run()
         log.info(json.dumps({"event": "reconciled", "counters": self.state.counts}))
         return self._summary()
+
+    def _counted(self) -> dict[str, Any]:
+        return {"counts": backfill_summary(self.state.counts)}
 
     def _summary(self) -> dict[str, Any]:
         run, state = self.run, self.state

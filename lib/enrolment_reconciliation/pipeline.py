@@ -26,25 +26,25 @@ Example (notebook)::
 
 from __future__ import annotations
 
+import json
+import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import reduce
+from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from enrolment_reconciliation.config import JobConfig
-from enrolment_reconciliation.core.progress import BROKEN, RETIRED_COURSE, ROUTE, UNRESOLVED
 from enrolment_reconciliation.core.reconcile import (
     BatchInputs,
     ReconcileSettings,
     Reconciliation,
     reconcile,
 )
-from enrolment_reconciliation.core.requests import FAILED, SKIPPED, VALID, to_enrolment_keys
 from enrolment_reconciliation.counters import Counter, Counts, new_counts
 from enrolment_reconciliation.inputs import SourceFrames
 from enrolment_reconciliation.io.relation_cache import (
@@ -54,6 +54,9 @@ from enrolment_reconciliation.io.relation_cache import (
 )
 from enrolment_reconciliation.io.search import CollectionStatusClient
 from enrolment_reconciliation.materialise import drop_materialised, materialise_lazily
+from enrolment_reconciliation.tally import tally
+
+log = logging.getLogger(__name__)
 
 
 def settings_from_config(cfg: JobConfig, *, write_only_changes: bool = False) -> ReconcileSettings:
@@ -115,10 +118,23 @@ class BatchResult:
 
 
 class PhaseClock:
-    """Seconds spent in each named phase: ``with clock("write"): ...``."""
+    """Seconds spent in each named phase: ``with clock("write"): ...``; ``clock.logged(...)``
+    also logs a JSON line as the phase starts and one with its seconds as it ends."""
 
     def __init__(self, seconds: dict[str, float] | None = None) -> None:
         self.seconds = seconds if seconds is not None else {}
+        self.started = time.monotonic()
+
+    @contextmanager
+    def logged(
+        self, phase: str, detail: Callable[[], dict[str, Any]] | None = None
+    ) -> Iterator[None]:
+        """The phase, timed and logged; ``detail()`` adds fields to its end line."""
+        log.info(json.dumps({"event": "phase-start", "phase": phase}))
+        with self(phase):
+            yield
+        line = {"event": "phase", "phase": phase, "seconds": self.seconds[phase]}
+        log.info(json.dumps(line | (detail() if detail is not None else {})))
 
     @contextmanager
     def __call__(self, phase: str) -> Iterator[None]:
@@ -170,70 +186,26 @@ def _prepare(progress: DataFrame, *, scanned: bool) -> tuple[Counts, dict[str, s
     return counts, course_contents
 
 
-def _tally(
-    result: Reconciliation, settings: ReconcileSettings, requests: DataFrame | None
-) -> Counts:
-    """One Spark job: every count of the batch (it also materialises the reconciled rows).
-
-    The requests are counted here, not in a job of their own: the read job has already
-    materialised them once, so the stream's source, and its observed metrics, are read once.
-    """
-    # Events and failures are counted from what they are made of (one AUDIT and one
-    # certificate event per newly completed update; a failed event per rejected request and per
-    # enrolment of a course without a usable structure): their JSON need not be planned here.
-    update_kind = F.when(F.col("newlyCompleted"), F.lit("completing")).otherwise(F.lit("updates"))
-    parts = [
-        result.reconciled.select(F.col(ROUTE).alias("k"), F.lit(1).alias("v")),
-        result.activity_aggregates.select(F.lit("aggregates").alias("k"), F.lit(1).alias("v")),
-        result.enrolment_updates.select(update_kind.alias("k"), F.lit(1).alias("v")),
-    ]
-    enrolled = result.course_progress.where(F.col("enrolled"))
-    parts.append(enrolled.select(F.lit("recomputed").alias("k"), F.lit(1).alias("v")))
-    if settings.write_only_changes:
-        parts.append(
-            result.all_aggregates.select(F.lit("computed").alias("k"), F.lit(1).alias("v"))
+def _course_structures(
+    spark: SparkSession,
+    cfg: JobConfig,
+    resources: BatchResources,
+    course_contents: dict[str, set[str]],
+    *,
+    scanned: bool,
+) -> tuple[DataFrame, Counts]:
+    """The broadcast structure of the batch's courses and the relation-cache counters: a scan
+    of every key for the backfill, the keys of the consumed contents otherwise."""
+    if scanned:
+        stats = resources.scan_relation_cache()
+    else:
+        stats = resources.relation_cache.fetch_for_contents(
+            course_contents,
+            with_optional=cfg.exclude_optional_nodes,
+            with_units=cfg.module_aggs_enabled,
         )
-    if requests is not None:
-        parts += [
-            requests.select(
-                F.concat(F.lit("request:"), "requestStatus").alias("k"), F.lit(1).alias("v")
-            ),
-            to_enrolment_keys(requests).select(F.lit("keys").alias("k"), F.lit(1).alias("v")),
-        ]
-    # few tasks: every branch reads small materialised frames, and each task costs more than
-    # its rows
-    union = reduce(DataFrame.unionByName, parts).coalesce(
-        result.reconciled.sparkSession.sparkContext.defaultParallelism
-    )
-    rows = {r.k: r.n for r in union.groupBy("k").agg(F.count(F.lit(1)).alias("n")).collect()}
-
-    def n(key: str) -> int:
-        return int(rows.get(key, 0))
-
-    completing, updates = n("completing"), n("completing") + n("updates")
-    counts: Counts = {
-        Counter.RETIRED: n(RETIRED_COURSE),
-        Counter.UNRESOLVED: n(UNRESOLVED) + n(BROKEN),
-        Counter.MISSING_STRUCTURE: n(RETIRED_COURSE) + n(UNRESOLVED) + n(BROKEN),
-        Counter.AGGREGATE_ROWS: n("aggregates"),
-        Counter.AGGREGATES_UNCHANGED: n("computed") - n("aggregates") if n("computed") else 0,
-        Counter.ENROLMENT_UPDATES: updates,
-        Counter.ENROLMENTS_UNCHANGED: n("recomputed") - updates,
-        Counter.ENROLMENTS_COMPLETED: completing,
-        Counter.CERT_EVENTS: completing,
-        Counter.AUDIT_EVENTS: completing,
-        Counter.FAILED_EVENTS: n(f"request:{FAILED}") + n(UNRESOLVED) + n(BROKEN),
-    }
-    if requests is not None:
-        counts |= {
-            Counter.TOTAL_EVENTS: sum(n(f"request:{s}") for s in (VALID, SKIPPED, FAILED)),
-            Counter.VALID_EVENTS: n(f"request:{VALID}"),
-            Counter.SKIPPED_EVENTS: n(f"request:{SKIPPED}"),
-            Counter.FAILED_REQUESTS: n(f"request:{FAILED}"),
-            # one keyed read per distinct requested enrolment
-            Counter.CONSUMPTION_READS: n("keys"),
-        }
-    return counts
+    structure, structure_counts = resources.structures(spark).frame(course_contents)
+    return structure, stats.counts() | structure_counts
 
 
 def reconcile_batch(
@@ -265,18 +237,10 @@ def reconcile_batch(
     with clock("read"):
         prepared, course_contents = _prepare(progress, scanned=source.scanned)
     counts.update(prepared)
-    reader = resources.relation_cache
     with clock("structure"):
-        if source.scanned:
-            stats = resources.scan_relation_cache()
-        else:
-            stats = reader.fetch_for_contents(
-                course_contents,
-                with_optional=cfg.exclude_optional_nodes,
-                with_units=cfg.module_aggs_enabled,
-            )
-        structure, structure_counts = resources.structures(spark).frame(course_contents)
-    counts.update(stats.counts())
+        structure, structure_counts = _course_structures(
+            spark, cfg, resources, course_contents, scanned=source.scanned
+        )
     counts.update(structure_counts)
 
     inputs = BatchInputs(
@@ -289,7 +253,7 @@ def reconcile_batch(
     with clock("plan"):  # building the core's frames: py4j calls, no Spark job
         result = reconcile(inputs, settings, now=now, keep=keep)
     with clock("reconcile"):
-        tallied = _tally(result, settings, requests)
+        tallied = tally(result, settings, requests)
     counts.update(tallied)
     return BatchResult(
         result,
