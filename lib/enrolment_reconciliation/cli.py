@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from enrolment_reconciliation.config import (
     ConfigError,
@@ -60,6 +61,13 @@ def _parser() -> argparse.ArgumentParser:
     stream.add_argument("--checkpoint", help="checkpoint location (stream.checkpoint.location)")
     stream.add_argument("--starting-offsets", help="earliest | latest | JSON offsets")
     stream.add_argument("--max-offsets-per-trigger", type=int)
+    _add_one_enrolment_modes(modes, common)
+    _add_backfill_mode(modes, common)
+    return parser
+
+
+def _add_one_enrolment_modes(modes: Any, common: argparse.ArgumentParser) -> None:
+    """``sync`` and ``explain``: one enrolment, named by user, course and batch."""
     for name, text in (
         ("sync", "reconcile one enrolment now and print what changed"),
         ("explain", "why is this learner not complete? (writes nothing)"),
@@ -90,6 +98,9 @@ def _parser() -> argparse.ArgumentParser:
                 default=30.0,
                 help="--via-stream: seconds to wait for the stream's answer (default 30)",
             )
+
+
+def _add_backfill_mode(modes: Any, common: argparse.ArgumentParser) -> None:
     backfill = modes.add_parser(
         "backfill",
         parents=[common],
@@ -125,7 +136,6 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="start over, even if an unfinished run of the same scope could be resumed",
     )
-    return parser
 
 
 def config_from_args(args: argparse.Namespace) -> JobConfig:

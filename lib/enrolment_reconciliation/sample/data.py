@@ -345,7 +345,16 @@ def _generate_course(
     course_id = ids.do_id()
     b = _CourseBuilder(rng, ids, max_leaves)
     n_units = rng.randint(max(min_units, 2), max(max_units, 2))
+    children = _course_children(rng, b, n_units=n_units, first=index == 0, max_leaves=max_leaves)
+    name = f"Sample Course {index + 1}"
+    return _course_sample(course_id, name, children, [ids.batch_id() for _ in range(batches)])
 
+
+def _course_children(
+    rng: random.Random, b: _CourseBuilder, *, n_units: int, first: bool, max_leaves: int
+) -> list[Node]:
+    """The top-level children of a course: units (nested, sharing a leaf, one optional leaf),
+    sometimes an optional unit (always in the first course), an empty unit, loose leaves."""
     # Top-level units, each a list of children so nested units and shared leaves can be added.
     units = [b.leaves_for_unit(rng.randint(1, max_leaves)) for _ in range(n_units)]
 
@@ -376,14 +385,19 @@ def _generate_course(
         units[target].append(b.leaf(optional=True))
 
     children: list[Node] = [b.unit(kids) for kids in units]
-    if index == 0 or rng.random() < 0.5:
+    if first or rng.random() < 0.5:
         optional_unit = b.unit(b.leaves_for_unit(rng.randint(1, 3)), optional=True)
         children.insert(rng.randint(0, len(children)), optional_unit)
     if rng.random() < 0.15:
         children.append(b.unit([]))  # a unit with no contents yet
     children.extend(b.leaf() for _ in range(rng.choice((0, 0, 1, 2))))
+    return children
 
-    name = f"Sample Course {index + 1}"
+
+def _course_sample(
+    course_id: str, name: str, children: list[Node], batch_ids: list[str]
+) -> CourseSample:
+    """The course's hierarchy (with its leafnodes) and what the generator keeps of it."""
     draft = collection(course_id, children).to_dict()
     leaf_ids = tuple(dict.fromkeys(compose_leaf_nodes(draft)))
     root = Node(
@@ -407,7 +421,7 @@ def _generate_course(
         course_id=course_id,
         name=name,
         hierarchy=hierarchy,
-        batch_ids=tuple(ids.batch_id() for _ in range(batches)),
+        batch_ids=tuple(batch_ids),
         leaf_ids=leaf_ids,
         unit_ids=unit_ids,
         optional_ids=optional_ids,
@@ -522,72 +536,93 @@ def _generate_user(sample: SampleData, index: int) -> UserActivity:
     consumption: list[ConsumptionRow] = []
     for course_index in picked:
         course = sample.courses[course_index]
-        leaves = course.leaf_ids
         batch_id = course.batch_ids[_below(rng, len(course.batch_ids))]
         status: int = _weighted(rng, ENROLMENT_STATUS_WEIGHTS)
         enrolled = _at(sample.base_time, rng, 180)
-        statuses: dict[str, int | None] = {}
-        if status == 2:
-            skip = set(course.optional_ids) if rng.random() < 0.3 else set()
-            statuses = {c: 2 for c in leaves if c not in skip}
-        elif status == 1 and rng.random() < STUCK_RATE:
-            # progress did not update: every leaf is done but the enrolment still says 1
-            statuses = {c: 2 for c in leaves}
-        elif status == 1:
-            touched = rng.sample(leaves, 1 + _below(rng, len(leaves)))
-            statuses = {c: _weighted(rng, CONSUMPTION_STATUS_WEIGHTS) for c in touched}
-        elif rng.random() < 0.3:  # enrolment says "not started" but consumption exists
-            touched = rng.sample(leaves, min(2, len(leaves)))
-            statuses = {c: 1 + _below(rng, 2) for c in touched}
+        statuses = _leaf_statuses(rng, course, status)
         if rng.random() < sample.stale_rate or (index == 0 and not enrolments):
             statuses[_stale_content_id(rng)] = 1 + _below(rng, 2)
-
         rows = [
             _consumption_row(rng, user_id, course.course_id, batch_id, c, s, enrolled)
             for c, s in statuses.items()
         ]
         consumption.extend(rows)
-        last = max((r.last_updated_time for r in rows), default=enrolled)
-        completed = sum(1 for s in statuses.values() if s == 2)
-        contentstatus = None
-        if rows and rng.random() < 0.7:
-            contentstatus = {r.contentid: r.status for r in rows if r.status is not None}
-        enrolments.append(
-            EnrolmentRow(
-                userid=user_id,
-                courseid=course.course_id,
-                batchid=batch_id,
-                active=True,
-                status=status,
-                # status 2 rows are consistent; others often lag behind their consumption
-                progress=completed if status == 2 else _below(rng, completed + 1),
-                contentstatus=contentstatus,
-                enrolled_date=enrolled,
-                completedon=last if status == 2 else None,
-                datetime=last,
-                issued_certificates=(
-                    _issued_certificate(course, batch_id, user_id, last)
-                    if _holds_certificate(course, batch_id, user_id, status)
-                    else None
-                ),
-            )
-        )
+        enrolments.append(_enrolment_row(rng, user_id, course, batch_id, status, enrolled, rows))
 
     # Consumption in a course the user is not enrolled in (no user_enrolments row).
     if len(picked) < n_courses and (index == 0 or rng.random() < sample.orphan_rate):
-        course_index = _below(rng, n_courses)
-        while course_index in picked:
-            course_index = _below(rng, n_courses)
-        course = sample.courses[course_index]
-        batch_id = course.batch_ids[_below(rng, len(course.batch_ids))]
-        started = _at(sample.base_time, rng, 180)
-        for c in rng.sample(course.leaf_ids, min(len(course.leaf_ids), 1 + _below(rng, 3))):
-            consumption.append(
-                _consumption_row(
-                    rng, user_id, course.course_id, batch_id, c, 1 + _below(rng, 2), started
-                )
-            )
+        consumption.extend(_orphan_consumption(rng, sample, user_id, picked))
     return UserActivity(user_id, tuple(enrolments), tuple(consumption))
+
+
+def _leaf_statuses(rng: random.Random, course: CourseSample, status: int) -> dict[str, int | None]:
+    """The consumption status of each content the learner touched, given the enrolment's."""
+    leaves = course.leaf_ids
+    if status == 2:
+        skip = set(course.optional_ids) if rng.random() < 0.3 else set()
+        return {c: 2 for c in leaves if c not in skip}
+    if status == 1 and rng.random() < STUCK_RATE:
+        # progress did not update: every leaf is done but the enrolment still says 1
+        return {c: 2 for c in leaves}
+    if status == 1:
+        touched = rng.sample(leaves, 1 + _below(rng, len(leaves)))
+        return {c: _weighted(rng, CONSUMPTION_STATUS_WEIGHTS) for c in touched}
+    if rng.random() < 0.3:  # enrolment says "not started" but consumption exists
+        touched = rng.sample(leaves, min(2, len(leaves)))
+        return {c: 1 + _below(rng, 2) for c in touched}
+    return {}
+
+
+def _enrolment_row(
+    rng: random.Random,
+    user_id: str,
+    course: CourseSample,
+    batch_id: str,
+    status: int,
+    enrolled: datetime,
+    rows: list[ConsumptionRow],
+) -> EnrolmentRow:
+    """The enrolment's row: status 2 rows are consistent; others often lag behind their
+    consumption (progress, contentstatus)."""
+    last = max((r.last_updated_time for r in rows), default=enrolled)
+    completed = sum(1 for r in rows if r.status == 2)
+    contentstatus = None
+    if rows and rng.random() < 0.7:
+        contentstatus = {r.contentid: r.status for r in rows if r.status is not None}
+    return EnrolmentRow(
+        userid=user_id,
+        courseid=course.course_id,
+        batchid=batch_id,
+        active=True,
+        status=status,
+        progress=completed if status == 2 else _below(rng, completed + 1),
+        contentstatus=contentstatus,
+        enrolled_date=enrolled,
+        completedon=last if status == 2 else None,
+        datetime=last,
+        issued_certificates=(
+            _issued_certificate(course, batch_id, user_id, last)
+            if _holds_certificate(course, batch_id, user_id, status)
+            else None
+        ),
+    )
+
+
+def _orphan_consumption(
+    rng: random.Random, sample: SampleData, user_id: str, picked: list[int]
+) -> list[ConsumptionRow]:
+    """A few consumption rows in a course the learner is not enrolled in."""
+    n_courses = len(sample.courses)
+    course_index = _below(rng, n_courses)
+    while course_index in picked:
+        course_index = _below(rng, n_courses)
+    course = sample.courses[course_index]
+    batch_id = course.batch_ids[_below(rng, len(course.batch_ids))]
+    started = _at(sample.base_time, rng, 180)
+    return [
+        _consumption_row(rng, user_id, course.course_id, batch_id, c, 1 + _below(rng, 2), started)
+        for c in rng.sample(course.leaf_ids, min(len(course.leaf_ids), 1 + _below(rng, 3)))
+    ]
 
 
 def _stale_content_id(rng: random.Random) -> str:
