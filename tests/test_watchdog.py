@@ -1,13 +1,14 @@
 """The batch watchdog: a micro-batch stuck where a cancel cannot reach ends the process with
-EXIT_STUCK, for its supervisor to restart it from the checkpoint."""
+ExitCode.STUCK, for its supervisor to restart it from the checkpoint."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 
+from enrolment_reconciliation.exit_codes import ExitCode
 from enrolment_reconciliation.sample.stack import PROJECT_ROOT
-from enrolment_reconciliation.streaming import EXIT_STUCK, BatchWatchdog
+from enrolment_reconciliation.streaming import BatchWatchdog
 
 STUCK = """
 import time
@@ -28,7 +29,7 @@ def test_a_batch_stuck_past_timeout_and_grace_exits_for_a_restart():
         text=True,
         timeout=120,
     )
-    assert done.returncode == EXIT_STUCK, done.stderr[-2000:]
+    assert done.returncode == ExitCode.STUCK, done.stderr[-2000:]
     assert '"event": "batch-stuck"' in done.stderr and "returned" not in done.stdout
 
 

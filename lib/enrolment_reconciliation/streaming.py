@@ -55,16 +55,13 @@ def tune_for_micro_batches(spark: SparkSession) -> None:
     spark.conf.set("spark.sql.shuffle.partitions", str(spark.sparkContext.defaultParallelism))
 
 
-EXIT_STUCK = int(ExitCode.STUCK)  # a supervisor restarts it; checkpoint and outbox lose nothing
-
-
 class BatchWatchdog:
     """Fails a micro-batch that runs longer than ``seconds``.
 
     First its Spark jobs are cancelled and the connector's cached sessions closed (a driver-side
     call stuck on a session of a Cassandra that went away, e.g. an uninterruptible schema
     refresh, is not a Spark job and ignores the cancel). If the batch still has not returned
-    ``grace`` seconds later, the process exits with ``EXIT_STUCK``: a stuck JVM thread cannot be
+    ``grace`` seconds later, the process exits with ``ExitCode.STUCK``: a stuck JVM thread cannot be
     recovered in process, and a restart from the checkpoint loses nothing.
     """
 
@@ -90,13 +87,13 @@ class BatchWatchdog:
                     "event": "batch-stuck",
                     "batch": group,
                     "seconds": self._seconds + self._grace,
-                    "exitCode": EXIT_STUCK,
+                    "exitCode": int(ExitCode.STUCK),
                     "action": "exiting for a restart from the checkpoint",
                 }
             )
         )
         logging.shutdown()
-        os._exit(EXIT_STUCK)
+        os._exit(ExitCode.STUCK)
 
     def run(self, group: str, work: Callable[[], Counts]) -> Counts:
         self._sc.setJobGroup(group, f"enrolment-reconciliation {group}", interruptOnCancel=True)

@@ -12,7 +12,7 @@ from datetime import datetime
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from enrolment_reconciliation.core.expressions import built_once
+from enrolment_reconciliation.core.expressions import built_once, empty_ids
 from enrolment_reconciliation.core.progress import BROKEN, ROUTE, UNRESOLVED
 from enrolment_reconciliation.schemas import AUDIT, CERTIFICATE, ENROLMENT_KEY, to_event_key_names
 
@@ -78,7 +78,7 @@ def _audit_event() -> tuple[Column, Column]:
             F.lit("User").alias("type"),
             F.struct(F.col("courseId").alias("l1")).alias("rollup"),
         ).alias("object"),
-        F.array().cast("array<string>").alias("tags"),
+        empty_ids().alias("tags"),
     )
     return mid, F.to_json(event)
 

@@ -9,17 +9,14 @@ ones left out.
 
 from __future__ import annotations
 
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from enrolment_reconciliation.core.expressions import empty_ids
 from enrolment_reconciliation.core.progress import ROUTE, required_leaves, units_above_contents
 from enrolment_reconciliation.schemas import ENROLMENT_KEY
 
 COURSE_NODE, UNIT_NODE = "course", "unit"
-
-
-def _empty_ids() -> Column:
-    return F.array().cast("array<string>")
 
 
 def to_progress_explanation(enriched: DataFrame, *, exclude_optional_nodes: bool) -> DataFrame:
@@ -36,9 +33,9 @@ def to_progress_explanation(enriched: DataFrame, *, exclude_optional_nodes: bool
         *context,
         F.lit(COURSE_NODE).alias("nodeType"),
         F.col("courseId").alias("nodeId"),
-        F.coalesce("leafnodes", _empty_ids()).alias("leafnodes"),
-        F.coalesce("optionalnodes", _empty_ids()).alias("optionalnodes"),
-        F.coalesce("required", _empty_ids()).alias("required"),
+        F.coalesce("leafnodes", empty_ids()).alias("leafnodes"),
+        F.coalesce("optionalnodes", empty_ids()).alias("optionalnodes"),
+        F.coalesce("required", empty_ids()).alias("required"),
     )
     units = enriched.select(
         *ENROLMENT_KEY, *context, F.explode(units_above_contents()).alias("unit")
@@ -55,7 +52,7 @@ def to_progress_explanation(enriched: DataFrame, *, exclude_optional_nodes: bool
     node = F.struct(F.col("leafnodes").alias("leafnodes"), F.col("required").alias("required"))
     required = required_leaves(node, exclude_optional_nodes=exclude_optional_nodes)
     left_out = (
-        F.array_intersect("leafnodes", "optionalnodes") if exclude_optional_nodes else _empty_ids()
+        F.array_intersect("leafnodes", "optionalnodes") if exclude_optional_nodes else empty_ids()
     )
     return nodes.select(
         *ENROLMENT_KEY,

@@ -14,9 +14,17 @@ import functools
 from collections.abc import Callable
 from typing import TypeVar
 
+from pyspark.sql import Column
+from pyspark.sql import functions as F
+
 from enrolment_reconciliation.jvm import context_key
 
 T = TypeVar("T")
+
+
+def empty_ids() -> Column:
+    """An empty ``array<string>`` (a missing list of ids)."""
+    return F.array().cast("array<string>")
 
 
 def built_once(builder: Callable[..., T]) -> Callable[..., T]:

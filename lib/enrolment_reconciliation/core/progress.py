@@ -15,7 +15,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, IntegerType, StringType, StructField, StructType
 
-from enrolment_reconciliation.core.expressions import built_once
+from enrolment_reconciliation.core.expressions import built_once, empty_ids
 from enrolment_reconciliation.schemas import (
     COMPLETED,
     COMPLETED_COUNT,
@@ -33,10 +33,6 @@ RETIRED = "Retired"
 # How each enrolment is handled, from its course's structure (spec.md §7, design.md §3.2).
 ROUTE = "route"
 OK, RETIRED_COURSE, UNRESOLVED, BROKEN = "ok", "retired", "unresolved", "broken"
-
-
-def _empty_ids() -> Column:
-    return F.array().cast("array<string>")
 
 
 @built_once
@@ -139,7 +135,7 @@ def with_course_structure(progress: DataFrame, structure: DataFrame) -> DataFram
 
 @built_once
 def _structure_columns() -> dict[str, Column]:
-    leaves = F.coalesce(F.col("leafnodes"), _empty_ids())
+    leaves = F.coalesce(F.col("leafnodes"), empty_ids())
     route = (
         F.when(F.col("structureProblem").isNotNull(), F.lit(BROKEN))
         .when(F.size(leaves) > 0, F.lit(OK))
@@ -148,8 +144,8 @@ def _structure_columns() -> dict[str, Column]:
     )
     return {
         "leafnodes": leaves,
-        "optionalnodes": F.coalesce(F.col("optionalnodes"), _empty_ids()),
-        "required": F.coalesce(F.col("required"), _empty_ids()),
+        "optionalnodes": F.coalesce(F.col("optionalnodes"), empty_ids()),
+        "required": F.coalesce(F.col("required"), empty_ids()),
         "units": F.coalesce(F.col("units"), F.array().cast(_UNITS)),
         ROUTE: route,
     }

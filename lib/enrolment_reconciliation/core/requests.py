@@ -18,7 +18,7 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from enrolment_reconciliation.core.expressions import built_once
+from enrolment_reconciliation.core.expressions import built_once, empty_ids
 from enrolment_reconciliation.counters import Counter
 from enrolment_reconciliation.schemas import (
     ENROLMENT_KEY,
@@ -113,7 +113,7 @@ def _field_reason(name: str, value: Column, edata_text: Column, keys: Column) ->
 def _classification() -> tuple[dict[str, Column], Column, Column]:
     """The edata fields, the reason a request fails (or null) and whether it is a sync."""
     edata_text = F.col("_edata_text")
-    keys = F.coalesce(F.json_object_keys(edata_text), F.array().cast("array<string>"))
+    keys = F.coalesce(F.json_object_keys(edata_text), empty_ids())
     fields = {name: F.col("_parsed.edata")[name] for name in _FIELDS}
     is_sync = F.lower(F.trim(F.coalesce(fields["action"], F.lit("")))) == SYNC_ACTION
     problems = [_field_reason(n, fields[n], edata_text, keys) for n in _FIELDS]

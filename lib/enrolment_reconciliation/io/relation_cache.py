@@ -219,19 +219,14 @@ class RelationCacheReader:
             stats.redis_reads + more.redis_reads + prefetched,
         )
 
-    def scan(self, course_ids: Iterable[str] | None = None) -> ReadStats:
-        """Read every relation-cache key (of ``course_ids`` only, when given) with SCAN.
+    def scan(self) -> ReadStats:
+        """Read every relation-cache key with SCAN.
 
         The backfill's way in: one pass over the keyspace, then pipelined SMEMBERS; structure
         is bounded by the catalogue, so it may live on the driver.
         """
         self._refresh_if_expired()
-        scope = set(course_ids) if course_ids is not None else None
-        keys = []
-        for key in self._client.scan_iter(count=SCAN_COUNT):
-            parsed = parse_relation_key(key)
-            if parsed and (scope is None or parsed[0] in scope):
-                keys.append(key)
+        keys = [k for k in self._client.scan_iter(count=SCAN_COUNT) if parse_relation_key(k)]
         missing = [k for k in keys if k not in self.members]
         self._smembers(missing)
         return ReadStats(

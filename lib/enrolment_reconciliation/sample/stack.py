@@ -21,8 +21,8 @@ from typing import Any
 
 from enrolment_reconciliation.config import JobConfig, load_config
 from enrolment_reconciliation.counters import Counter
+from enrolment_reconciliation.exit_codes import ExitCode
 from enrolment_reconciliation.schemas import SYNC_ACTION
-from enrolment_reconciliation.streaming import EXIT_STUCK
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 STACK_ENV = Path(os.environ.get("STACK_DIR", PROJECT_ROOT / ".stack")) / "stack.env"
@@ -108,7 +108,7 @@ class StreamProcess:
     """``spark-submit.sh stream --trigger <trigger> <args>`` in the background, its output
     appended to ``log``; what it did is read back from its JSON log lines.
 
-    ``supervise=True`` restarts it when it exits with ``EXIT_STUCK`` (75: a micro-batch stuck
+    ``supervise=True`` restarts it when it exits with ``ExitCode.STUCK`` (75: a micro-batch stuck
     beyond its watchdog), as the systemd unit in deploy/ does.
 
     Example::
@@ -151,7 +151,7 @@ class StreamProcess:
 
     def _supervise(self) -> None:
         while not self._stopping:
-            if self.proc.poll() == EXIT_STUCK and not self._stopping:
+            if self.proc.poll() == ExitCode.STUCK and not self._stopping:
                 self.process_restarts += 1
                 self.proc = self._start()
             time.sleep(1)
@@ -173,7 +173,7 @@ class StreamProcess:
         return len(self._events("query-failed"))
 
     def alive(self) -> bool:
-        return self.proc.poll() is None or self.proc.returncode == EXIT_STUCK
+        return self.proc.poll() is None or self.proc.returncode == ExitCode.STUCK
 
     def tail(self, chars: int = 3000) -> str:
         return self.log.read_text(errors="replace")[-chars:]
