@@ -246,15 +246,23 @@ class JobConfig:
         "stream.max.offsets.per.trigger", 10000, "most requests per micro-batch (0: no limit)"
     )
     restart_max_attempts: int = setting(
-        "stream.restart.max.attempts", 10, "consecutive failed micro-batches before the job stops"
+        "stream.restart.max.attempts",
+        20,
+        "consecutive failed micro-batches before the job stops (20: about 9 min of an outage)",
     )
     restart_backoff_seconds: float = setting(
-        "stream.restart.backoff.seconds", 5, "first restart delay (doubles, at most 300 s)"
+        "stream.restart.backoff.seconds",
+        5,
+        "first restart delay (doubles); ends early when a store that was down answers again",
+    )
+    restart_backoff_max_seconds: float = setting(
+        "stream.restart.backoff.max.seconds", 30, "longest restart delay"
     )
     batch_timeout_seconds: int = setting(
         "stream.batch.timeout.seconds",
-        600,
-        "a micro-batch running longer is cancelled and retried like any other fault",
+        120,
+        "a micro-batch running longer is cancelled and retried like any other fault "
+        "(the last resort: about 5x the slowest micro-batch measured, the first after a start)",
     )
     # writes
     write_concurrency: int = setting(

@@ -30,12 +30,14 @@ from enrolment_reconciliation.exit_codes import ExitCode
 from enrolment_reconciliation.inputs import read_requested
 from enrolment_reconciliation.io.kafka import read_sync_request_stream
 from enrolment_reconciliation.io.outbox import Outbox
+from enrolment_reconciliation.io.probes import stores_down
 from enrolment_reconciliation.io.prometheus import PrometheusExporter
 from enrolment_reconciliation.jvm import evict_connector_sessions
 from enrolment_reconciliation.pipeline import BatchResources, PhaseClock, reconcile_batch
 
 log = logging.getLogger("enrolment_reconciliation.stream")
 OBSERVATION = "enrolment-reconciliation"
+PROBE_INTERVAL_SECONDS = 2.0  # while a store is down, how often the restart wait asks it
 
 
 def observed_requests(spark: SparkSession, cfg: JobConfig) -> DataFrame:
@@ -318,7 +320,9 @@ def _run_query(
             if failures > cfg.restart_max_attempts:
                 log.error(json.dumps({"event": "giving-up", "failures": failures}))
                 raise
-            backoff = min(cfg.restart_backoff_seconds * 2 ** (failures - 1), 300)
+            backoff = min(
+                cfg.restart_backoff_seconds * 2 ** (failures - 1), cfg.restart_backoff_max_seconds
+            )
             log.error(
                 json.dumps(
                     {
@@ -329,4 +333,34 @@ def _run_query(
                     }
                 )
             )
-            time.sleep(backoff)
+            _close_connector_sessions(spark)
+            _wait_to_restart(cfg, backoff)
+
+
+def _close_connector_sessions(spark: SparkSession) -> None:
+    """Close the connector's cached driver sessions before a restart, so the restarted query
+    opens a fresh one. A session whose schema refresh failed while Cassandra was away never
+    refreshes again (Java driver 4.18: the failed refresh stays "in progress" and every later
+    ``Session.refreshSchema`` waits behind it, uninterruptibly), and the connector keeps an
+    unused session for an hour (``keepAliveMS``): every micro-batch after the outage would hang
+    in it until the watchdog ended the process."""
+    try:
+        evict_connector_sessions(spark)
+    except Exception as error:  # the JVM side is gone too: the restart will tell
+        log.warning("closing the connector's sessions failed: %s", error)
+
+
+def _wait_to_restart(cfg: JobConfig, backoff: float) -> None:
+    """Wait ``backoff`` seconds; if a store was down as the query failed, restart as soon as
+    every store answers again (probed every few seconds), so an outage costs the time the
+    store was away, not the rest of a doubled backoff."""
+    deadline = time.monotonic() + backoff
+    down = was_down = stores_down(cfg)
+    while down and time.monotonic() < deadline:
+        time.sleep(min(PROBE_INTERVAL_SECONDS, max(0.0, deadline - time.monotonic())))
+        down = stores_down(cfg)
+        if not down:
+            line = {"event": "stores-back", "stores": was_down, "action": "restarting now"}
+            log.warning(json.dumps(line))
+            return
+    time.sleep(max(0.0, deadline - time.monotonic()))

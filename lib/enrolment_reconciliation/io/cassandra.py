@@ -57,6 +57,7 @@ class CassandraEndpoint:
     ssl_enabled: bool = False
     ca_file: str = ""
     request_timeout: float = 30.0
+    connect_timeout: float = 10.0
 
     @classmethod
     def from_config(cls, cfg: JobConfig) -> CassandraEndpoint:
@@ -85,7 +86,7 @@ class CassandraEndpoint:
             protocol_version=5,
             auth_provider=auth,
             ssl_context=context,
-            connect_timeout=10,
+            connect_timeout=self.connect_timeout,
             execution_profiles={EXEC_PROFILE_DEFAULT: profile},
         )
         return cluster, cluster.connect(keyspace)

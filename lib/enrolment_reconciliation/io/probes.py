@@ -1,0 +1,73 @@
+"""Whether the stores a micro-batch needs answer now: cheap checks the stream makes while it
+waits to restart a failed query, so that it restarts as soon as a store that was down is back
+rather than at the end of its backoff.
+
+A probe is a real request with a short timeout (Cassandra: ``system.local`` through the Python
+driver, so a node that accepts connections but is still starting counts as down; Redis:
+``PING``), never a bare port check.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import TYPE_CHECKING
+
+import redis
+
+from enrolment_reconciliation.io.cassandra import CassandraEndpoint
+from enrolment_reconciliation.io.errors import is_infrastructure_fault
+
+if TYPE_CHECKING:
+    from enrolment_reconciliation.config import JobConfig
+
+PROBE_TIMEOUT_SECONDS = 3.0
+log = logging.getLogger(__name__)
+
+
+def cassandra_answers(cfg: JobConfig) -> bool:
+    endpoint = dataclasses.replace(
+        CassandraEndpoint.from_config(cfg),
+        request_timeout=PROBE_TIMEOUT_SECONDS,
+        connect_timeout=PROBE_TIMEOUT_SECONDS,
+    )
+    try:
+        cluster, session = endpoint.connect()
+    except Exception as error:
+        if is_infrastructure_fault(error):
+            return False
+        raise
+    try:
+        session.execute("SELECT release_version FROM system.local")
+        return True
+    except Exception as error:
+        if is_infrastructure_fault(error):
+            return False
+        raise
+    finally:
+        cluster.shutdown()
+
+
+def redis_answers(cfg: JobConfig) -> bool:
+    client = redis.Redis(
+        host=cfg.redis_host,
+        port=cfg.redis_port,
+        db=cfg.relation_cache_db,
+        password=cfg.credentials.redis_password,
+        socket_timeout=PROBE_TIMEOUT_SECONDS,
+        socket_connect_timeout=PROBE_TIMEOUT_SECONDS,
+    )
+    try:
+        return bool(client.ping())
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+        return False
+    finally:
+        client.close()
+
+
+PROBES = {"cassandra": cassandra_answers, "redis": redis_answers}
+
+
+def stores_down(cfg: JobConfig) -> list[str]:
+    """The stores that do not answer now (none: every one answers)."""
+    return [name for name, answers in PROBES.items() if not answers(cfg)]
