@@ -5,12 +5,14 @@ after recovery every one of them is applied (or, for the search route, reported)
 lost. The job retries failed micro-batches from its checkpoint; a micro-batch that hangs is
 cancelled by the batch watchdog and retried like any other.
 
-On demand: ``./dev.sh test -m faults tests/integration/test_outages.py`` (docs/reliability.md).
+On demand: ``./dev.sh test -m faults tests/integration/test_outages.py`` (docs/reliability.md);
+``ER_OUTAGE_SECONDS=60`` keeps each service away longer (default 30).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 import uuid
@@ -34,7 +36,7 @@ from tests.search_stub import SearchStub
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
-OUTAGE_SECONDS = 30
+OUTAGE_SECONDS = int(os.environ.get("ER_OUTAGE_SECONDS", "30"))  # how long each service is away
 STREAM_SETTINGS: list[str] = []  # the defaults, as an operator runs the stream
 
 
