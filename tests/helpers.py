@@ -34,7 +34,6 @@ from enrolment_reconciliation.core.requests import to_sync_requests
 from enrolment_reconciliation.core.structure import course_structure, parse_relation_key
 from enrolment_reconciliation.io.cassandra import connect_from_config
 from enrolment_reconciliation.io.relation_cache import redis_client
-from enrolment_reconciliation.jvm import evict_connector_sessions
 from enrolment_reconciliation.sample.stack import stack_config as _stack_config
 from enrolment_reconciliation.sample.stack import stack_overrides
 from enrolment_reconciliation.sample.stack import sync_request as _sync_request
@@ -389,12 +388,6 @@ def events_of(cfg: JobConfig) -> dict[str, dict]:
                 event.pop(stamp, None)
             found[event["mid"]] = event
     return found
-
-
-def forget_connector_sessions(spark: SparkSession) -> None:
-    """Close the connector's cached sessions, so its next read sees a keyspace created since
-    (a cached session learns of a new keyspace only after its schema-refresh debounce)."""
-    evict_connector_sessions(spark)
 
 
 class KilledAtFaultPoint(BaseException):

@@ -76,12 +76,6 @@ class BatchWatchdog:
         """How many Spark jobs the group ran (the micro-batch's, with the watchdog's group)."""
         return len(self._sc.statusTracker().getJobIdsForGroup(group))
 
-    def _evict_connector_sessions(self) -> None:
-        try:
-            evict_connector_sessions(self._spark)
-        except Exception as error:  # the connector is not on the classpath, or the call failed
-            log.warning("closing the connector's sessions failed: %s", error)
-
     def _give_up(self, group: str) -> None:
         log.critical(
             json.dumps(
@@ -108,7 +102,7 @@ class BatchWatchdog:
             log.error(json.dumps({"event": "batch-timeout", "batch": group}))
             stuck.start()
             self._sc.cancelJobGroup(group)
-            self._evict_connector_sessions()
+            _close_connector_sessions(self._spark)
 
         timer = threading.Timer(self._seconds, cancel)
         timer.daemon = True
@@ -346,7 +340,7 @@ def _close_connector_sessions(spark: SparkSession) -> None:
     in it until the watchdog ended the process."""
     try:
         evict_connector_sessions(spark)
-    except Exception as error:  # the JVM side is gone too: the restart will tell
+    except Exception as error:  # the connector is not on the classpath, or the JVM side is gone
         log.warning("closing the connector's sessions failed: %s", error)
 
 

@@ -16,8 +16,9 @@ from enrolment_reconciliation.apply import AFTER_ENROLMENT_WRITE
 from enrolment_reconciliation.backfill import BackfillOptions, run_backfill
 from enrolment_reconciliation.config import JobConfig
 from enrolment_reconciliation.counters import Counter
+from enrolment_reconciliation.jvm import evict_connector_sessions
 from enrolment_reconciliation.sample.data import SampleData, generate_sample
-from tests.helpers import KilledAtFaultPoint, forget_connector_sessions, messages_on
+from tests.helpers import KilledAtFaultPoint, messages_on
 from tests.integration.test_backfill import backfill_config
 from tests.integration.test_backfill import load as _load
 
@@ -46,7 +47,9 @@ def eligible(sample: SampleData, course: str | None = None) -> set[Key]:
 
 def load(spark, cfg: JobConfig, sample: SampleData) -> None:
     _load(cfg, sample)
-    forget_connector_sessions(spark)  # the keyspace may be new to the suite's Spark session
+    # the keyspace may be new to the suite's Spark session: its cached connector session would
+    # learn of it only after its schema-refresh debounce
+    evict_connector_sessions(spark)
 
 
 def repair_config(tmp_path: Path, slices: int = 1) -> JobConfig:

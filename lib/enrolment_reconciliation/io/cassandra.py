@@ -15,7 +15,7 @@ import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from cassandra.auth import PlainTextAuthProvider
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, Session
@@ -260,22 +260,17 @@ def write_options(cfg: JobConfig) -> dict[str, str]:
     }
 
 
-APPENDING_AGGREGATES, ENROLMENT_UPDATES = "aggregates", "enrolments"
-
-
 class _Writers:
     """The connector's RDD API and the two writers' column selectors, built once per
     SparkContext (the selectors do not depend on a batch)."""
 
     def __init__(self, spark: SparkSession) -> None:
         self.api = ConnectorRddApi(spark)
-        self.columns = {
-            APPENDING_AGGREGATES: self.api.columns(AGGREGATE_COLUMNS, APPENDED_MAPS),
-            ENROLMENT_UPDATES: self.api.columns(ENROLMENT_WRITE_COLUMNS),
-        }
+        self.appending_aggregates = self.api.columns(AGGREGATE_COLUMNS, APPENDED_MAPS)
+        self.enrolment_updates = self.api.columns(ENROLMENT_WRITE_COLUMNS)
 
-    def save(self, rows: DataFrame, cfg: JobConfig, table: str, columns: str) -> None:
-        self.api.save(rows, cfg.keyspace, table, self.columns[columns], write_options(cfg))
+    def save(self, rows: DataFrame, cfg: JobConfig, table: str, columns: Any) -> None:
+        self.api.save(rows, cfg.keyspace, table, columns, write_options(cfg))
 
 
 _writers = once_per_context(_Writers)
@@ -296,7 +291,9 @@ def write_activity_aggregates(aggregates: DataFrame, cfg: JobConfig, *, rows: in
         ACTIVITY_AGG_KEY,
         rows=rows,
         per_second=cfg.max_writes_per_second,
-        write=lambda chunk: writers.save(chunk, cfg, cfg.activity_agg_table, APPENDING_AGGREGATES),
+        write=lambda chunk: writers.save(
+            chunk, cfg, cfg.activity_agg_table, writers.appending_aggregates
+        ),
     )
 
 
@@ -312,5 +309,7 @@ def write_enrolment_updates(updates: DataFrame, cfg: JobConfig, *, rows: int = 0
         ENROLMENT_TABLE_KEY,
         rows=rows,
         per_second=cfg.max_writes_per_second,
-        write=lambda chunk: writers.save(chunk, cfg, cfg.enrolments_table, ENROLMENT_UPDATES),
+        write=lambda chunk: writers.save(
+            chunk, cfg, cfg.enrolments_table, writers.enrolment_updates
+        ),
     )

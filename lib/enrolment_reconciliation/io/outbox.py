@@ -68,7 +68,7 @@ class Outbox:
         staging = f"{batch}.staging"
         self._fs.delete(self._path(staging), recursive=True)
         for name, data in ((DRIVER_FILE, lines.encode()), ("_SUCCESS", b"")):
-            self._fs.write_bytes(f"{self.folder(staging)}/{name}", data)
+            self._fs.write_bytes(self._path(staging, name), data)
         self.discard(batch)
         if not self._fs.rename(self._path(staging), self._path(batch)):
             raise OSError(f"could not move the outbox of batch {batch} into place")

@@ -10,19 +10,16 @@ driver, so a node that accepts connections but is still starting counts as down;
 from __future__ import annotations
 
 import dataclasses
-import logging
 from typing import TYPE_CHECKING
-
-import redis
 
 from enrolment_reconciliation.io.cassandra import CassandraEndpoint
 from enrolment_reconciliation.io.errors import is_infrastructure_fault
+from enrolment_reconciliation.io.relation_cache import redis_client
 
 if TYPE_CHECKING:
     from enrolment_reconciliation.config import JobConfig
 
 PROBE_TIMEOUT_SECONDS = 3.0
-log = logging.getLogger(__name__)
 
 
 def cassandra_answers(cfg: JobConfig) -> bool:
@@ -31,13 +28,9 @@ def cassandra_answers(cfg: JobConfig) -> bool:
         request_timeout=PROBE_TIMEOUT_SECONDS,
         connect_timeout=PROBE_TIMEOUT_SECONDS,
     )
-    try:
+    cluster = None
+    try:  # a failed connect shuts its own cluster down
         cluster, session = endpoint.connect()
-    except Exception as error:
-        if is_infrastructure_fault(error):
-            return False
-        raise
-    try:
         session.execute("SELECT release_version FROM system.local")
         return True
     except Exception as error:
@@ -45,22 +38,18 @@ def cassandra_answers(cfg: JobConfig) -> bool:
             return False
         raise
     finally:
-        cluster.shutdown()
+        if cluster is not None:
+            cluster.shutdown()
 
 
 def redis_answers(cfg: JobConfig) -> bool:
-    client = redis.Redis(
-        host=cfg.redis_host,
-        port=cfg.redis_port,
-        db=cfg.relation_cache_db,
-        password=cfg.credentials.redis_password,
-        socket_timeout=PROBE_TIMEOUT_SECONDS,
-        socket_connect_timeout=PROBE_TIMEOUT_SECONDS,
-    )
+    client = redis_client(cfg, timeout=PROBE_TIMEOUT_SECONDS, connect_timeout=PROBE_TIMEOUT_SECONDS)
     try:
         return bool(client.ping())
-    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
-        return False
+    except Exception as error:
+        if is_infrastructure_fault(error):
+            return False
+        raise
     finally:
         client.close()
 

@@ -65,15 +65,17 @@ class ReadStats:
         }
 
 
-def redis_client(cfg) -> redis.Redis:  # cfg: JobConfig
-    """A client of the relation-cache database (password from ``REDIS_PASSWORD``)."""
+def redis_client(cfg, *, timeout: float = 30, connect_timeout: float = 10) -> redis.Redis:
+    """A client of the relation-cache database (password from ``REDIS_PASSWORD``).
+
+    ``cfg``: the JobConfig; the timeouts are in seconds."""
     return redis.Redis(
         host=cfg.redis_host,
         port=cfg.redis_port,
         db=cfg.relation_cache_db,
         password=cfg.credentials.redis_password,
-        socket_timeout=30,
-        socket_connect_timeout=10,
+        socket_timeout=timeout,
+        socket_connect_timeout=connect_timeout,
         decode_responses=True,
         retry_on_timeout=True,
     )

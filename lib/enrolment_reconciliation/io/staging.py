@@ -32,7 +32,7 @@ from pyspark.sql.types import DoubleType, IntegerType, MapType, StringType, Stru
 
 from enrolment_reconciliation.core.slices import SLICE, slice_of
 from enrolment_reconciliation.io.cassandra import ScanFilters, current_aggregates
-from enrolment_reconciliation.io.hadoop_fs import HadoopFileSystem
+from enrolment_reconciliation.io.hadoop_fs import HadoopFileSystem, join
 from enrolment_reconciliation.schemas import ACTIVITY_AGG_KEY, COMPLETED_COUNT
 
 if TYPE_CHECKING:
@@ -102,6 +102,6 @@ class StagedAggregates:
     def _drop_other_runs(self) -> None:
         for name in self._fs.list_names(self._scope_dir):
             if name != self.location.rsplit("/", 1)[1]:
-                abandoned = f"{self._scope_dir}/{name}"
+                abandoned = join(self._scope_dir, name)
                 log.info("deleting an abandoned run's staged aggregates: %s", abandoned)
                 self._fs.delete(abandoned, recursive=True)
