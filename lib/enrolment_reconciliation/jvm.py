@@ -118,13 +118,14 @@ class HadoopFileSystem:
 
 
 class ConnectorRddApi:
-    """The connector's Scala RDD API (``saveToCassandra``): the only API with which the
-    connector appends to a map column (``m = m + ?``) instead of replacing it, and the leanest to
-    plan. Build one per SparkContext: each py4j lookup of a class by name searches the jars."""
+    """The connector's RDD API: ``saveToCassandra``, the only API with which the connector
+    appends to a map column (``m = m + ?``) instead of replacing it, and the leanest to plan; and
+    a scan with a per-partition limit, which the DataFrame API cannot push down. Build one per
+    SparkContext: each py4j lookup of a class by name searches the jars."""
 
     def __init__(self, spark: SparkSession) -> None:
         jvm, jsc = _gateway(spark.sparkContext)
-        self._jvm = jvm
+        self._jvm, self._jsc = jvm, jsc
         self._loader = jvm.java.lang.Thread.currentThread().getContextClassLoader()
         self._conn = getattr(jvm, CONNECTOR)
         self._conf = jsc.sc().getConf()
@@ -147,6 +148,31 @@ class ConnectorRddApi:
         selected = [self._conn.ColumnName(c, self._none) for c in plain]
         selected += [self._conn.CollectionColumnName(c, self._none, self._append) for c in appended]
         return self._conn.SomeColumns(self._seq(selected))
+
+    def partition_keys(
+        self, spark: SparkSession, keyspace: str, table: str, column: str
+    ) -> DataFrame:
+        """One row per partition of a table keyed by the text ``column`` alone: that column of
+        each partition's first row (CQL ``PER PARTITION LIMIT 1``), so Cassandra returns one row
+        per partition instead of all of them and Spark needs no ``distinct``. The connector's
+        DataFrame API has no way to push that limit down; its Java RDD API has."""
+        japi = self._conn.japi.CassandraJavaUtil
+        gateway = spark.sparkContext._gateway
+        if gateway is None:
+            raise RuntimeError("the SparkContext has no JVM gateway (stopped?)")
+        selected = gateway.new_array(self._jvm.java.lang.String, 1)
+        selected[0] = column
+        strings = japi.mapColumnTo(self._jvm.java.lang.Class.forName("java.lang.String"))
+        first_rows = (
+            japi.javaFunctions(self._jsc)
+            .cassandraTable(keyspace, table, strings)
+            .select(selected)
+            .perPartitionLimit(self._jvm.java.lang.Long(1))
+        )
+        keys = spark._jsparkSession.createDataset(
+            first_rows.rdd(), self._jvm.org.apache.spark.sql.Encoders.STRING()
+        )
+        return DataFrame(keys.toDF(), spark).withColumnRenamed("value", column)
 
     def save(
         self,

@@ -12,9 +12,11 @@ from pyspark.sql.types import IntegerType, MapType, StringType, StructField, Str
 
 from enrolment_reconciliation.io.cassandra import (
     CASSANDRA_FORMAT,
+    ScanFilters,
     apply_schema,
     connect_from_config,
     read_table,
+    scan_enrolment_users,
 )
 from tests.helpers import stack_config
 
@@ -116,3 +118,35 @@ def test_structured_streaming_reads_a_topic_and_writes_another(spark, tmp_path):
     got = sorted((m.key.decode(), m.value.decode()) for m in consumer)
     consumer.close()
     assert got == [(f"k{i}", f"MESSAGE {i}") for i in range(5)]
+
+
+def test_the_users_pass_reads_each_user_once_with_or_without_filters(spark):
+    cfg = stack_config(keyspace=KEYSPACE)
+    cluster, session = connect_from_config(cfg)
+    apply_schema(session, KEYSPACE)
+    session.execute(f"TRUNCATE {KEYSPACE}.user_enrolments", timeout=60)
+    for user, course, batch in [
+        ("u1", "c1", "b1"),
+        ("u1", "c2", "b2"),
+        ("u1", "c3", "b3"),
+        ("u2", "c2", "b2"),
+        ("u3", "c1", "b1"),
+        ("u3", "c1", "b9"),
+    ]:
+        session.execute(
+            f"INSERT INTO {KEYSPACE}.user_enrolments (userid, courseid, batchid, status,"
+            " contentstatus) VALUES (%s, %s, %s, 1, {'do_1': 2, 'do_2': 1})",
+            (user, course, batch),
+        )
+    cluster.shutdown()
+    users = StructType([StructField("userid", StringType(), True)])
+
+    def expected(*ids: str):
+        return spark.createDataFrame([(u,) for u in ids], users)
+
+    everyone = scan_enrolment_users(spark, cfg, ScanFilters())  # PER PARTITION LIMIT 1
+    assert_df_equality(
+        everyone, expected("u1", "u2", "u3"), ignore_row_order=True, ignore_nullable=True
+    )
+    in_c1 = scan_enrolment_users(spark, cfg, ScanFilters(courses=("c1",)))
+    assert_df_equality(in_c1, expected("u1", "u3"), ignore_row_order=True, ignore_nullable=True)

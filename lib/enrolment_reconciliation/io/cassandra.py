@@ -113,6 +113,9 @@ def apply_schema(session: Session, keyspace: str, replication: str = SIMPLE_REPL
 
 
 # --- connector reads ------------------------------------------------------------------------
+_rdd_api = once_per_context(ConnectorRddApi)  # the connector's RDD API, looked up once
+
+
 def read_table(
     spark: SparkSession, keyspace: str, table: str, *, direct_join: str = "auto"
 ) -> DataFrame:
@@ -207,11 +210,16 @@ def scan_enrolment_certificates(
 def scan_enrolment_users(spark: SparkSession, cfg: JobConfig, filters: ScanFilters) -> DataFrame:
     """The distinct users with an enrolment in scope (``userid``), for slicing a backfill.
 
-    A scan of the key columns of ``user_enrolments`` (courses pushed down as in every scan); a
-    users file is taken as it is, without a scan.
+    A users file is taken as it is, without a scan. Every user (no filter): the first row of
+    each ``user_enrolments`` partition (``PER PARTITION LIMIT 1``), half the rows of a scan of
+    all of them and no shuffle. Courses or batches: a scan of the key columns with the filters
+    pushed down as in every scan, then distinct users.
     """
     if filters.users is not None:
         return filters.users.select("userid").distinct()
+    if not filters.narrowed:
+        api = _rdd_api(spark)
+        return api.partition_keys(spark, cfg.keyspace, cfg.enrolments_table, "userid")
     keys = scan_by_enrolment(
         spark, cfg, cfg.enrolments_table, ["userid", "courseid", "batchid"], filters
     )
@@ -265,7 +273,7 @@ class _Writers:
     SparkContext (the selectors do not depend on a batch)."""
 
     def __init__(self, spark: SparkSession) -> None:
-        self.api = ConnectorRddApi(spark)
+        self.api = _rdd_api(spark)
         self.appending_aggregates = self.api.columns(AGGREGATE_COLUMNS, APPENDED_MAPS)
         self.enrolment_updates = self.api.columns(ENROLMENT_WRITE_COLUMNS)
 
