@@ -42,6 +42,8 @@ from enrolment_reconciliation.sample.data import SampleData
 from enrolment_reconciliation.sample.loader import restore_with_spark
 from enrolment_reconciliation.sample.stack import PROJECT_ROOT
 
+# The JVM options spark-submit.sh gives a backfill (its throughput collector)
+BACKFILL_JAVA_OPTIONS = "-XX:+UseParallelGC"
 LINE = re.compile(r"^\S+ \S+ INFO \S+: (\{.*\})$")
 
 
@@ -210,6 +212,7 @@ def measure_floor_cold(cfg: JobConfig, aggregates: int, enrolments: int) -> dict
             f"{aggregates},{enrolments}",
             "--keyspace",
             cfg.keyspace,
+            f"--java-options={BACKFILL_JAVA_OPTIONS}",
         ],
         cwd=PROJECT_ROOT,
         capture_output=True,
@@ -313,14 +316,20 @@ def chart(figures: dict[str, Any], target: Path) -> None:
     plt.close(fig)
 
 
-def _floor_main(written: str, keyspace: str) -> None:
+def _floor_main(written: str, keyspace: str, java_options: str) -> None:
     from benchmarks.run import measure_floor
     from enrolment_reconciliation.config import load_config
     from enrolment_reconciliation.sample.stack import stack_overrides
     from enrolment_reconciliation.spark import build_spark_session
 
     cfg = load_config(overrides=stack_overrides(keyspace))
-    spark = build_spark_session(cfg, master="local[*]", app_name="enrolment-reconciliation-floor")
+    spark = build_spark_session(
+        cfg,
+        master="local[*]",
+        app_name="enrolment-reconciliation-floor",
+        # the JVM the backfill gets from spark-submit.sh: the floor measured on the same one
+        extra_conf={"spark.driver.defaultJavaOptions": java_options} if java_options else None,
+    )
     spark.sparkContext.setLogLevel("ERROR")
     try:
         aggregates, enrolments = (int(n) for n in written.split(","))
@@ -337,6 +346,7 @@ if __name__ == "__main__":
         "--floor", metavar="AGGREGATES,ENROLMENTS", help="(internal) the floor in this process"
     )
     parser.add_argument("--keyspace", default="er_bench")
+    parser.add_argument("--java-options", default="", help="(internal) the floor's JVM options")
     parser.add_argument("--preset", default="medium")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--chart", metavar="JSON", help="draw <preset>-backfill.png from a run")
@@ -346,7 +356,7 @@ if __name__ == "__main__":
         chart(json.loads(source.read_text()), source.with_name(f"{source.stem}-backfill.png"))
         sys.exit(0)
     if args.floor is not None:
-        _floor_main(args.floor, args.keyspace)
+        _floor_main(args.floor, args.keyspace, args.java_options)
         sys.exit(0)
     from benchmarks.run import PRESETS, bench_config, bench_session, make_sample
     from enrolment_reconciliation.sample.loader import load_sample_with_spark

@@ -39,7 +39,7 @@ from enrolment_reconciliation.apply import (
 from enrolment_reconciliation.config import ConfigError, JobConfig
 from enrolment_reconciliation.core.events import to_certificate_repairs
 from enrolment_reconciliation.core.repairs import needs_certificate, templated_batches
-from enrolment_reconciliation.core.slices import SLICE, slices_for, with_slice
+from enrolment_reconciliation.core.slices import slices_for
 from enrolment_reconciliation.counters import Counter, Counts, new_counts
 from enrolment_reconciliation.inputs import read_in_scope
 from enrolment_reconciliation.io.backfill_progress import BackfillRun, ProgressStore, scope_digest
@@ -54,7 +54,7 @@ from enrolment_reconciliation.io.cassandra import (
 from enrolment_reconciliation.io.hadoop_fs import HadoopFileSystem, write_text
 from enrolment_reconciliation.io.lease import Lease, LeaseLostError
 from enrolment_reconciliation.io.outbox import Outbox
-from enrolment_reconciliation.io.staging import StagedAggregates
+from enrolment_reconciliation.io.staging import RunStaging
 from enrolment_reconciliation.pipeline import (
     BatchResources,
     BatchResult,
@@ -169,10 +169,10 @@ def outbox_batch(run: BackfillRun, index: int) -> str:
     return OUTBOX_BATCH if run.slices == 1 else f"{OUTBOX_BATCH}-{index:05d}-of-{run.slices:05d}"
 
 
-def _slice_filters(filters: ScanFilters, users: DataFrame | None, index: int) -> ScanFilters:
-    if users is None:  # one slice: the scans of the whole scope
+def _slice_filters(filters: ScanFilters, staging: RunStaging | None, index: int) -> ScanFilters:
+    if staging is None:  # one slice: the scans of the whole scope
         return filters
-    return replace(filters, users=users.where(F.col(SLICE) == index).select("userid"))
+    return replace(filters, users=staging.users(index))
 
 
 def _reconcile_slice(
@@ -311,6 +311,9 @@ class _SlicedRun:
         self.resources = BatchResources.from_config(cfg)
         self.resources.scan_once = True  # one structure for the whole run, read once
         self.filters = options.filters(spark)
+        # a run of the whole table compares with its staged aggregates; a narrowed scope, whose
+        # rows may be a small share of the table, by key
+        self.compare_staged = not self.filters.narrowed
         self.outbox: Outbox | None = None
         self.store: ProgressStore | None = None
         if not options.dry_run:
@@ -345,37 +348,33 @@ class _SlicedRun:
             )
         )
 
-    def _slice_users(self) -> DataFrame | None:
-        """Every user in scope with its slice, kept for the run (none for a single slice)."""
+    def _stage(self) -> RunStaging | None:
+        """The run's users by slice and, for the whole table, its aggregates: staged once per
+        run and reused by a run that resumes it (none for a single slice)."""
         if self.run.slices == 1 or not self.run.pending():
             return None
-        with self.phases.logged("slice-users"):
-            users = with_slice(
-                scan_enrolment_users(self.spark, self.cfg, self.filters), self.run.slices
-            )
-            users = users.persist(StorageLevel.MEMORY_AND_DISK)  # lineage kept: recomputable
-            log.info(json.dumps({"event": "slice-users", "users": users.count()}))
-        return users
-
-    def _staged_aggregates(self) -> StagedAggregates | None:
-        """The table's aggregates staged by slice, for a sliced run of the whole table (one scan
-        instead of a keyed read per computed row). A narrowed scope (courses, batches, users)
-        compares by key: its rows may be a small share of the table."""
-        if self.run.slices == 1 or not self.run.pending() or self.filters.narrowed:
-            return None
         dry = self.options.dry_run
-        staged = StagedAggregates(
+        staging = RunStaging(
             self.spark,
             self.cfg,
             scope=self.run.scope + ("-dry-run" if dry else ""),
             run_id=f"dry-run-{uuid.uuid4().hex[:8]}" if dry else self.run.run_id,
             slices=self.run.slices,
         )
-        with self.phases.logged("stage-aggregates"):
-            scanned = staged.stage(self.filters, drop_others=not dry)
-        event = {"event": "staged-aggregates", "location": staged.location, "reused": not scanned}
-        log.info(json.dumps(event))
-        return staged
+        if not dry:
+            staging.drop_other_runs()
+        with self.phases.logged("slice-users"):
+            passed = staging.stage_users(
+                lambda: scan_enrolment_users(self.spark, self.cfg, self.filters)
+            )
+            users = staging.user_count()
+        log.info(json.dumps({"event": "slice-users", "users": users, "reused": not passed}))
+        if self.compare_staged:
+            with self.phases.logged("stage-aggregates"):
+                scanned = staging.stage_aggregates(self.filters)
+            event = {"event": "staged-aggregates", "location": staging.location}
+            log.info(json.dumps(event | {"reused": not scanned}))
+        return staging
 
     def _templated_batches(self) -> DataFrame:
         """The batches in scope with a certificate template, read once for the run."""
@@ -417,24 +416,19 @@ class _SlicedRun:
 
         return applied
 
-    def _one_slice(
-        self,
-        index: int,
-        users: DataFrame | None,
-        staged: StagedAggregates | None,
-        progress: _ProgressLine,
-    ) -> None:
+    def _one_slice(self, index: int, staging: RunStaging | None, progress: _ProgressLine) -> None:
         if self.lease is not None and self.lease.lost.is_set():
             raise LeaseLostError("the backfill lease was lost during the run")
         log.info(json.dumps({"event": "slice-start", "slice": index, "of": self.run.slices}))
         began, seconds = time.monotonic(), dict[str, float]()
-        filters = _slice_filters(self.filters, users, index)
+        filters = _slice_filters(self.filters, staging, index)
+        compared = staging.aggregates(index) if staging and self.compare_staged else None
         attempt = partial(
             _reconcile_slice,
             self.spark,
             self.cfg,
             filters,
-            None if staged is None else staged.slice(index),
+            compared,
             self.resources,
             self._apply(index, filters),
             seconds,
@@ -455,14 +449,13 @@ class _SlicedRun:
 
     def __call__(self) -> dict[str, Any]:
         """Work through the pending slices; returns the summary of the whole run."""
-        users = self._slice_users()
-        staged = self._staged_aggregates()
+        staging = self._stage()
         progress = _ProgressLine(self.state)
         finished = False
         try:
             with self.phases.logged("slices"):
                 for index in self.run.pending():
-                    self._one_slice(index, users, staged, progress)
+                    self._one_slice(index, staging, progress)
             if self.report is not None:
                 with self.phases.logged("report", self._counted):
                     extra = {"scope": self.options.describe(), "slices": self.run.slices}
@@ -472,12 +465,11 @@ class _SlicedRun:
             finished = True
         finally:
             progress.close()
-            for kept in (users, self.templated):
-                if kept is not None:
-                    kept.unpersist()
-            # a stopped run keeps its copy for the run that resumes it; a dry run never resumes
-            if staged is not None and (finished or self.options.dry_run):
-                staged.drop_run()
+            if self.templated is not None:
+                self.templated.unpersist()
+            # a stopped run keeps its copies for the run that resumes it; a dry run never resumes
+            if staging is not None and (finished or self.options.dry_run):
+                staging.drop_run()
         log.info(json.dumps({"event": "reconciled", "counters": self.state.counts}))
         return self._summary()
 

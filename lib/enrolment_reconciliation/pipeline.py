@@ -39,6 +39,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from enrolment_reconciliation.config import JobConfig
+from enrolment_reconciliation.core.progress import CONSUMED_IDS, with_consumed_ids
 from enrolment_reconciliation.core.reconcile import (
     BatchInputs,
     ReconcileSettings,
@@ -233,7 +234,8 @@ def reconcile_batch(
     counts = new_counts()
     clock = PhaseClock()
     requests = source.requests  # materialised by the reader: its direct joins read them too
-    progress = keep(source.progress)
+    # kept without the id arrays derived from the consumed rows (half of each row's bytes)
+    progress = with_consumed_ids(keep(source.progress.drop(*CONSUMED_IDS)))
     with clock("read"):
         prepared, course_contents = _prepare(progress, scanned=source.scanned)
     counts.update(prepared)

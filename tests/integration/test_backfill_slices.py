@@ -107,10 +107,11 @@ def test_several_slices_give_the_tables_and_events_of_one(spark, sample, tmp_pat
             assert staged_runs(many) == []
         else:  # a narrowed scope compares by key
             assert "stage-aggregates" not in by_many["phases"], options
+        assert staged_runs(many) == [], options  # a finished run's copies are deleted
 
 
 def staged_runs(cfg: JobConfig) -> list[str]:
-    """The runs whose staged aggregates are on disk (scope/run folders)."""
+    """The runs whose staged users and aggregates are on disk (scope/run folders)."""
     root = Path(cfg.backfill_staging_location)
     return sorted(f"{s.name}/{r.name}" for s in root.glob("*") for r in s.glob("*"))
 
@@ -188,10 +189,14 @@ def test_a_killed_run_resumes_where_it_stopped_and_loses_no_event(
     assert len(finished_slices(cfg, run["runId"])) == done
     [staged] = staged_runs(cfg)  # the stopped run's staged aggregates are kept for its resume
     assert staged.endswith(run["runId"]) and logged(caplog, "staged-aggregates")
-    # 3: resumes at the next slice (with the run's staged aggregates) and finishes
+    # 3: resumes at the next slice (with the run's staged users and aggregates) and finishes
     caplog.clear()
     summary = run_backfill(spark, cfg, BackfillOptions())
     assert [line["reused"] for line in logged(caplog, "staged-aggregates")] == [True]
+    [users] = logged(caplog, "slice-users")
+    assert users["reused"] is True and users["users"] == len(
+        {e.userid for e in sample.enrolments()}
+    )
     assert staged_runs(cfg) == []
     assert summary["resumedFrom"] == {"runId": run["runId"], "slicesDone": done}
     assert summary["slicesRun"] == SLICES - done and summary["runId"] == run["runId"]

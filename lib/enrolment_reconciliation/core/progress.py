@@ -56,13 +56,24 @@ def to_user_consumption(consumption: DataFrame) -> DataFrame:
     contents, completed`` (sorted id arrays), ``contentstatus`` (contentId -> status, all rows)
     and ``consumedContents`` (the rows, for failed payloads).
     """
-    keys, consumed, derived = _user_consumption_columns()
-    return consumption.groupBy(*keys).agg(consumed).select(*derived)
+    keys, consumed = _user_consumption_columns()
+    return with_consumed_ids(consumption.groupBy(*keys).agg(consumed))
+
+
+# Derived from ``consumedContents`` alone: a frame kept in memory can leave them out and derive
+# them again when it is read (``with_consumed_ids``), which halves what it holds per enrolment.
+CONSUMED_IDS = ("contents", "completed", "contentstatus")
+
+
+def with_consumed_ids(user_consumption: DataFrame) -> DataFrame:
+    """Add (or compute again) ``contents``, ``completed`` and ``contentstatus`` from
+    ``consumedContents``."""
+    return user_consumption.withColumns(_consumed_id_columns())
 
 
 @built_once
-def _user_consumption_columns() -> tuple[list[Column], Column, list[Column]]:
-    """The grouping keys, the one aggregate, and the columns derived from it."""
+def _user_consumption_columns() -> tuple[list[Column], Column]:
+    """The grouping keys and the one aggregate."""
     # One list per enrolment, sorted by contentId (ids are unique in a partition: the clustering
     # key); the rest is derived from it, so the shuffle carries each row once.
     consumed = F.array_sort(
@@ -76,19 +87,21 @@ def _user_consumption_columns() -> tuple[list[Column], Column, list[Column]]:
         )
     )
     keys = [F.col(c).alias(k) for c, k in zip(ENROLMENT_TABLE_KEY, ENROLMENT_KEY, strict=True)]
+    return keys, consumed.alias("consumedContents")
+
+
+@built_once
+def _consumed_id_columns() -> dict[str, Column]:
     rows = F.col("consumedContents")
-    derived = [
-        *[F.col(k) for k in ENROLMENT_KEY],
-        F.transform(rows, lambda c: c["contentId"]).alias("contents"),
-        F.transform(
+    return {
+        "contents": F.transform(rows, lambda c: c["contentId"]),
+        "completed": F.transform(
             F.filter(rows, lambda c: c["status"] == COMPLETED), lambda c: c["contentId"]
-        ).alias("completed"),
-        F.map_from_entries(
+        ),
+        "contentstatus": F.map_from_entries(
             F.transform(rows, lambda c: F.struct(c["contentId"], c["status"]))
-        ).alias("contentstatus"),
-        rows.alias("consumedContents"),
-    ]
-    return keys, consumed.alias("consumedContents"), derived
+        ),
+    }
 
 
 def with_enrolment_state(

@@ -1,36 +1,44 @@
-"""The aggregates a sliced backfill compares with, staged once per run by slice.
+"""What a sliced backfill reads once per run and then slice by slice: its users and aggregates.
 
-A slice's computed aggregates must be compared with the table's to write only what changed.
-``user_activity_agg`` is keyed by ``(activity_type, activity_id, user_id)``, so a slice's rows
-are spread over the whole ring: read by key they cost one single-partition read per row (at
-the `large` benchmark about 12 of a slice's 20 seconds). One token-range scan of the table,
-written as Parquet partitioned by slice, costs a fraction of that; each slice then reads its
-own partition (pruned by Spark) and compares by one shuffle join.
+**Users.** A run divides the users in scope into slices by a hash of ``userid``; finding them
+takes a pass over ``user_enrolments`` (or the users file). The pass is written once per run as
+Parquet partitioned by slice, and each slice reads its own partition (pruned by Spark): the
+run holds no list of users in memory, and a resumed run reads the copy instead of passing over
+the table again (at the `large` benchmark about 6 s of a resumed run's start).
 
-The staged copy lives under ``backfill.staging.location`` (a Hadoop path every executor
-sees), one folder per scope and run; a resumed run reuses its run's copy when it was written
-whole (Spark's ``_SUCCESS`` marker). The copy is a snapshot: it only decides whether a
-computed row is *skipped* as unchanged, and progress only grows, so a row the stream rewrote
-since is either equal to what the slice computes or older than it.
+**Aggregates.** A slice's computed aggregates must be compared with the table's to write only
+what changed. ``user_activity_agg`` is keyed by ``(activity_type, activity_id, user_id)``, so a
+slice's rows are spread over the whole ring: read by key they cost one single-partition read per
+row (at the `large` benchmark about 12 of a slice's 20 seconds). One token-range scan of the
+table, written by slice, costs a fraction of that; each slice then compares by one shuffle join.
+The copy is a snapshot: it only decides whether a computed row is *skipped* as unchanged, and
+progress only grows, so a row the stream rewrote since is either equal to what the slice
+computes or older than it.
+
+Both live under ``backfill.staging.location`` (a Hadoop path every executor sees), one folder
+per scope and run (``<scope>/<run>/users``, ``<scope>/<run>/aggregates``); a resumed run reuses
+its run's copies when they were written whole (Spark's ``_SUCCESS`` marker).
 
 Example::
 
-    staged = StagedAggregates(spark, cfg, scope="3f2a…", run_id="20261202T…", slices=12)
-    staged.stage(ScanFilters())        # one scan, written by slice
-    current = staged.slice(4)          # the table's rows of slice 4's users
-    staged.drop_run()                  # when the run is finished
+    staged = RunStaging(spark, cfg, scope="3f2a…", run_id="20261202T…", slices=12)
+    staged.stage_users(lambda: scan_enrolment_users(spark, cfg, filters))
+    staged.stage_aggregates(ScanFilters())   # one scan, written by slice
+    users, current = staged.users(4), staged.aggregates(4)
+    staged.drop_run()                        # when the run is finished
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import DoubleType, IntegerType, MapType, StringType, StructField, StructType
 
-from enrolment_reconciliation.core.slices import SLICE, slice_of
+from enrolment_reconciliation.core.slices import SLICE, slice_of, with_slice
 from enrolment_reconciliation.io.cassandra import ScanFilters, current_aggregates
 from enrolment_reconciliation.io.hadoop_fs import HadoopFileSystem, join
 from enrolment_reconciliation.schemas import ACTIVITY_AGG_KEY, COMPLETED_COUNT
@@ -40,41 +48,67 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# given when read: a scope without aggregate rows stages no file to infer a schema from
-STAGED_SCHEMA = StructType(
+# given when read: a scope without rows stages no file to infer a schema from
+STAGED_AGGREGATES_SCHEMA = StructType(
     [StructField(name, StringType()) for name in ACTIVITY_AGG_KEY]
     + [
         StructField("aggregates", MapType(StringType(), DoubleType())),
         StructField(SLICE, IntegerType()),
     ]
 )
+STAGED_USERS_SCHEMA = StructType(
+    [StructField("userid", StringType()), StructField(SLICE, IntegerType())]
+)
+USERS, AGGREGATES = "users", "aggregates"
 
 
-class StagedAggregates:
-    """The staged copy of one run's aggregates: ``<location>/<scope>/<run_id>``."""
+class RunStaging:
+    """The staged copies of one run: ``<location>/<scope>/<run_id>/{users,aggregates}``."""
 
     def __init__(
         self, spark: SparkSession, cfg: JobConfig, *, scope: str, run_id: str, slices: int
     ) -> None:
         self.spark, self.cfg, self.slices = spark, cfg, slices
-        self._scope_dir = f"{cfg.backfill_staging_location.rstrip('/')}/{scope}"
-        self.location = f"{self._scope_dir}/{run_id}"
+        self._scope_dir = join(cfg.backfill_staging_location, scope)
+        self.location = join(self._scope_dir, run_id)
         self._fs = HadoopFileSystem(spark, self.location)
 
-    def is_whole(self) -> bool:
-        """Whether a complete copy is there (a killed run may have left half of one)."""
-        return self._fs.exists(f"{self.location}/_SUCCESS")
+    def is_whole(self, part: str) -> bool:
+        """Whether a complete copy of ``part`` is there (a killed run may have left half of one)."""
+        return self._fs.exists(join(join(self.location, part), "_SUCCESS"))
 
-    def stage(self, filters: ScanFilters, *, drop_others: bool = True) -> bool:
-        """Write the copy unless a whole one is there; returns whether it scanned the table.
+    def drop_other_runs(self) -> None:
+        """Delete the copies of other runs of the scope: abandoned runs' (one run of a scope at
+        a time, under the lease)."""
+        for name in self._fs.list_names(self._scope_dir):
+            if name != self.location.rsplit("/", 1)[1]:
+                abandoned = join(self._scope_dir, name)
+                log.info("deleting an abandoned run's staged copies: %s", abandoned)
+                self._fs.delete(abandoned, recursive=True)
 
-        With ``drop_others``, copies of other runs of the scope are deleted first: they are
-        abandoned runs' (one run of a scope at a time, under the lease).
-        """
-        if self.is_whole():
+    def stage_users(self, users: Callable[[], DataFrame]) -> bool:
+        """Write every user in scope (``users()``: one ``userid`` column) with its slice, unless
+        a whole copy is there; returns whether it passed over them."""
+        if self.is_whole(USERS):
             return False
-        if drop_others:
-            self._drop_other_runs()
+        with_slice(users(), self.slices).write.mode("overwrite").partitionBy(SLICE).parquet(
+            join(self.location, USERS)
+        )
+        return True
+
+    def users(self, index: int) -> DataFrame:
+        """The users of one slice (only that slice's files are read)."""
+        return self._read(USERS, STAGED_USERS_SCHEMA, index)
+
+    def user_count(self) -> int:
+        """How many users the run has (from the Parquet footers)."""
+        return self._read(USERS, STAGED_USERS_SCHEMA, None).count()
+
+    def stage_aggregates(self, filters: ScanFilters) -> bool:
+        """Write the table's aggregates in scope by slice unless a whole copy is there; returns
+        whether it scanned the table."""
+        if self.is_whole(AGGREGATES):
+            return False
         held = current_aggregates(self.spark, self.cfg, filters).select(
             *ACTIVITY_AGG_KEY,
             # only the count is compared; the rest of the map belongs to other jobs
@@ -83,25 +117,17 @@ class StagedAggregates:
             ),
             slice_of(self.slices, "user_id").alias(SLICE),
         )
-        held.write.mode("overwrite").partitionBy(SLICE).parquet(self.location)
+        held.write.mode("overwrite").partitionBy(SLICE).parquet(join(self.location, AGGREGATES))
         return True
 
-    def slice(self, index: int) -> DataFrame:
-        """The staged rows of one slice's users (only that slice's files are read)."""
-        return (
-            self.spark.read.schema(STAGED_SCHEMA)
-            .parquet(self.location)
-            .where(F.col(SLICE) == index)
-            .drop(SLICE)
-        )
+    def aggregates(self, index: int) -> DataFrame:
+        """The staged aggregate rows of one slice's users."""
+        return self._read(AGGREGATES, STAGED_AGGREGATES_SCHEMA, index)
 
     def drop_run(self) -> None:
-        """Delete this run's copy (the run is finished)."""
+        """Delete this run's copies (the run is finished)."""
         self._fs.delete(self.location, recursive=True)
 
-    def _drop_other_runs(self) -> None:
-        for name in self._fs.list_names(self._scope_dir):
-            if name != self.location.rsplit("/", 1)[1]:
-                abandoned = join(self._scope_dir, name)
-                log.info("deleting an abandoned run's staged aggregates: %s", abandoned)
-                self._fs.delete(abandoned, recursive=True)
+    def _read(self, part: str, schema: StructType, index: int | None) -> DataFrame:
+        rows = self.spark.read.schema(schema).parquet(join(self.location, part))
+        return rows if index is None else rows.where(F.col(SLICE) == index).drop(SLICE)
