@@ -36,6 +36,7 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from benchmarks.cpu import CpuAccount
 from enrolment_reconciliation.config import JobConfig
 from enrolment_reconciliation.io.cassandra import connect_from_config, read_table
 from enrolment_reconciliation.sample.data import SampleData
@@ -128,7 +129,7 @@ class ColdRun:
 
             killer = threading.Timer(kill_after, kill)
             killer.start()
-        with PeakMemory(proc.pid) as memory:
+        with PeakMemory(proc.pid) as memory, CpuAccount(proc.pid) as cpu:
             assert proc.stdout is not None
             for text in proc.stdout:
                 match = LINE.match(text.strip())
@@ -146,6 +147,7 @@ class ColdRun:
             killer.cancel()
         self.seconds = round(time.monotonic() - started, 3)
         self.memory = memory.peaks
+        self.cpu = cpu.figures
 
     def first(self, event: str) -> tuple[float, dict[str, Any]] | None:
         return next(((t, line) for t, line in self.lines if line.get("event") == event), None)
@@ -198,6 +200,7 @@ def _run_figures(run: ColdRun, summary_file: Path) -> dict[str, Any]:
         "newlyCompleted": summary["summary"]["newlyCompleted"],
         "consumptionRowsPerSecond": round(rows / run.seconds, 1),
         "memory": run.memory,
+        "cpuSeconds": run.cpu,
     }
 
 

@@ -47,6 +47,7 @@ from pyspark.sql.types import MapType
 from benchmarks.backfill_cold import chart as cold_chart
 from benchmarks.backfill_cold import measure_backfill_cold
 from benchmarks.baseline import reconcile_one_by_one
+from benchmarks.cpu import CpuAccount, summed
 from enrolment_reconciliation.apply import apply_batch
 from enrolment_reconciliation.backfill import BackfillOptions, run_backfill
 from enrolment_reconciliation.config import JobConfig, load_config
@@ -455,7 +456,8 @@ def measure_floor(
         (cfg.enrolments_table, ENROLMENT_COLUMNS),
         (cfg.activity_agg_table, CURRENT_AGGREGATES_SCHEMA.fieldNames()),
     ]
-    with timed(floor, "scanSeconds"):
+    cpu: list[dict[str, Any]] = []
+    with timed(floor, "scanSeconds"), CpuAccount(os.getpid()) as scan_cpu:
         scanned = 0
         for table, columns in tables:
             df = read_table(spark, cfg.keyspace, table).select(*columns)
@@ -481,12 +483,15 @@ def measure_floor(
         .localCheckpoint()
     )
     rows = (held_aggregates.count(), held_enrolments.count())
-    with timed(floor, "writeSeconds"):
+    cpu.append(scan_cpu.figures)
+    with timed(floor, "writeSeconds"), CpuAccount(os.getpid()) as write_cpu:
         write_activity_aggregates(held_aggregates, cfg, rows=rows[0])
         write_enrolment_updates(held_enrolments, cfg, rows=rows[1])
+    cpu.append(write_cpu.figures)
     floor["rowsScanned"] = scanned
     floor["rowsWritten"] = sum(rows)
     floor["seconds"] = round(floor["scanSeconds"] + floor["writeSeconds"], 3)
+    floor["cpuSeconds"] = summed(*cpu)  # where the CPU of the two timed parts went
     return floor
 
 

@@ -42,4 +42,6 @@ def test_every_instrument_reports_its_figures(tmp_path):
     assert cold["resume"]["tablesEqual"] is True
     assert cold["resume"]["eventsDelivered"] == cold["resume"]["eventsOfUninterrupted"]
     assert (tmp_path / "smoke-backfill.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for cpu in (cold["run"]["cpuSeconds"], cold["floor"]["cpuSeconds"]):  # where the CPU went
+        assert 0 < cpu["jvm"]["tasks"] < cpu["jvm"]["total"] and cpu["cassandra"] > 0
     assert "efficiency floor/job" in done.stdout
