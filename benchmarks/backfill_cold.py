@@ -1,7 +1,9 @@
 """The nightly backfill as an operator runs it: a cold ``./spark-submit.sh backfill`` process with
 Spark's defaults (no memory flag: a 1 GiB local driver), on data loaded by the benchmarks.
 
-Measured, each in a process of its own:
+Measured, each in a process of its own, each started when Cassandra compacts nothing (so it
+does not pay for the compaction of what the one before it wrote), with where its CPU went
+(``benchmarks.cpu``):
 
 1. an uninterrupted run: seconds, the cold fixed cost (process start to the first slice's
    first read), slices, rows/s, peak RSS by role and the driver JVM's live heap after a full
@@ -101,6 +103,28 @@ def expire_lease(cfg: JobConfig) -> None:
         session.execute(f"TRUNCATE {cfg.lease_table}")
     finally:
         cluster.shutdown()
+
+
+def quiet_cassandra(cfg: JobConfig, *, timeout: float = 600.0) -> float:
+    """Wait until Cassandra compacts nothing (``system_views.sstable_tasks`` empty, no pending
+    compaction), so a measured run does not share the cores with the compaction of what the run
+    before it (or the restore) wrote; returns the seconds waited."""
+    began = time.monotonic()
+    cluster, session = connect_from_config(cfg)
+    try:
+        quiet = 0
+        while quiet < 2 and time.monotonic() - began < timeout:
+            tasks = list(session.execute("SELECT kind FROM system_views.sstable_tasks"))
+            pool = session.execute(
+                "SELECT active_tasks, pending_tasks FROM system_views.thread_pools"
+                " WHERE name = 'CompactionExecutor'"
+            ).one()
+            busy = tasks or (pool is not None and pool.active_tasks + pool.pending_tasks > 0)
+            quiet = 0 if busy else quiet + 1
+            time.sleep(1.0)
+    finally:
+        cluster.shutdown()
+    return round(time.monotonic() - began, 1)
 
 
 class ColdRun:
@@ -234,6 +258,7 @@ def measure_backfill_cold(
     env = f"cold{uuid.uuid4().hex[:6]}"
     first_summary = workdir / "cold-first.json"
     slices = _expected_slices(cfg)
+    quiet_cassandra(cfg)
     uninterrupted = ColdRun(
         cold_args(cfg, overrides, env, first_summary),
         heap_at={1, max(1, slices // 2), slices},  # a full GC each: a second or so in all
@@ -246,10 +271,12 @@ def measure_backfill_cold(
         for t in (f"{env}.issue.certificate.request", f"{env}.telemetry.raw")
     }
     rerun_summary = workdir / "cold-rerun.json"
+    quiet_cassandra(cfg)
     rerun = ColdRun(cold_args(cfg, overrides, env, rerun_summary))
     figures["rerun"] = _run_figures(rerun, rerun_summary)
     print(f"cold re-run: {figures['rerun']}", flush=True)
     run = figures["run"]
+    quiet_cassandra(cfg)
     figures["floor"] = measure_floor_cold(cfg, run["aggregatesWritten"], run["enrolmentsWritten"])
     figures["efficiency"] = round(figures["floor"]["seconds"] / figures["run"]["seconds"], 3)
     print(f"floor: {figures['floor']}", flush=True)
@@ -257,9 +284,11 @@ def measure_backfill_cold(
     restore_with_spark(spark, sample, cfg)
     env = f"resume{uuid.uuid4().hex[:6]}"
     kill_at = round(uninterrupted.seconds / 2, 1)
+    quiet_cassandra(cfg)
     killed = ColdRun(cold_args(cfg, overrides, env, workdir / "killed.json"), kill_after=kill_at)
     done_before = [line for _, line in killed.lines if line.get("event") == "slice"]
     expire_lease(cfg)
+    quiet_cassandra(cfg)
     resumed_summary = workdir / "resumed.json"
     resumed = ColdRun(cold_args(cfg, overrides, env, resumed_summary))
     resumed_figures = _run_figures(resumed, resumed_summary)
@@ -353,6 +382,15 @@ if __name__ == "__main__":
     parser.add_argument("--preset", default="medium")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--chart", metavar="JSON", help="draw <preset>-backfill.png from a run")
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait after the load: Cassandra refreshes its size estimates (which size the "
+        "default slices) every 5 minutes, so a run right after a load sizes them by the "
+        "table's previous contents",
+    )
     args = parser.parse_args()
     if args.chart:
         source = Path(args.chart)
@@ -369,6 +407,7 @@ if __name__ == "__main__":
     spark = bench_session(cfg, "2g")
     try:
         data = load_sample_with_spark(spark, sample, cfg, truncate=True)  # the preset's rows
+        time.sleep(args.settle)
         figures = measure_backfill_cold(spark, cfg, overrides, sample, workdir)
         print(json.dumps({"preset": args.preset, "data": data, **figures}, indent=2))
     finally:

@@ -106,6 +106,16 @@ class CpuAccount:
             except (psutil.Error, OSError):
                 continue
 
+    def _since_enter(self) -> tuple[dict[str, float], float]:
+        """JVM CPU by role and Python CPU spent after ``__enter__`` (readings are totals since
+        each thread or process started)."""
+        jvm: dict[str, float] = {role: 0.0 for role, _ in ROLES} | {"other": 0.0}
+        for tid, (name, seconds) in self._jvm_threads.items():
+            jvm[_role(name)] += seconds - self._jvm_base.get(tid, 0.0)
+        jvm["total"] = sum(jvm.values())
+        python = sum(s - self._python_base.get(pid, 0.0) for pid, s in self._python.items())
+        return jvm, python
+
     def _run(self) -> None:
         while not self._stop.wait(1.0):
             self._sample()
@@ -113,19 +123,20 @@ class CpuAccount:
     def __enter__(self) -> CpuAccount:
         self._start = {name: _process_seconds(pid) for name, pid in self._servers.items()}
         self._idle = _idle_seconds()
+        self._sample()  # what the tree had spent before: subtracted at the end
+        self._jvm_base = {tid: seconds for tid, (_, seconds) in self._jvm_threads.items()}
+        self._python_base = dict(self._python)
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
-        jvm: dict[str, float] = {role: 0.0 for role, _ in ROLES} | {"other": 0.0}
-        for name, seconds in self._jvm_threads.values():
-            jvm[_role(name)] += seconds
-        jvm["total"] = sum(jvm.values())
+        self._sample()  # the last reading of a tree still running (an in-process account)
+        jvm, python = self._since_enter()
         self.figures = {
             "jvm": {role: round(seconds, 1) for role, seconds in jvm.items()},
-            "python": round(sum(self._python.values()), 1),
+            "python": round(python, 1),
             **{
                 name: round(_process_seconds(pid) - self._start[name], 1)
                 for name, pid in self._servers.items()
