@@ -312,16 +312,29 @@ def measure_backfill_cold(
 
 
 def chart(figures: dict[str, Any], target: Path) -> None:
-    """Seconds of each cold instrument, the resumed run stacked on the killed one's."""
+    """Seconds of each cold instrument, the resumed run stacked on the killed one's; below,
+    where the CPU of the run, the re-run and the floor went (when the run has its account)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     cold = figures["backfillCold"]
+    with_cpu = all("cpuSeconds" in cold[k] for k in ("run", "rerun", "floor"))
+    fig, axes = plt.subplots(2 if with_cpu else 1, 1, figsize=(9, 7.8 if with_cpu else 3.6))
+    seconds_ax = axes[0] if with_cpu else axes
+    _seconds_panel(seconds_ax, figures)
+    if with_cpu:
+        _cpu_panel(axes[1], cold)
+    fig.tight_layout()
+    fig.savefig(target, dpi=110)
+    plt.close(fig)
+
+
+def _seconds_panel(ax: Any, figures: dict[str, Any]) -> None:
+    cold = figures["backfillCold"]
     run, resume = cold["run"], cold["resume"]
     names = ["uninterrupted", "re-run, unchanged", "floor (scan + write)", "killed + resumed"]
-    fig, ax = plt.subplots(figsize=(9, 3.6))
     ax.barh(
         names[:3],
         [run["seconds"], cold["rerun"]["seconds"], cold["floor"]["seconds"]],
@@ -343,9 +356,42 @@ def chart(figures: dict[str, Any], target: Path) -> None:
         f"backfill of {data['consumption']:,} consumption rows in {run['slices']} slices,"
         f" preset {figures['preset']}"
     )
-    fig.tight_layout()
-    fig.savefig(target, dpi=110)
-    plt.close(fig)
+
+
+# the CPU account's parts, in the order they are stacked, with their colours
+CPU_PARTS = [
+    ("cassandra", "Cassandra", "#8c564b"),
+    ("jvm.tasks", "Spark tasks", "#4c72b0"),
+    ("jvm.jit", "JIT compilers", "#dd8452"),
+    ("jvm.gc", "garbage collector", "#c44e52"),
+    ("jvm.driverCalls", "driver (Python's calls)", "#8172b3"),
+    ("jvm.cassandraDriverIo", "Cassandra driver I/O", "#937860"),
+    ("jvm.other", "other JVM threads", "#da8bc3"),
+    ("python+kafka", "Python, Kafka", "#55a868"),
+    ("idle", "idle", "#e5e5e5"),
+]
+
+
+def _cpu_part(cpu: dict[str, Any], part: str) -> float:
+    if part == "python+kafka":
+        return float(cpu["python"] + cpu["kafka"])
+    if part.startswith("jvm."):
+        return float(cpu["jvm"][part[4:]])
+    return float(cpu[part])
+
+
+def _cpu_panel(ax: Any, cold: dict[str, Any]) -> None:
+    rows = [("uninterrupted", cold["run"]), ("re-run", cold["rerun"]), ("floor", cold["floor"])]
+    left = [0.0] * len(rows)
+    for part, label, colour in CPU_PARTS:
+        widths = [_cpu_part(r["cpuSeconds"], part) for _, r in rows]
+        ax.barh([n for n, _ in rows], widths, left=left, color=colour, label=label)
+        left = [a + b for a, b in zip(left, widths, strict=True)]
+    ax.invert_yaxis()
+    cores = cold["run"]["cpuSeconds"]["cores"]
+    ax.set_xlabel(f"CPU-seconds ({cores} cores: a run's wall seconds x {cores})")
+    ax.set_title("where the CPU went (the floor: its two timed parts)")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), fontsize=8, ncol=5, frameon=False)
 
 
 def _floor_main(written: str, keyspace: str, java_options: str) -> None:
