@@ -19,10 +19,12 @@ does not pay for the compaction of what the one before it wrote), with where its
 Used by ``benchmarks.run`` (``./dev.sh bench PRESET``); alone, on data already loaded::
 
     python -m benchmarks.backfill_cold --preset medium
+    python -m benchmarks.backfill_cold --preset medium --slices 12   # as many slices as large
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -429,6 +431,14 @@ if __name__ == "__main__":
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--chart", metavar="JSON", help="draw <preset>-backfill.png from a run")
     parser.add_argument(
+        "--slices",
+        type=int,
+        default=0,
+        metavar="N",
+        help="every run in N slices (backfill.slices; default: the job's own count), e.g. a "
+        "smaller preset in as many slices as a larger one's runs make",
+    )
+    parser.add_argument(
         "--settle",
         type=float,
         default=0.0,
@@ -449,12 +459,16 @@ if __name__ == "__main__":
     from enrolment_reconciliation.sample.loader import load_sample_with_spark
 
     cfg, overrides, workdir = bench_config()
+    if args.slices:
+        overrides.append(f"backfill.slices={args.slices}")
+        cfg = dataclasses.replace(cfg, backfill_slices=args.slices)
     sample = make_sample(PRESETS[args.preset], args.seed)
     spark = bench_session(cfg, "2g")
     try:
         data = load_sample_with_spark(spark, sample, cfg, truncate=True)  # the preset's rows
         time.sleep(args.settle)
         figures = measure_backfill_cold(spark, cfg, overrides, sample, workdir)
-        print(json.dumps({"preset": args.preset, "data": data, **figures}, indent=2))
+        settings = {"slices": args.slices} if args.slices else {}
+        print(json.dumps({"preset": args.preset, **settings, "data": data, **figures}, indent=2))
     finally:
         spark.stop()
