@@ -24,7 +24,7 @@ from typing import Any
 
 import psutil
 
-from enrolment_reconciliation.sample.stack import PROJECT_ROOT
+from enrolment_reconciliation.sample.stack import STACK_DIR
 
 TICKS = os.sysconf("SC_CLK_TCK")
 # JVM thread names (as /proc shows them, 15 characters) by role
@@ -42,7 +42,7 @@ def _role(name: str) -> str:
 
 
 def _server_pid(name: str) -> int | None:
-    pid_file = Path(os.environ.get("STACK_DIR", PROJECT_ROOT / ".stack")) / "run" / f"{name}.pid"
+    pid_file = STACK_DIR / "run" / f"{name}.pid"  # written by stack/stack.sh
     try:
         return int(pid_file.read_text().strip())
     except (OSError, ValueError):

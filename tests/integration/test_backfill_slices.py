@@ -102,9 +102,8 @@ def test_several_slices_give_the_tables_and_events_of_one(spark, sample, tmp_pat
         if options == BackfillOptions():  # every slice holds some of the users' enrolments
             assert all(c["backfill.enrolments-scanned-count"] > 0 for c in per_slice.values())
             assert by_many["summary"]["newlyCompleted"] > 0
-            # compared with the aggregates it staged, deleted when the run finished
+            # compared with the aggregates it staged (deleted when the run finished: below)
             assert "stage-aggregates" in by_many["phases"]
-            assert staged_runs(many) == []
         else:  # a narrowed scope compares by key
             assert "stage-aggregates" not in by_many["phases"], options
         assert staged_runs(many) == [], options  # a finished run's copies are deleted

@@ -25,7 +25,8 @@ from enrolment_reconciliation.exit_codes import ExitCode
 from enrolment_reconciliation.schemas import SYNC_ACTION
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
-STACK_ENV = Path(os.environ.get("STACK_DIR", PROJECT_ROOT / ".stack")) / "stack.env"
+STACK_DIR = Path(os.environ.get("STACK_DIR", PROJECT_ROOT / ".stack"))  # stack/stack.sh's
+STACK_ENV = STACK_DIR / "stack.env"
 
 
 def stack_settings() -> dict[str, str]:
