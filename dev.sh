@@ -66,12 +66,12 @@ run() {
   overrides+=(--env "$env_name" --set "stream.checkpoint.location=$STACK_DIR/checkpoints/$env_name")
   local conf="$ROOT/conf/local.conf" started
   log "loading sample data and publishing sample sync requests"
-  "$PY" jobs/demo.py prepare --config "$conf" "${overrides[@]}"
+  "$PY" -m devkit.demo prepare --config "$conf" "${overrides[@]}"
   started="$(date +%s%3N)"
   log "running the streaming job: ./spark-submit.sh stream --trigger available-now"
   ./spark-submit.sh stream --trigger available-now --config "$conf" "${overrides[@]}" \
     2>"$STACK_DIR/logs/demo-spark.log" | grep -E '"event"|ERROR' || true
-  "$PY" jobs/demo.py summary --config "$conf" "${overrides[@]}" --since "$started"
+  "$PY" -m devkit.demo summary --config "$conf" "${overrides[@]}" --since "$started"
   log "the stack is still running: ./dev.sh stack-stop stops it (logs in $STACK_DIR/logs)"
 }
 
@@ -82,7 +82,7 @@ backfill_demo() {
   local env_name="demo$(date +%s)" conf="$ROOT/conf/local.conf" report="$STACK_DIR/reports/backfill-dry-run"
   overrides+=(--env "$env_name" --set "backfill.outbox.location=$STACK_DIR/checkpoints/$env_name/backfill-outbox")
   log "loading sample data (no sync requests: the backfill finds the stuck enrolments itself)"
-  "$PY" jobs/load_sample_data.py --truncate --users 200 --courses 5 --config "$conf" "${overrides[@]}"
+  "$PY" -m devkit.load_sample --truncate --users 200 --courses 5 --config "$conf" "${overrides[@]}"
   # a sample this small fits one slice; four show how a large run works through its scope
   overrides+=(--set backfill.slices=4)
   log "dry run in 4 slices: ./spark-submit.sh backfill --dry-run $report --set backfill.slices=4"
@@ -136,8 +136,8 @@ test_suite() {
   setup
   start_stack
   log "ruff and mypy"
-  "$VENV/bin/ruff" check lib jobs tests benchmarks notebooks/render.py
-  "$VENV/bin/ruff" format --check lib jobs tests benchmarks notebooks/render.py
+  "$VENV/bin/ruff" check lib jobs tests benchmarks devkit
+  "$VENV/bin/ruff" format --check lib jobs tests benchmarks devkit
   "$VENV/bin/mypy"
   log "pytest"
   "$VENV/bin/pytest" -q "$@"
@@ -152,11 +152,11 @@ case "${1:-}" in
   bench-sync) setup; start_stack; "$PY" -m benchmarks.sync_latency ;;
   profile) shift; profile "$@" ;;
   notebook) notebook ;;
-  render-notebooks) setup; start_stack; notebook_env; "$PY" notebooks/render.py ;;
+  render-notebooks) setup; start_stack; notebook_env; "$PY" -m devkit.render_notebooks ;;
   test) shift; test_suite "$@" ;;
   stack-start) bash stack/stack.sh start ;;
   stack-stop) bash stack/stack.sh stop ;;
   status) bash stack/stack.sh status ;;
-  lint) "$VENV/bin/ruff" check lib jobs tests benchmarks && "$VENV/bin/mypy" ;;
+  lint) "$VENV/bin/ruff" check lib jobs tests benchmarks devkit && "$VENV/bin/mypy" ;;
   *) echo "usage: $0 run|test|backfill-demo|bench|bench-throttle|bench-sync|profile|notebook|render-notebooks|setup|stack-start|stack-stop|status|lint" >&2; exit 2 ;;
 esac

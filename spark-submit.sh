@@ -38,17 +38,15 @@ if [ -z "${ER_SPARK_JARS:-}" ]; then
   ER_SPARK_JARS="$(ls "$jars_dir"/*.jar | paste -sd, -)"
 fi
 
-# Package lib/ as a zip for the executors (rebuilt each run: cheap, never stale), without what
-# only the demo, tests and benchmarks use (the local stack's helpers: processes, ports).
+# Package lib/ as a zip for the executors (rebuilt each run: cheap, never stale); lib/ holds the
+# job alone.
 mkdir -p "$ROOT/build"
 zip_path="$ROOT/build/enrolment_reconciliation.zip"
 (cd "$ROOT/lib" && rm -f "$zip_path" && "$PY" - "$zip_path" <<'PYZIP'
 import sys, zipfile, pathlib
-LOCAL_ONLY = {"enrolment_reconciliation/sample/stack.py"}
 with zipfile.ZipFile(sys.argv[1], "w", zipfile.ZIP_DEFLATED) as z:
     for p in sorted(pathlib.Path("enrolment_reconciliation").rglob("*.py")):
-        if p.as_posix() not in LOCAL_ONLY:
-            z.write(p)
+        z.write(p)
 PYZIP
 )
 

@@ -41,11 +41,11 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from benchmarks.cpu import CpuAccount
-from enrolment_reconciliation.config import JobConfig
+from devkit.paths import PROJECT_ROOT
+from devkit.sample.data import SampleData
+from devkit.sample.loader import restore_with_spark
 from enrolment_reconciliation.io.cassandra import connect_from_config, read_table
-from enrolment_reconciliation.sample.data import SampleData
-from enrolment_reconciliation.sample.loader import restore_with_spark
-from enrolment_reconciliation.sample.stack import PROJECT_ROOT
+from enrolment_reconciliation.runtime.config import JobConfig
 
 # The JVM options spark-submit.sh gives a backfill (its throughput collector)
 BACKFILL_JAVA_OPTIONS = "-XX:+UseParallelGC"
@@ -181,7 +181,7 @@ class ColdRun:
 
 def _expected_slices(cfg: JobConfig) -> int:
     """The slices a run of ``cfg`` will make (as the backfill decides them)."""
-    from enrolment_reconciliation.backfill import slice_count
+    from enrolment_reconciliation.modes.backfill import slice_count
 
     cluster, session = connect_from_config(cfg, keyspace=cfg.keyspace)
     try:
@@ -398,9 +398,9 @@ def _cpu_panel(ax: Any, cold: dict[str, Any]) -> None:
 
 def _floor_main(written: str, keyspace: str, java_options: str) -> None:
     from benchmarks.run import measure_floor
-    from enrolment_reconciliation.config import load_config
-    from enrolment_reconciliation.sample.stack import stack_overrides
-    from enrolment_reconciliation.spark import build_spark_session
+    from devkit.stack import stack_overrides
+    from enrolment_reconciliation.runtime.config import load_config
+    from enrolment_reconciliation.runtime.session import build_spark_session
 
     cfg = load_config(overrides=stack_overrides(keyspace))
     spark = build_spark_session(
@@ -456,7 +456,7 @@ if __name__ == "__main__":
         _floor_main(args.floor, args.keyspace, args.java_options)
         sys.exit(0)
     from benchmarks.run import PRESETS, bench_config, bench_session, make_sample
-    from enrolment_reconciliation.sample.loader import load_sample_with_spark
+    from devkit.sample.loader import load_sample_with_spark
 
     cfg, overrides, workdir = bench_config()
     if args.slices:

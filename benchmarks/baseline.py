@@ -17,9 +17,9 @@ import redis
 from cassandra.query import BatchStatement, BatchType
 from kafka import KafkaProducer
 
-from enrolment_reconciliation.config import JobConfig
 from enrolment_reconciliation.io.cassandra import connect_from_config
 from enrolment_reconciliation.io.relation_cache import redis_client
+from enrolment_reconciliation.runtime.config import JobConfig
 
 
 def reconcile_one_by_one(cfg: JobConfig, keys: Iterable[tuple[str, str, str]]) -> float:

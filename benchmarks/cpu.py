@@ -24,7 +24,7 @@ from typing import Any
 
 import psutil
 
-from enrolment_reconciliation.sample.stack import STACK_DIR
+from devkit.paths import STACK_DIR
 
 TICKS = os.sysconf("SC_CLK_TCK")
 # JVM thread names (as /proc shows them, 15 characters) by role

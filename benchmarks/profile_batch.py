@@ -30,9 +30,9 @@ from benchmarks.run import (
     restore_enrolments,
     sample_enrolments,
 )
-from enrolment_reconciliation.sample.loader import load_sample_with_spark
-from enrolment_reconciliation.sample.stack import PROJECT_ROOT
-from enrolment_reconciliation.streaming import tune_for_micro_batches
+from devkit.paths import PROJECT_ROOT
+from devkit.sample.loader import load_sample_with_spark
+from enrolment_reconciliation.modes.stream import tune_for_micro_batches
 
 PY4J_SEND = ("clientserver.py", "send_command")  # every call from Python into the JVM
 PROJECT = ("enrolment_reconciliation", "pyspark/sql/dataframe.py")

@@ -48,10 +48,25 @@ from benchmarks.backfill_cold import chart as cold_chart
 from benchmarks.backfill_cold import measure_backfill_cold
 from benchmarks.baseline import reconcile_one_by_one
 from benchmarks.cpu import CpuAccount, summed
-from enrolment_reconciliation.apply import apply_batch
-from enrolment_reconciliation.backfill import BackfillOptions, run_backfill
-from enrolment_reconciliation.config import JobConfig, load_config
-from enrolment_reconciliation.inputs import read_requested
+from devkit.sample.data import SampleData, generate_sample
+from devkit.sample.loader import load_sample_with_spark
+from devkit.stack import (
+    PROJECT_ROOT,
+    StreamProcess,
+    stack_overrides,
+    sync_request,
+)
+from enrolment_reconciliation.batch.apply import apply_batch
+from enrolment_reconciliation.batch.materialise import drop_materialised
+from enrolment_reconciliation.batch.pipeline import BatchResources, reconcile_batch
+from enrolment_reconciliation.batch.read import read_requested
+from enrolment_reconciliation.core.schemas import (
+    CONSUMPTION_COLUMNS,
+    CURRENT_AGGREGATES_SCHEMA,
+    ENROLMENT_COLUMNS,
+    ENROLMENT_WRITE_COLUMNS,
+    RAW_REQUEST_SCHEMA,
+)
 from enrolment_reconciliation.io.cassandra import (
     AGGREGATE_COLUMNS,
     APPENDED_MAPS,
@@ -61,25 +76,10 @@ from enrolment_reconciliation.io.cassandra import (
     write_enrolment_updates,
 )
 from enrolment_reconciliation.io.outbox import Outbox
-from enrolment_reconciliation.materialise import drop_materialised
-from enrolment_reconciliation.pipeline import BatchResources, reconcile_batch
-from enrolment_reconciliation.sample.data import SampleData, generate_sample
-from enrolment_reconciliation.sample.loader import load_sample_with_spark
-from enrolment_reconciliation.sample.stack import (
-    PROJECT_ROOT,
-    StreamProcess,
-    stack_overrides,
-    sync_request,
-)
-from enrolment_reconciliation.schemas import (
-    CONSUMPTION_COLUMNS,
-    CURRENT_AGGREGATES_SCHEMA,
-    ENROLMENT_COLUMNS,
-    ENROLMENT_WRITE_COLUMNS,
-    RAW_REQUEST_SCHEMA,
-)
-from enrolment_reconciliation.spark import build_spark_session
-from enrolment_reconciliation.streaming import tune_for_micro_batches
+from enrolment_reconciliation.modes.backfill import BackfillOptions, run_backfill
+from enrolment_reconciliation.modes.stream import tune_for_micro_batches
+from enrolment_reconciliation.runtime.config import JobConfig, load_config
+from enrolment_reconciliation.runtime.session import build_spark_session
 
 KEYSPACE, REDIS_DB = "er_bench", 15
 

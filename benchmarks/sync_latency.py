@@ -25,11 +25,11 @@ from pathlib import Path
 from statistics import median
 from typing import Any
 
-from enrolment_reconciliation.sample.data import generate_sample
-from enrolment_reconciliation.sample.loader import load_sample
-from enrolment_reconciliation.sample.stack import StreamProcess, stack_overrides
+from devkit.paths import PROJECT_ROOT
+from devkit.sample.data import generate_sample
+from devkit.sample.loader import load_sample
+from devkit.stack import StreamProcess, stack_overrides
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
 KEYSPACE, REDIS_DB = "er_bench_sync", 13
 
 
@@ -54,8 +54,8 @@ def _key_args(key: tuple[str, str, str]) -> list[str]:
 def in_process(cfg, keys: list[tuple[str, str, str]]) -> dict[str, Any]:
     """The direct sync's parts in one process: session, first sync, warm syncs."""
     started = time.monotonic()
-    from enrolment_reconciliation.spark import build_spark_session
-    from enrolment_reconciliation.sync import run_sync
+    from enrolment_reconciliation.modes.sync import run_sync
+    from enrolment_reconciliation.runtime.session import build_spark_session
 
     imported = time.monotonic()
     spark = build_spark_session(cfg, master="local[*]", app_name="enrolment-reconciliation-sync")
@@ -91,7 +91,7 @@ def main() -> None:
         "service.search.basePath=http://127.0.0.1:9/search",
     ]
     settings = ["--env", env, *(a for o in overrides for a in ("--set", o))]
-    from enrolment_reconciliation.config import load_config
+    from enrolment_reconciliation.runtime.config import load_config
 
     cfg = load_config(env=env, overrides=overrides)
     sample = generate_sample(seed=7)

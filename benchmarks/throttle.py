@@ -21,17 +21,17 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from enrolment_reconciliation.config import JobConfig
+from devkit.paths import PROJECT_ROOT
+from devkit.schema import apply_schema
+from devkit.stack import stack_config
 from enrolment_reconciliation.io.cassandra import (
-    apply_schema,
     connect_from_config,
     write_activity_aggregates,
     write_enrolment_updates,
 )
-from enrolment_reconciliation.sample.stack import stack_config
-from enrolment_reconciliation.spark import build_spark_session
+from enrolment_reconciliation.runtime.config import JobConfig
+from enrolment_reconciliation.runtime.session import build_spark_session
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
 KEYSPACE = "er_bench_throttle"
 BOUNDS = (500, 1000, 2000)
 WHEN = datetime(2026, 1, 1)

@@ -10,12 +10,12 @@ from __future__ import annotations
 import pytest
 from pyspark.sql import SparkSession
 
-from enrolment_reconciliation.sample.stack import export_stack_credentials
+from devkit.stack import export_stack_environment
 from tests.helpers import TEST_KEYSPACE, stack_config
 
-# the local stack logs in with generated passwords (stack/stack.sh); jobs started by tests
-# inherit them from this environment, as a deployed job gets its own
-export_stack_credentials()
+# the local stack logs in with generated passwords (stack/stack.sh), and sessions built outside
+# spark-submit find the jars by ER_SPARK_JARS_DIR; jobs started by tests inherit both
+export_stack_environment()
 
 # Every keyspace the integration tests use. They are created before the SparkSession starts:
 # the connector caches schema metadata, and a keyspace created a moment before a Spark read
@@ -64,7 +64,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def _create_test_keyspaces() -> None:
-    from enrolment_reconciliation.io.cassandra import apply_schema, connect_from_config
+    from devkit.schema import apply_schema
+    from enrolment_reconciliation.io.cassandra import connect_from_config
 
     cluster, session = connect_from_config(stack_config())
     try:
@@ -85,7 +86,7 @@ def _plain_session() -> SparkSession:
 @pytest.fixture(scope="session")
 def spark(request: pytest.FixtureRequest) -> SparkSession:
     if any(item.get_closest_marker("integration") for item in request.session.items):
-        from enrolment_reconciliation.spark import build_spark_session
+        from enrolment_reconciliation.runtime.session import build_spark_session
 
         _create_test_keyspaces()
         session = build_spark_session(

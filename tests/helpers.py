@@ -10,7 +10,6 @@ import subprocess
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from chispa import assert_df_equality
@@ -24,28 +23,29 @@ from pyspark.sql.types import (
     _parse_datatype_string,
 )
 
-from enrolment_reconciliation.config import JobConfig, load_config
+from devkit.paths import PROJECT_ROOT
+from devkit.stack import stack_config as _stack_config
+from devkit.stack import stack_overrides
+from devkit.stack import sync_request as _sync_request
 from enrolment_reconciliation.core.progress import (
     to_user_consumption,
     with_consumption_defaults,
     with_enrolment_state,
 )
 from enrolment_reconciliation.core.requests import to_sync_requests
-from enrolment_reconciliation.core.structure import course_structure, parse_relation_key
-from enrolment_reconciliation.io.cassandra import connect_from_config
-from enrolment_reconciliation.io.relation_cache import redis_client
-from enrolment_reconciliation.sample.stack import stack_config as _stack_config
-from enrolment_reconciliation.sample.stack import stack_overrides
-from enrolment_reconciliation.sample.stack import sync_request as _sync_request
-from enrolment_reconciliation.schemas import (
+from enrolment_reconciliation.core.schemas import (
     CONSUMPTION_SCHEMA,
     COURSE_STRUCTURE_SCHEMA,
     ENROLMENT_SCHEMA,
     ENROLMENT_UPDATE_SCHEMA,
     RAW_REQUEST_SCHEMA,
 )
+from enrolment_reconciliation.core.structure import course_structure, parse_relation_key
+from enrolment_reconciliation.io.cassandra import connect_from_config
+from enrolment_reconciliation.io.relation_cache import redis_client
+from enrolment_reconciliation.runtime.config import JobConfig, load_config
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = PROJECT_ROOT
 TEST_KEYSPACE = "er_test"
 
 NOW = datetime(2026, 11, 21, 10, 30, 0, 123000, tzinfo=UTC)
@@ -263,12 +263,26 @@ def messages_on(cfg: JobConfig, topic: str, timeout_ms: int = 4000) -> list[dict
         consumer.close()
 
 
+FAULT_INJECTION = ROOT / "tests" / "fault_injection"  # its sitecustomize reads ER_FAULT_POINT
+
+
+def with_fault_injection(env: Mapping[str, str]) -> dict[str, str]:
+    """``env`` with the fault injection on the job's ``PYTHONPATH`` when it names a fault point."""
+    env = dict(env)
+    if env.get("ER_FAULT_POINT"):
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(FAULT_INJECTION), env.get("PYTHONPATH")) if p
+        )
+    return env
+
+
 def spark_submit(mode: str, args: list[str], *, timeout: int = 600, **env: str):
-    """Run ``./spark-submit.sh <mode> args`` and return the completed process."""
+    """Run ``./spark-submit.sh <mode> args`` and return the completed process (``ER_FAULT_POINT``
+    in ``env``: killed at that milestone)."""
     return subprocess.run(
         [str(ROOT / "spark-submit.sh"), mode, *args],
         cwd=ROOT,
-        env={**os.environ, **env},
+        env=with_fault_injection({**os.environ, **env}),
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from enrolment_reconciliation.config import (
+from enrolment_reconciliation.runtime.config import (
     ConfigError,
     declared_settings,
     load_config,

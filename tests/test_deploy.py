@@ -6,7 +6,7 @@ import configparser
 import shlex
 
 from enrolment_reconciliation.cli import _parser
-from enrolment_reconciliation.exit_codes import ExitCode
+from enrolment_reconciliation.runtime.exit_codes import ExitCode
 from tests.helpers import ROOT
 
 DEPLOY = ROOT / "deploy"

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from enrolment_reconciliation.sample.hierarchy import (
+from devkit.sample.hierarchy import (
     COLLECTION_MIME_TYPE,
     collection,
     compose_leaf_nodes,

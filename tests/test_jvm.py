@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import re
 import time
+from pathlib import Path
 
-from enrolment_reconciliation.jvm import HadoopFileSystem, context_key, once_per_context
-from enrolment_reconciliation.materialise import drop_materialised, materialise_lazily
-from enrolment_reconciliation.sample.stack import PROJECT_ROOT
+import enrolment_reconciliation
+from enrolment_reconciliation.batch.materialise import drop_materialised, materialise_lazily
+from enrolment_reconciliation.runtime.jvm import HadoopFileSystem, context_key, once_per_context
 
-PACKAGE = PROJECT_ROOT / "lib" / "enrolment_reconciliation"
+PACKAGE = Path(enrolment_reconciliation.__file__).parent
+DOOR = PACKAGE / "runtime" / "jvm.py"
 JVM_HANDLES = re.compile(r"\._(jvm|jsc|jdf|gateway)\b|_active_spark_context|_ensure_initialized")
 
 
@@ -18,7 +20,7 @@ def test_no_module_but_the_door_names_a_py4j_handle():
     reaching = sorted(
         str(path.relative_to(PACKAGE))
         for path in PACKAGE.rglob("*.py")
-        if path.name != "jvm.py" or path.parent != PACKAGE
+        if path != DOOR
         if JVM_HANDLES.search(path.read_text())
     )
     assert reaching == []

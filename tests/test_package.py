@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ast
 
-from enrolment_reconciliation.sample.stack import PROJECT_ROOT
+from devkit.paths import PROJECT_ROOT
 
 PACKAGE = PROJECT_ROOT / "lib" / "enrolment_reconciliation"
 MAX_FUNCTION_LINES = 60

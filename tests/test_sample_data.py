@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from enrolment_reconciliation.sample.data import SampleData, generate_sample
-from enrolment_reconciliation.sample.hierarchy import (
+from devkit.sample.data import SampleData, generate_sample
+from devkit.sample.hierarchy import (
     is_collection,
     is_optional,
     relation_cache_keys,

@@ -7,10 +7,10 @@ import subprocess
 import sys
 import uuid
 
-from enrolment_reconciliation.config import CREDENTIAL_ENV, load_config
+from devkit.paths import PROJECT_ROOT
 from enrolment_reconciliation.io.kafka import kafka_options
-from enrolment_reconciliation.sample.stack import PROJECT_ROOT
-from enrolment_reconciliation.spark import cassandra_conf
+from enrolment_reconciliation.runtime.config import CREDENTIAL_ENV, load_config
+from enrolment_reconciliation.runtime.session import cassandra_conf
 
 
 def _leaks(text: str, secrets: list[str]) -> list[str]:
@@ -33,7 +33,7 @@ def test_no_credential_in_help_or_the_config_dump():
     texts = [run(job, mode, "--help") for mode in ("stream", "sync", "backfill", "explain")]
     dump = run(
         "-c",
-        "from enrolment_reconciliation.config import load_config;"
+        "from enrolment_reconciliation.runtime.config import load_config;"
         " c = load_config(); print(repr(c)); print(c.credentials)",
     )
     texts.append(dump)

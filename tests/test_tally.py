@@ -3,9 +3,7 @@ declared frame, and the counters follow from the rows per label and the frames c
 
 from __future__ import annotations
 
-from enrolment_reconciliation.core.progress import BROKEN, RETIRED_COURSE, UNRESOLVED
-from enrolment_reconciliation.counters import Counter
-from enrolment_reconciliation.tally import (
+from enrolment_reconciliation.batch.tally import (
     AGGREGATES,
     COMPLETING,
     COMPUTED,
@@ -17,6 +15,8 @@ from enrolment_reconciliation.tally import (
     counters_from,
     request_label,
 )
+from enrolment_reconciliation.core.counters import Counter
+from enrolment_reconciliation.core.progress import BROKEN, RETIRED_COURSE, UNRESOLVED
 
 EVERY_FRAME = {part.frame for part in TALLIED}
 LABELLED = {

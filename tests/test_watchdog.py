@@ -6,14 +6,14 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from enrolment_reconciliation.exit_codes import ExitCode
-from enrolment_reconciliation.sample.stack import PROJECT_ROOT
-from enrolment_reconciliation.streaming import BatchWatchdog
+from devkit.paths import PROJECT_ROOT
+from enrolment_reconciliation.modes.stream import BatchWatchdog
+from enrolment_reconciliation.runtime.exit_codes import ExitCode
 
 STUCK = """
 import time
 from pyspark.sql import SparkSession
-from enrolment_reconciliation.streaming import BatchWatchdog
+from enrolment_reconciliation.modes.stream import BatchWatchdog
 spark = SparkSession.builder.master("local[1]").config("spark.ui.enabled", "false").getOrCreate()
 BatchWatchdog(spark, 1, grace=1).run("batch-7", lambda: time.sleep(120) or {})
 print("returned")

@@ -10,14 +10,14 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from enrolment_reconciliation.config import (
+from enrolment_reconciliation.runtime.config import (
     ConfigError,
     JobConfig,
     add_config_arguments,
     load_config,
     settings_table,
 )
-from enrolment_reconciliation.exit_codes import ExitCode
+from enrolment_reconciliation.runtime.exit_codes import ExitCode
 
 log = logging.getLogger("enrolment_reconciliation")
 RESULT_MODES = ("sync", "explain")
@@ -192,7 +192,7 @@ def _found_or_not(missing: list[str]) -> int:
 
 def _sync_via_stream(args: argparse.Namespace, cfg: JobConfig) -> int:
     """``sync --via-stream``: no Spark; the running stream does the work."""
-    from enrolment_reconciliation.via_stream import (
+    from enrolment_reconciliation.modes.via_stream import (
         NoStreamAnswerError,
         RequestFailedError,
         sync_via_stream,
@@ -209,7 +209,7 @@ def _sync_via_stream(args: argparse.Namespace, cfg: JobConfig) -> int:
         return ExitCode.UNREACHABLE
     _emit(json.dumps(result, indent=2))
     if result["before"]["enrolment"] is None and result["after"]["enrolment"] is None:
-        from enrolment_reconciliation.enrolment_state import missing_parts
+        from enrolment_reconciliation.modes.enrolment_state import missing_parts
 
         # the stream answered, and no row was there before or after: no such enrolment
         return _found_or_not(
@@ -219,7 +219,7 @@ def _sync_via_stream(args: argparse.Namespace, cfg: JobConfig) -> int:
 
 
 def _run_mode(args: argparse.Namespace, cfg: JobConfig) -> int:
-    from enrolment_reconciliation.spark import LONG_RUNNING_UI_LIMITS, build_spark_session
+    from enrolment_reconciliation.runtime.session import LONG_RUNNING_UI_LIMITS, build_spark_session
 
     spark = build_spark_session(
         cfg,
@@ -230,17 +230,17 @@ def _run_mode(args: argparse.Namespace, cfg: JobConfig) -> int:
     spark.sparkContext.setLogLevel("WARN")
     try:
         if args.mode == "stream":
-            from enrolment_reconciliation.streaming import run_stream
+            from enrolment_reconciliation.modes.stream import run_stream
 
             run_stream(spark, cfg)
         elif args.mode == "sync":
-            from enrolment_reconciliation.sync import run_sync
+            from enrolment_reconciliation.modes.sync import run_sync
 
             result = run_sync(spark, cfg, args.user, args.course, args.batch)
             _emit(json.dumps(result, indent=2))
             return _found_or_not(result["missing"])
         elif args.mode == "explain":
-            from enrolment_reconciliation.explain import explain_enrolment, render
+            from enrolment_reconciliation.modes.explain import explain_enrolment, render
 
             explanation = explain_enrolment(spark, cfg, args.user, args.course, args.batch)
             _emit(
@@ -248,7 +248,7 @@ def _run_mode(args: argparse.Namespace, cfg: JobConfig) -> int:
             )
             return _found_or_not(explanation["missing"])
         else:
-            from enrolment_reconciliation.backfill import BackfillOptions, run_backfill
+            from enrolment_reconciliation.modes.backfill import BackfillOptions, run_backfill
 
             options = BackfillOptions(
                 courses=args.courses,
@@ -275,8 +275,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.error("configuration: %s", error)
         return ExitCode.USAGE
     log.info("configuration: %s", cfg)  # credentials are masked in the repr
-    from enrolment_reconciliation.backfill import SliceFailedError
     from enrolment_reconciliation.io.lease import LeaseHeldError
+    from enrolment_reconciliation.modes.backfill import SliceFailedError
 
     try:
         if args.mode == "sync" and args.via_stream:
@@ -292,7 +292,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.error("%s", error)
         return ExitCode.USAGE
     except Exception as error:
-        from enrolment_reconciliation.io.errors import is_infrastructure_fault
+        from enrolment_reconciliation.runtime.faults import is_infrastructure_fault
 
         code = ExitCode.UNREACHABLE if is_infrastructure_fault(error) else ExitCode.ERROR
         log.error("%s failed (exit %d): %s", args.mode, code, str(error).splitlines()[0][:1000])

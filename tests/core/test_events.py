@@ -8,7 +8,7 @@ from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
 from enrolment_reconciliation.core.events import deterministic_uuid, to_completion_events
-from enrolment_reconciliation.schemas import ENROLMENT_UPDATE_SCHEMA, EVENT_SCHEMA
+from enrolment_reconciliation.core.schemas import ENROLMENT_UPDATE_SCHEMA, EVENT_SCHEMA
 from tests.helpers import NOW, NOW_MS, NOW_NAIVE, literal_frame, name_uuid
 
 

@@ -24,7 +24,7 @@ from enrolment_reconciliation.core.progress import (
     with_course_structure,
     with_progress,
 )
-from enrolment_reconciliation.schemas import ACTIVITY_AGG_SCHEMA, CONSUMPTION_SCHEMA
+from enrolment_reconciliation.core.schemas import ACTIVITY_AGG_SCHEMA, CONSUMPTION_SCHEMA
 from tests.helpers import (
     NOW,
     NOW_NAIVE,

@@ -13,7 +13,7 @@ from enrolment_reconciliation.core.requests import (
     to_request_failures,
     to_sync_requests,
 )
-from enrolment_reconciliation.schemas import (
+from enrolment_reconciliation.core.schemas import (
     ENROLMENT_KEY_SCHEMA,
     FAILED_PAYLOAD_MAX_CHARS,
     RAW_REQUEST_SCHEMA,

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from enrolment_reconciliation import apply, backfill
-from enrolment_reconciliation.io.cassandra import apply_schema, connect_from_config
+from devkit.schema import apply_schema
+from enrolment_reconciliation.batch import milestones
+from enrolment_reconciliation.io.cassandra import connect_from_config
 from tests.helpers import KilledAtFaultPoint, stack_config
 
 STREAM_KEYSPACE = "er_test_stream"
@@ -22,8 +23,9 @@ def cql():
 
 
 @pytest.fixture
-def kill_at(monkeypatch):
-    """``kill_at(point)``: the next backfill dies when it reaches the named fault point."""
+def kill_at():
+    """``kill_at(point)``: the next run in this process dies (``KilledAtFaultPoint``) when it
+    reaches the named milestone (``enrolment_reconciliation.batch.milestones``)."""
     armed: list[str] = []
 
     def fault(name: str) -> None:
@@ -31,6 +33,6 @@ def kill_at(monkeypatch):
             armed.clear()
             raise KilledAtFaultPoint(name)
 
-    monkeypatch.setattr(apply, "fault_point", fault)
-    monkeypatch.setattr(backfill, "fault_point", fault)
-    return lambda point: armed.append(point)
+    stop = milestones.observe(fault)
+    yield armed.append
+    stop()

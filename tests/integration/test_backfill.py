@@ -11,15 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from enrolment_reconciliation.backfill import BackfillOptions, run_backfill, total_writes
-from enrolment_reconciliation.config import JobConfig, load_config
-from enrolment_reconciliation.counters import Counter
-from enrolment_reconciliation.inputs import read_in_scope
+from devkit.sample.data import SampleData, generate_sample
+from devkit.sample.loader import load_sample
+from enrolment_reconciliation.batch.read import read_in_scope
+from enrolment_reconciliation.core.counters import Counter
 from enrolment_reconciliation.io.cassandra import ScanFilters, connect_from_config
 from enrolment_reconciliation.io.lease import Lease, LeaseHeldError
-from enrolment_reconciliation.sample.data import SampleData, generate_sample
-from enrolment_reconciliation.sample.loader import load_sample
-from enrolment_reconciliation.streaming import run_stream
+from enrolment_reconciliation.modes.backfill import BackfillOptions, run_backfill, total_writes
+from enrolment_reconciliation.modes.stream import run_stream
+from enrolment_reconciliation.runtime.config import JobConfig, load_config
 from tests.helpers import (
     as_cli_args,
     events_of,

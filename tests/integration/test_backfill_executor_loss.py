@@ -20,8 +20,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from enrolment_reconciliation.backfill import BackfillOptions, run_backfill
-from enrolment_reconciliation.sample.data import generate_sample
+from devkit.sample.data import generate_sample
+from enrolment_reconciliation.modes.backfill import BackfillOptions, run_backfill
 from tests.helpers import ROOT, events_of, read_tables
 from tests.integration.test_backfill import backfill_config, load
 from tests.integration.test_standalone_cluster import executor_logs, start_standalone

@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from enrolment_reconciliation import backfill
-from enrolment_reconciliation.apply import AFTER_ENROLMENT_WRITE, AFTER_SLICE_RECORDED
-from enrolment_reconciliation.backfill import BackfillOptions, run_backfill
-from enrolment_reconciliation.config import JobConfig
-from enrolment_reconciliation.io.backfill_progress import ProgressStore
+from devkit.sample.data import SampleData, generate_sample
+from enrolment_reconciliation.batch.milestones import AFTER_ENROLMENT_WRITE, AFTER_SLICE_RECORDED
+from enrolment_reconciliation.io.backfill_runs import ProgressStore
 from enrolment_reconciliation.io.cassandra import connect_from_config
-from enrolment_reconciliation.report import CHANGE_COLUMNS
-from enrolment_reconciliation.sample.data import SampleData, generate_sample
+from enrolment_reconciliation.modes import backfill
+from enrolment_reconciliation.modes.backfill import BackfillOptions, run_backfill
+from enrolment_reconciliation.modes.dry_run_report import CHANGE_COLUMNS
+from enrolment_reconciliation.runtime.config import JobConfig
 from tests.helpers import (
     KilledAtFaultPoint,
     events_of,

@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from enrolment_reconciliation.sample.stack import PROJECT_ROOT
+from devkit.paths import PROJECT_ROOT
 
 pytestmark = pytest.mark.integration
 

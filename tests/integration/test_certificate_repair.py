@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from enrolment_reconciliation.apply import AFTER_ENROLMENT_WRITE
-from enrolment_reconciliation.backfill import BackfillOptions, run_backfill
-from enrolment_reconciliation.config import JobConfig
-from enrolment_reconciliation.counters import Counter
-from enrolment_reconciliation.jvm import evict_connector_sessions
-from enrolment_reconciliation.sample.data import SampleData, generate_sample
+from devkit.sample.data import SampleData, generate_sample
+from enrolment_reconciliation.batch.milestones import AFTER_ENROLMENT_WRITE
+from enrolment_reconciliation.core.counters import Counter
+from enrolment_reconciliation.modes.backfill import BackfillOptions, run_backfill
+from enrolment_reconciliation.runtime.config import JobConfig
+from enrolment_reconciliation.runtime.jvm import evict_connector_sessions
 from tests.helpers import KilledAtFaultPoint, messages_on
 from tests.integration.test_backfill import backfill_config
 from tests.integration.test_backfill import load as _load

@@ -10,10 +10,10 @@ from kafka import KafkaConsumer, KafkaProducer
 from pyspark.sql import functions as F
 from pyspark.sql.types import IntegerType, MapType, StringType, StructField, StructType
 
+from devkit.schema import apply_schema
 from enrolment_reconciliation.io.cassandra import (
     CASSANDRA_FORMAT,
     ScanFilters,
-    apply_schema,
     connect_from_config,
     read_table,
     scan_enrolment_users,

@@ -20,11 +20,11 @@ from pathlib import Path
 
 import pytest
 
-from enrolment_reconciliation.config import JobConfig, load_config
-from enrolment_reconciliation.sample.data import SampleData, generate_sample
-from enrolment_reconciliation.sample.loader import load_sample
-from enrolment_reconciliation.sample.stack import StreamProcess, stack_overrides
-from enrolment_reconciliation.streaming import run_stream
+from devkit.sample.data import SampleData, generate_sample
+from devkit.sample.loader import load_sample
+from devkit.stack import StreamProcess, stack_overrides
+from enrolment_reconciliation.modes.stream import run_stream
+from enrolment_reconciliation.runtime.config import JobConfig, load_config
 from tests.helpers import as_cli_args, messages_on, produce, read_tables, sync_request
 
 REDIS_DB = 13

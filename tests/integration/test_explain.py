@@ -7,10 +7,10 @@ import json
 import pytest
 
 from enrolment_reconciliation.cli import _parser
-from enrolment_reconciliation.exit_codes import ExitCode
-from enrolment_reconciliation.explain import explain_enrolment, render
 from enrolment_reconciliation.io.cassandra import connect_from_config
 from enrolment_reconciliation.io.relation_cache import redis_client
+from enrolment_reconciliation.modes.explain import explain_enrolment, render
+from enrolment_reconciliation.runtime.exit_codes import ExitCode
 from tests.helpers import (
     as_cli_args,
     insert_consumption,

@@ -18,10 +18,10 @@ import pytest
 import requests
 from nbclient import NotebookClient
 
-from enrolment_reconciliation.config import load_config
+from devkit.sample.data import STUCK_RATE, SampleData, generate_sample
+from devkit.sample.loader import load_sample
 from enrolment_reconciliation.io.cassandra import connect_from_config
-from enrolment_reconciliation.sample.data import STUCK_RATE, SampleData, generate_sample
-from enrolment_reconciliation.sample.loader import load_sample
+from enrolment_reconciliation.runtime.config import load_config
 from tests.helpers import ROOT, stack_overrides
 
 pytestmark = pytest.mark.integration

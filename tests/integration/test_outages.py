@@ -21,9 +21,10 @@ from pathlib import Path
 
 import pytest
 
-from enrolment_reconciliation.config import JobConfig
+from devkit.paths import PROJECT_ROOT
+from devkit.stack import StreamProcess
 from enrolment_reconciliation.io.relation_cache import redis_client
-from enrolment_reconciliation.sample.stack import PROJECT_ROOT, StreamProcess
+from enrolment_reconciliation.runtime.config import JobConfig
 from tests.helpers import (
     CASE_2,
     config_for,

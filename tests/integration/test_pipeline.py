@@ -11,20 +11,20 @@ import redis
 from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
-from enrolment_reconciliation.config import JobConfig
-from enrolment_reconciliation.counters import new_counts
-from enrolment_reconciliation.inputs import read_requested
+from devkit.sample.data import generate_sample
+from devkit.sample.loader import load_sample
+from devkit.schema import apply_schema
+from enrolment_reconciliation.batch.pipeline import BatchResources, reconcile_batch
+from enrolment_reconciliation.batch.read import read_requested
+from enrolment_reconciliation.core.counters import new_counts
+from enrolment_reconciliation.core.schemas import ACTIVITY_AGG_SCHEMA, ENROLMENT_KEY_SCHEMA
 from enrolment_reconciliation.io.cassandra import (
-    apply_schema,
     connect_from_config,
     read_consumption_for,
 )
 from enrolment_reconciliation.io.relation_cache import RelationCacheReader, redis_client
 from enrolment_reconciliation.io.search import CollectionStatusClient, SearchServiceError
-from enrolment_reconciliation.pipeline import BatchResources, reconcile_batch
-from enrolment_reconciliation.sample.data import generate_sample
-from enrolment_reconciliation.sample.loader import load_sample
-from enrolment_reconciliation.schemas import ACTIVITY_AGG_SCHEMA, ENROLMENT_KEY_SCHEMA
+from enrolment_reconciliation.runtime.config import JobConfig
 from tests.helpers import (
     CASE_2,
     NOW,

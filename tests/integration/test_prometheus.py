@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from enrolment_reconciliation.streaming import run_stream
+from enrolment_reconciliation.modes.stream import run_stream
 from tests.helpers import config_for, produce, seed, sync_request
 
 pytestmark = pytest.mark.integration

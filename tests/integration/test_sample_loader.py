@@ -8,11 +8,11 @@ import pytest
 import redis
 from cassandra.cluster import Session
 
-from enrolment_reconciliation.config import JobConfig
+from devkit.sample.data import SampleData, generate_sample
+from devkit.sample.loader import load_sample
 from enrolment_reconciliation.io.cassandra import connect_from_config
 from enrolment_reconciliation.io.relation_cache import redis_client
-from enrolment_reconciliation.sample.data import SampleData, generate_sample
-from enrolment_reconciliation.sample.loader import load_sample
+from enrolment_reconciliation.runtime.config import JobConfig
 from tests.helpers import stack_config
 
 pytestmark = pytest.mark.integration

@@ -26,10 +26,10 @@ import psutil
 import pytest
 from kafka import KafkaProducer
 
-from enrolment_reconciliation.config import load_config
-from enrolment_reconciliation.sample.data import generate_sample
-from enrolment_reconciliation.sample.loader import load_sample
-from enrolment_reconciliation.sample.stack import StreamProcess, stack_overrides
+from devkit.sample.data import generate_sample
+from devkit.sample.loader import load_sample
+from devkit.stack import StreamProcess, stack_overrides
+from enrolment_reconciliation.runtime.config import load_config
 from tests.helpers import as_cli_args, sync_request
 
 pytestmark = [pytest.mark.integration, pytest.mark.soak]

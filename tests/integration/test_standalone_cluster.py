@@ -27,7 +27,8 @@ import pytest
 import redis
 from kafka import KafkaConsumer
 
-from enrolment_reconciliation.io.cassandra import apply_schema, connect_from_config
+from devkit.schema import apply_schema
+from enrolment_reconciliation.io.cassandra import connect_from_config
 from enrolment_reconciliation.io.relation_cache import redis_client
 from tests.helpers import ROOT, stack_config
 

@@ -9,8 +9,9 @@ import uuid
 
 import pytest
 
-from enrolment_reconciliation.apply import AFTER_ENROLMENT_WRITE, FAULT_POINT_ENV
-from enrolment_reconciliation.schemas import FAILED_PAYLOAD_MAX_CHARS
+from enrolment_reconciliation.batch.milestones import AFTER_ENROLMENT_WRITE
+from enrolment_reconciliation.core.schemas import FAILED_PAYLOAD_MAX_CHARS
+from tests.fault_injection.sitecustomize import FAULT_POINT_ENV
 from tests.helpers import (
     SCORES,
     config_for,

@@ -9,7 +9,7 @@ import uuid
 import pytest
 from pyspark.sql.streaming import StreamingQueryListener
 
-from enrolment_reconciliation.streaming import OBSERVATION, run_stream
+from enrolment_reconciliation.modes.stream import OBSERVATION, run_stream
 from tests.helpers import config_for, messages_on, produce, run_job, seed, sync_request
 
 pytestmark = pytest.mark.integration

@@ -8,9 +8,9 @@ import uuid
 
 import pytest
 
-from enrolment_reconciliation.exit_codes import ExitCode
+from devkit.stack import StreamProcess
 from enrolment_reconciliation.io.cassandra import connect_from_config
-from enrolment_reconciliation.sample.stack import StreamProcess
+from enrolment_reconciliation.runtime.exit_codes import ExitCode
 from tests.helpers import STREAM_KEYSPACE, config_for, seed, spark_submit
 
 pytestmark = pytest.mark.integration

@@ -6,10 +6,10 @@ from __future__ import annotations
 import time
 
 import pytest
-from benchmarks.throttle import aggregate_rows, enrolment_rows
 
+from benchmarks.throttle import aggregate_rows, enrolment_rows
+from devkit.schema import apply_schema
 from enrolment_reconciliation.io.cassandra import (
-    apply_schema,
     connect_from_config,
     write_activity_aggregates,
     write_enrolment_updates,

@@ -7,8 +7,8 @@ import redis
 from cassandra.cluster import NoHostAvailable
 from py4j.protocol import Py4JJavaError
 
-from enrolment_reconciliation.io.errors import is_infrastructure_fault
 from enrolment_reconciliation.io.search import SearchServiceError
+from enrolment_reconciliation.runtime.faults import is_infrastructure_fault
 
 
 def raised_from(cause: BaseException) -> BaseException:

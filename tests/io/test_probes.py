@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from enrolment_reconciliation.config import load_config
 from enrolment_reconciliation.io.probes import stores_down
-from enrolment_reconciliation.streaming import _wait_to_restart
+from enrolment_reconciliation.modes.stream import _wait_to_restart
+from enrolment_reconciliation.runtime.config import load_config
 from tests.helpers import stack_config
 
 

@@ -7,9 +7,9 @@ from types import SimpleNamespace
 
 from prometheus_client import generate_latest
 
-from enrolment_reconciliation.counters import Counter, new_counts
+from enrolment_reconciliation.core.counters import Counter, new_counts
 from enrolment_reconciliation.io.prometheus import PrometheusExporter
-from enrolment_reconciliation.streaming import LagListener
+from enrolment_reconciliation.modes.stream import LagListener
 
 FLINK = "flink_taskmanager_job_task_operator_enrolment_reconciliation"
 REQUESTS = '{job_name="enrolment-reconciliation",operator_name="requests"}'

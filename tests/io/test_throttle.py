@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from pyspark.sql.types import IntegerType, StringType, StructField, StructType
 
-from enrolment_reconciliation.config import load_config
 from enrolment_reconciliation.io.cassandra import write_options
 from enrolment_reconciliation.io.throttle import MAX_CHUNKS, chunk_count, paced_write
+from enrolment_reconciliation.runtime.config import load_config
 
 KEYED = StructType([StructField("userid", StringType()), StructField("n", IntegerType())])
 

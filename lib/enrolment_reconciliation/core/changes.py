@@ -10,7 +10,7 @@ from __future__ import annotations
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from enrolment_reconciliation.schemas import ACTIVITY_AGG_KEY, COMPLETED_COUNT
+from enrolment_reconciliation.core.schemas import ACTIVITY_AGG_KEY, COMPLETED_COUNT
 
 
 def filter_changed_aggregates(

@@ -14,7 +14,12 @@ from pyspark.sql import functions as F
 
 from enrolment_reconciliation.core.expressions import built_once, empty_ids
 from enrolment_reconciliation.core.progress import BROKEN, ROUTE, UNRESOLVED
-from enrolment_reconciliation.schemas import AUDIT, CERTIFICATE, ENROLMENT_KEY, to_event_key_names
+from enrolment_reconciliation.core.schemas import (
+    AUDIT,
+    CERTIFICATE,
+    ENROLMENT_KEY,
+    to_event_key_names,
+)
 
 AUDIT_KIND = "enrol-complete"
 CERTIFICATE_KIND = "issue-certificate"

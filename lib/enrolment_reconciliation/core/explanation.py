@@ -14,7 +14,7 @@ from pyspark.sql import functions as F
 
 from enrolment_reconciliation.core.expressions import empty_ids
 from enrolment_reconciliation.core.progress import ROUTE, required_leaves, units_above_contents
-from enrolment_reconciliation.schemas import ENROLMENT_KEY
+from enrolment_reconciliation.core.schemas import ENROLMENT_KEY
 
 COURSE_NODE, UNIT_NODE = "course", "unit"
 

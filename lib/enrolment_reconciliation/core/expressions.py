@@ -17,7 +17,7 @@ from typing import TypeVar
 from pyspark.sql import Column
 from pyspark.sql import functions as F
 
-from enrolment_reconciliation.jvm import context_key
+from enrolment_reconciliation.runtime.jvm import context_key
 
 T = TypeVar("T")
 

@@ -16,7 +16,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import ArrayType, IntegerType, StringType, StructField, StructType
 
 from enrolment_reconciliation.core.expressions import built_once, empty_ids
-from enrolment_reconciliation.schemas import (
+from enrolment_reconciliation.core.schemas import (
     COMPLETED,
     COMPLETED_COUNT,
     CONTEXT_PREFIX,

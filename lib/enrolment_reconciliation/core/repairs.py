@@ -21,9 +21,7 @@ from datetime import datetime
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from enrolment_reconciliation.schemas import ENROLMENT_TABLE_KEY
-
-COMPLETED = 2
+from enrolment_reconciliation.core.schemas import COMPLETED, ENROLMENT_TABLE_KEY
 
 
 def _empty(column: str) -> Column:

@@ -15,12 +15,15 @@ never reaches them, so one bad request can never fail a batch (a poison pill).
 
 from __future__ import annotations
 
+import time
+from typing import Any
+
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from enrolment_reconciliation.core.counters import Counter
 from enrolment_reconciliation.core.expressions import built_once, empty_ids
-from enrolment_reconciliation.counters import Counter
-from enrolment_reconciliation.schemas import (
+from enrolment_reconciliation.core.schemas import (
     ENROLMENT_KEY,
     FAILED_PAYLOAD_MAX_CHARS,
     MAX_ID_BYTES,
@@ -225,3 +228,35 @@ def _request_failure_columns(source: tuple[str, ...]) -> list[Column]:
     if source:
         fields.append(F.struct(*[F.col(c) for c in source]).alias("source"))
     return [F.col("reason"), F.to_json(F.struct(*fields)).alias("value")]
+
+
+def sync_request_event(
+    user: Any,
+    course: Any,
+    batch: Any,
+    *,
+    action: str = SYNC_ACTION,
+    ets: int | None = None,
+) -> dict[str, Any]:
+    """A sync request as lms-service publishes it (docs/behaviour.md §1.2), as plain data.
+
+    Example::
+
+        json.dumps(sync_request_event("u1", "do_1", "b1"))  # a Kafka value the stream reads
+    """
+    ets = int(time.time() * 1000) if ets is None else ets
+    return {
+        "eid": "BE_JOB_REQUEST",
+        "ets": ets,
+        "mid": f"LP.{ets}.{user}",
+        "actor": {"type": "System", "id": "Course Batch Updater"},
+        "context": {"pdata": {"ver": "1.0", "id": "org.sunbird.platform"}},
+        "object": {"type": "CourseBatchEnrolment", "id": f"{batch}_{user}"},
+        "edata": {
+            "action": action,
+            "iteration": 1,
+            "batchId": batch,
+            "userId": user,
+            "courseId": course,
+        },
+    }

@@ -14,7 +14,6 @@ from __future__ import annotations
 import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cassandra.auth import PlainTextAuthProvider
@@ -23,9 +22,7 @@ from cassandra.policies import DCAwareRoundRobinPolicy
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from enrolment_reconciliation.io.throttle import paced_write
-from enrolment_reconciliation.jvm import ConnectorRddApi, once_per_context
-from enrolment_reconciliation.schemas import (
+from enrolment_reconciliation.core.schemas import (
     ACTIVITY_AGG_KEY,
     CONSUMPTION_COLUMNS,
     COURSE_BATCH_COLUMNS,
@@ -36,12 +33,12 @@ from enrolment_reconciliation.schemas import (
     REPAIR_ENROLMENT_COLUMNS,
     to_table_key_names,
 )
+from enrolment_reconciliation.io.throttle import paced_write
+from enrolment_reconciliation.runtime.jvm import ConnectorRddApi, once_per_context
 
 if TYPE_CHECKING:
-    from enrolment_reconciliation.config import JobConfig
+    from enrolment_reconciliation.runtime.config import JobConfig
 
-SCHEMA_CQL = Path(__file__).resolve().parents[3] / "conf" / "cql" / "sunbird_courses.cql"
-SIMPLE_REPLICATION = "{'class': 'SimpleStrategy', 'replication_factor': 1}"
 CASSANDRA_FORMAT = "org.apache.spark.sql.cassandra"
 
 
@@ -95,21 +92,6 @@ class CassandraEndpoint:
 def connect_from_config(cfg: JobConfig, *, keyspace: str | None = None) -> tuple[Cluster, Session]:
     """Driver session for the configured Cassandra, with credentials from the environment."""
     return CassandraEndpoint.from_config(cfg).connect(keyspace)
-
-
-def schema_statements(keyspace: str, replication: str = SIMPLE_REPLICATION) -> list[str]:
-    """The CQL statements of ``cql/sunbird_courses.cql`` for ``keyspace``."""
-    text = "\n".join(
-        line for line in SCHEMA_CQL.read_text().splitlines() if not line.lstrip().startswith("--")
-    )
-    text = text.replace("{keyspace}", keyspace).replace("{replication}", replication)
-    return [s.strip() for s in text.split(";") if s.strip()]
-
-
-def apply_schema(session: Session, keyspace: str, replication: str = SIMPLE_REPLICATION) -> None:
-    """Create the keyspace and the tables if absent (idempotent)."""
-    for statement in schema_statements(keyspace, replication):
-        session.execute(statement, timeout=60)
 
 
 # --- connector reads ------------------------------------------------------------------------

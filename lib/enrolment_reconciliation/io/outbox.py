@@ -24,8 +24,8 @@ from collections.abc import Callable, Sequence
 
 from pyspark.sql import DataFrame, SparkSession
 
-from enrolment_reconciliation.io.hadoop_fs import HadoopFileSystem
-from enrolment_reconciliation.schemas import EVENT_SCHEMA
+from enrolment_reconciliation.core.schemas import EVENT_SCHEMA
+from enrolment_reconciliation.io.filesystem import HadoopFileSystem
 
 log = logging.getLogger(__name__)
 APPLIED_MARKER = "_APPLIED"

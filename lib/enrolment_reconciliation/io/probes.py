@@ -13,11 +13,11 @@ import dataclasses
 from typing import TYPE_CHECKING
 
 from enrolment_reconciliation.io.cassandra import CassandraEndpoint
-from enrolment_reconciliation.io.errors import is_infrastructure_fault
 from enrolment_reconciliation.io.relation_cache import redis_client
+from enrolment_reconciliation.runtime.faults import is_infrastructure_fault
 
 if TYPE_CHECKING:
-    from enrolment_reconciliation.config import JobConfig
+    from enrolment_reconciliation.runtime.config import JobConfig
 
 PROBE_TIMEOUT_SECONDS = 3.0
 

@@ -21,7 +21,7 @@ from prometheus_client import Counter as PromCounter
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from enrolment_reconciliation.counters import MEANING, ORIGINAL, Counter
+from enrolment_reconciliation.core.counters import MEANING, ORIGINAL, Counter
 
 PREFIX = "enrolment_reconciliation"
 FLINK_PREFIX = "flink_taskmanager_job_task_operator_enrolment_reconciliation"

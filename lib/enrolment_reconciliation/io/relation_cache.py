@@ -29,6 +29,8 @@ import redis
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from enrolment_reconciliation.core.counters import Counter, Counts, new_counts
+from enrolment_reconciliation.core.schemas import COURSE_STRUCTURE_SCHEMA
 from enrolment_reconciliation.core.structure import (
     ANCESTORS,
     LEAFNODES,
@@ -40,9 +42,7 @@ from enrolment_reconciliation.core.structure import (
     parse_relation_key,
     relation_key,
 )
-from enrolment_reconciliation.counters import Counter, Counts, new_counts
 from enrolment_reconciliation.io.search import CollectionStatusClient
-from enrolment_reconciliation.schemas import COURSE_STRUCTURE_SCHEMA
 
 log = logging.getLogger(__name__)
 SCAN_COUNT = 1000

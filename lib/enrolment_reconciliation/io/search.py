@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import requests
 
-from enrolment_reconciliation.io.errors import InfrastructureError
+from enrolment_reconciliation.runtime.faults import InfrastructureError
 
 log = logging.getLogger(__name__)
 STATUSES = ["Live", "Unlisted", "Retired"]

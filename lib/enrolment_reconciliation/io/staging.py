@@ -38,13 +38,13 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import DoubleType, IntegerType, MapType, StringType, StructField, StructType
 
+from enrolment_reconciliation.core.schemas import ACTIVITY_AGG_KEY, COMPLETED_COUNT
 from enrolment_reconciliation.core.slices import SLICE, slice_of, with_slice
 from enrolment_reconciliation.io.cassandra import ScanFilters, current_aggregates
-from enrolment_reconciliation.io.hadoop_fs import HadoopFileSystem, join
-from enrolment_reconciliation.schemas import ACTIVITY_AGG_KEY, COMPLETED_COUNT
+from enrolment_reconciliation.io.filesystem import HadoopFileSystem, join
 
 if TYPE_CHECKING:
-    from enrolment_reconciliation.config import JobConfig
+    from enrolment_reconciliation.runtime.config import JobConfig
 
 log = logging.getLogger(__name__)
 

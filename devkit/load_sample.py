@@ -2,7 +2,7 @@
 
 Usage::
 
-    python jobs/load_sample_data.py --seed 42 --courses 5 --users 1000 --truncate \\
+    python -m devkit.load_sample --seed 42 --courses 5 --users 1000 --truncate \\
         --set lms-cassandra.keyspace=er_bench
 """
 
@@ -12,16 +12,10 @@ import argparse
 import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
-try:
-    import enrolment_reconciliation  # noqa: F401
-except ImportError:  # run from a checkout without `pip install -e .`
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
-
-from enrolment_reconciliation.config import add_config_arguments, load_config
-from enrolment_reconciliation.sample.data import generate_sample
-from enrolment_reconciliation.sample.loader import load_sample
+from devkit.sample.data import generate_sample
+from devkit.sample.loader import load_sample
+from enrolment_reconciliation.runtime.config import add_config_arguments, load_config
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

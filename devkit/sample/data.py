@@ -33,7 +33,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
-from enrolment_reconciliation.sample.hierarchy import (
+from devkit.sample.hierarchy import (
     Node,
     collection,
     compose_leaf_nodes,

@@ -22,18 +22,18 @@ from pyspark.errors import StreamingQueryException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import StreamingQueryListener
 
-from enrolment_reconciliation.apply import apply_batch, recover_outbox
-from enrolment_reconciliation.config import JobConfig
+from enrolment_reconciliation.batch.apply import apply_batch, recover_outbox
+from enrolment_reconciliation.batch.pipeline import BatchResources, PhaseClock, reconcile_batch
+from enrolment_reconciliation.batch.read import read_requested
+from enrolment_reconciliation.core.counters import Counts
 from enrolment_reconciliation.core.requests import request_counter_columns, to_sync_requests
-from enrolment_reconciliation.counters import Counts
-from enrolment_reconciliation.exit_codes import ExitCode
-from enrolment_reconciliation.inputs import read_requested
 from enrolment_reconciliation.io.kafka import read_sync_request_stream
 from enrolment_reconciliation.io.outbox import Outbox
 from enrolment_reconciliation.io.probes import stores_down
 from enrolment_reconciliation.io.prometheus import PrometheusExporter
-from enrolment_reconciliation.jvm import evict_connector_sessions
-from enrolment_reconciliation.pipeline import BatchResources, PhaseClock, reconcile_batch
+from enrolment_reconciliation.runtime.config import JobConfig
+from enrolment_reconciliation.runtime.exit_codes import ExitCode
+from enrolment_reconciliation.runtime.jvm import evict_connector_sessions
 
 log = logging.getLogger("enrolment_reconciliation.stream")
 OBSERVATION = "enrolment-reconciliation"

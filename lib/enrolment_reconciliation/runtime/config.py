@@ -2,7 +2,7 @@
 
 Each setting is declared once, as a field of :class:`JobConfig` whose metadata carries its HOCON
 key(s), default and meaning; the loader, ``--help`` and the README's configuration table are all
-derived from those declarations (``python -m enrolment_reconciliation.config --markdown``).
+derived from those declarations (``python -m enrolment_reconciliation.runtime.config --markdown``).
 
 The file is HOCON as in the Sunbird job family, so an operator's existing Flink-job ``.conf``
 (with the base-config connection keys) loads unchanged. ``--env`` sets the ``env`` key that fills
@@ -35,13 +35,10 @@ from pyhocon import ConfigFactory, ConfigTree
 
 log = logging.getLogger(__name__)
 
-# spark-submit.sh sets ER_CONFIG: the package then runs from a zip, away from the checkout.
-DEFAULT_CONFIG_PATH = Path(
-    os.environ.get(
-        "ER_CONFIG",
-        Path(__file__).resolve().parents[2] / "conf" / "enrolment-reconciliation.conf",
-    )
-)
+# The config file when --config names none: spark-submit.sh sets ER_CONFIG to the deployment's
+# file. Without either, every setting has its declared default (the same values as the shipped
+# conf/enrolment-reconciliation.conf) and --set overrides.
+CONFIG_ENV = "ER_CONFIG"
 
 # Environment variables holding secrets; never part of the HOCON file.
 CREDENTIAL_ENV = {
@@ -440,10 +437,11 @@ def load_config(
     Overrides are appended to the HOCON text before substitutions resolve, so ``--env prod``
     (or ``--set env=prod``) re-derives every ``${env}`` topic name.
     """
-    path = Path(path) if path else DEFAULT_CONFIG_PATH
-    if not path.is_file():
+    chosen = path or os.environ.get(CONFIG_ENV)
+    path = Path(chosen) if chosen else None
+    if path is not None and not path.is_file():
         raise ConfigError(f"config file not found: {path}")
-    lines = [path.read_text(encoding="utf-8")]
+    lines = [path.read_text(encoding="utf-8")] if path is not None else []
     if env is not None:
         lines.append(_hocon_assignment(f"env={env}")[1])
     set_keys = []
@@ -453,7 +451,9 @@ def load_config(
         lines.append(line)
     for warning in undeclared_override_warnings(set_keys):
         log.warning(warning)
-    tree = ConfigFactory.parse_string("\n".join(lines), basedir=str(path.parent))
+    tree = ConfigFactory.parse_string(
+        "\n".join(lines), basedir=str(path.parent) if path is not None else None
+    )
 
     env_name = _lookup(tree, "env") or "sunbirddev"
     values: dict[str, Any] = {}
@@ -496,7 +496,9 @@ def settings_table(markdown: bool = True) -> str:
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """The options every entry point takes: ``--config``, ``--env``, ``--set key=value``."""
-    parser.add_argument("--config", help=f"HOCON file (default: {DEFAULT_CONFIG_PATH})")
+    parser.add_argument(
+        "--config", help=f"HOCON file (default: ${CONFIG_ENV}, else every setting's default)"
+    )
     parser.add_argument("--env", help="fills ${env} in topic and group names")
     parser.add_argument(
         "--set",

@@ -1,7 +1,7 @@
 """The README's run command, step by step: prepare sample data and requests, then summarise.
 
-python jobs/demo.py prepare [--config ...] [--set k=v]   load sample data, publish requests
-python jobs/demo.py summary [--config ...] [--since MS]   what the job changed and emitted
+python -m devkit.demo prepare [--config ...] [--set k=v]   load sample data, publish requests
+python -m devkit.demo summary [--config ...] [--since MS]   what the job changed and emitted
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ from kafka import KafkaConsumer, KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
-from enrolment_reconciliation.config import JobConfig, add_config_arguments, load_config
+from devkit.sample.data import generate_sample
+from devkit.sample.loader import load_sample
+from devkit.stack import sync_request
 from enrolment_reconciliation.io.cassandra import connect_from_config
-from enrolment_reconciliation.sample.data import generate_sample
-from enrolment_reconciliation.sample.loader import load_sample
-from enrolment_reconciliation.sample.stack import sync_request
+from enrolment_reconciliation.runtime.config import JobConfig, add_config_arguments, load_config
 
 BAD_MESSAGES = [
     b"this is not JSON",

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from pyspark.sql import DataFrame
 
-from enrolment_reconciliation.jvm import unpersist_checkpoint
+from enrolment_reconciliation.runtime.jvm import unpersist_checkpoint
 
 
 def materialise_lazily(df: DataFrame) -> DataFrame:

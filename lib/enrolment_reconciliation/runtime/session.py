@@ -1,9 +1,10 @@
-"""SparkSession factory: connector and Kafka jars, the connector's SQL extensions, Cassandra host.
+"""The SparkSession of the job: the connector's SQL extension, the Cassandra connection, and only
+what the job needs.
 
-The jars are resolved by Maven into ``.stack/lib/spark`` (``stack/fetch-jars.sh``); set
-``ER_SPARK_JARS_DIR`` to use another folder, or ``ER_SPARK_JARS`` to a comma-separated list.
-When the job runs under ``spark-submit.sh`` the jars are already on the classpath and the
-builder's settings only fill what spark-submit left unset.
+Under ``spark-submit`` (``spark-submit.sh``, a cluster) the jars are already on the classpath.
+Elsewhere (a notebook, the tests) the connector and Kafka jars are taken from ``ER_SPARK_JARS``
+(a comma-separated list) or the folder ``ER_SPARK_JARS_DIR``; the job never looks for them in a
+checkout.
 """
 
 from __future__ import annotations
@@ -16,10 +17,8 @@ from typing import TYPE_CHECKING
 from pyspark.sql import SparkSession
 
 if TYPE_CHECKING:
-    from enrolment_reconciliation.config import JobConfig
+    from enrolment_reconciliation.runtime.config import JobConfig
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_JARS_DIR = PROJECT_ROOT / ".stack" / "lib" / "spark"
 CASSANDRA_EXTENSIONS = "com.datastax.spark.connector.CassandraSparkExtensions"
 
 
@@ -55,7 +54,7 @@ def _unset_by_launcher(defaults: dict[str, str]) -> dict[str, str]:
         return dict(defaults)
     from pyspark import SparkConf
 
-    from enrolment_reconciliation.jvm import attach_to_launcher_gateway
+    from enrolment_reconciliation.runtime.jvm import attach_to_launcher_gateway
 
     attach_to_launcher_gateway()
     launched = SparkConf()  # loads the spark.* system properties spark-submit passed
@@ -66,12 +65,15 @@ def spark_jars() -> list[str]:
     """Absolute paths of the connector and Kafka jars handed to Spark."""
     if os.environ.get("ER_SPARK_JARS"):
         return [j for j in os.environ["ER_SPARK_JARS"].split(",") if j]
-    folder = Path(os.environ.get("ER_SPARK_JARS_DIR", DEFAULT_JARS_DIR))
-    jars = sorted(str(p) for p in folder.glob("*.jar"))
-    if not jars:
+    folder = os.environ.get("ER_SPARK_JARS_DIR")
+    if not folder:
         raise FileNotFoundError(
-            f"no Spark jars in {folder}: run `bash stack/fetch-jars.sh` (or ./dev.sh setup) first"
+            "the connector and Kafka jars are not known: run under spark-submit.sh, or set "
+            "ER_SPARK_JARS_DIR to the folder `enrolment-reconciliation-jars DIR` filled"
         )
+    jars = sorted(str(p) for p in Path(folder).glob("*.jar"))
+    if not jars:
+        raise FileNotFoundError(f"no jars in ER_SPARK_JARS_DIR={folder}")
     return jars
 
 

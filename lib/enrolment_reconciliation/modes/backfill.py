@@ -30,19 +30,21 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from enrolment_reconciliation.apply import (
-    AFTER_SLICE_RECORDED,
-    apply_batch,
-    fault_point,
-    recover_outbox,
+from enrolment_reconciliation.batch import milestones
+from enrolment_reconciliation.batch.apply import apply_batch, recover_outbox
+from enrolment_reconciliation.batch.pipeline import (
+    BatchResources,
+    BatchResult,
+    PhaseClock,
+    reconcile_batch,
 )
-from enrolment_reconciliation.config import ConfigError, JobConfig
+from enrolment_reconciliation.batch.read import read_in_scope
+from enrolment_reconciliation.core.counters import Counter, Counts, new_counts
 from enrolment_reconciliation.core.events import to_certificate_repairs
 from enrolment_reconciliation.core.repairs import needs_certificate, templated_batches
+from enrolment_reconciliation.core.schemas import to_event_key_names
 from enrolment_reconciliation.core.slices import slices_for
-from enrolment_reconciliation.counters import Counter, Counts, new_counts
-from enrolment_reconciliation.inputs import read_in_scope
-from enrolment_reconciliation.io.backfill_progress import BackfillRun, ProgressStore, scope_digest
+from enrolment_reconciliation.io.backfill_runs import BackfillRun, ProgressStore, scope_digest
 from enrolment_reconciliation.io.cassandra import (
     ScanFilters,
     connect_from_config,
@@ -51,20 +53,14 @@ from enrolment_reconciliation.io.cassandra import (
     scan_enrolment_certificates,
     scan_enrolment_users,
 )
-from enrolment_reconciliation.io.hadoop_fs import HadoopFileSystem, write_text
+from enrolment_reconciliation.io.filesystem import HadoopFileSystem, write_text
 from enrolment_reconciliation.io.lease import Lease, LeaseLostError
 from enrolment_reconciliation.io.outbox import Outbox
 from enrolment_reconciliation.io.staging import RunStaging
-from enrolment_reconciliation.pipeline import (
-    BatchResources,
-    BatchResult,
-    PhaseClock,
-    reconcile_batch,
-)
-from enrolment_reconciliation.report import DryRunReport, backfill_summary
-from enrolment_reconciliation.schemas import to_event_key_names
+from enrolment_reconciliation.modes.dry_run_report import DryRunReport, backfill_summary
+from enrolment_reconciliation.runtime.config import ConfigError, JobConfig
 
-log = logging.getLogger("enrolment_reconciliation.backfill")
+log = logging.getLogger("enrolment_reconciliation.modes.backfill")
 LEASE_NAME = "backfill"
 OUTBOX_BATCH = "backfill"
 
@@ -440,7 +436,7 @@ class _SlicedRun:
         _add(self.state.counts, counts)
         if self.store is not None:
             self.store.finish_slice(self.run, index, counts)
-            fault_point(AFTER_SLICE_RECORDED)
+            milestones.reached(milestones.AFTER_SLICE_RECORDED)
         else:
             self.run.finished[index] = counts
         progress.slice_done(

@@ -28,10 +28,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from enrolment_reconciliation.config import JobConfig
-from enrolment_reconciliation.enrolment_state import read_enrolment_state, sync_request_payload
 from enrolment_reconciliation.io.cassandra import connect_from_config
 from enrolment_reconciliation.io.kafka import python_client_options
+from enrolment_reconciliation.modes.enrolment_state import (
+    read_enrolment_state,
+    sync_request_payload,
+)
+from enrolment_reconciliation.runtime.config import JobConfig
 
 POLL_SECONDS = 0.1
 PUBLISH_TIMEOUT_SECONDS = 15.0  # the request's own send (a new topic's metadata, acks="all")

@@ -12,12 +12,16 @@ from typing import Any
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from enrolment_reconciliation.config import JobConfig
+from enrolment_reconciliation.batch.pipeline import BatchResources, reconcile_batch
+from enrolment_reconciliation.batch.read import read_requested
 from enrolment_reconciliation.core.explanation import COURSE_NODE, to_progress_explanation
-from enrolment_reconciliation.enrolment_state import enrolment_state, found_parts, missing_parts
-from enrolment_reconciliation.inputs import read_requested
-from enrolment_reconciliation.pipeline import BatchResources, reconcile_batch
-from enrolment_reconciliation.sync import sync_request_frame
+from enrolment_reconciliation.modes.enrolment_state import (
+    enrolment_state,
+    found_parts,
+    missing_parts,
+)
+from enrolment_reconciliation.modes.sync import sync_request_frame
+from enrolment_reconciliation.runtime.config import JobConfig
 
 
 def explain_enrolment(

@@ -10,26 +10,28 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 
 import nbformat
 from nbclient import NotebookClient
 from nbconvert import MarkdownExporter
 
-from enrolment_reconciliation.config import load_config
-from enrolment_reconciliation.sample.data import generate_sample
-from enrolment_reconciliation.sample.loader import load_sample
+from devkit.paths import DOCS, PROJECT_ROOT
+from devkit.sample.data import generate_sample
+from devkit.sample.loader import load_sample
+from enrolment_reconciliation.runtime.config import load_config
 
-ROOT = Path(__file__).resolve().parents[1]
-OUT = ROOT / "docs" / "notebooks"
+OUT = DOCS / "notebooks"
 KEYSPACE, REDIS_DB = "er_docs_notebooks", 7
 
 
 def render(name: str, settings: dict[str, str]) -> None:
-    notebook = nbformat.read(ROOT / "notebooks" / name, as_version=4)
+    notebook = nbformat.read(PROJECT_ROOT / "notebooks" / name, as_version=4)
     os.environ.update(settings)
     NotebookClient(
-        notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}
+        notebook,
+        timeout=600,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(PROJECT_ROOT)}},
     ).execute()
     stem = name.removesuffix(".ipynb")
     nbformat.write(notebook, OUT / name)
@@ -40,7 +42,7 @@ def render(name: str, settings: dict[str, str]) -> None:
         (OUT / path).parent.mkdir(parents=True, exist_ok=True)
         (OUT / path).write_bytes(data)
     (OUT / f"{stem}.md").write_text(body)
-    print(f"rendered {name} -> {OUT.relative_to(ROOT)}/{stem}.md")
+    print(f"rendered {name} -> {OUT.relative_to(PROJECT_ROOT)}/{stem}.md")
 
 
 def main() -> None:

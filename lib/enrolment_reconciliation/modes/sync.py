@@ -7,18 +7,18 @@ from typing import Any
 
 from pyspark.sql import SparkSession
 
-from enrolment_reconciliation.apply import apply_batch, recover_outbox
-from enrolment_reconciliation.config import JobConfig
-from enrolment_reconciliation.enrolment_state import (
+from enrolment_reconciliation.batch.apply import apply_batch, recover_outbox
+from enrolment_reconciliation.batch.pipeline import BatchResources, reconcile_batch
+from enrolment_reconciliation.batch.read import read_requested
+from enrolment_reconciliation.core.schemas import RAW_REQUEST_SCHEMA
+from enrolment_reconciliation.io.outbox import Outbox
+from enrolment_reconciliation.modes.enrolment_state import (
     enrolment_state,
     found_parts,
     missing_parts,
     sync_request_payload,
 )
-from enrolment_reconciliation.inputs import read_requested
-from enrolment_reconciliation.io.outbox import Outbox
-from enrolment_reconciliation.pipeline import BatchResources, reconcile_batch
-from enrolment_reconciliation.schemas import RAW_REQUEST_SCHEMA
+from enrolment_reconciliation.runtime.config import JobConfig
 
 
 def sync_request_frame(spark: SparkSession, user: str, course: str, batch: str):

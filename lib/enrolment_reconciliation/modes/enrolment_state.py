@@ -11,10 +11,11 @@ from typing import Any
 
 from cassandra.cluster import Session
 
-from enrolment_reconciliation.config import JobConfig
-from enrolment_reconciliation.counters import Counter, Counts
+from enrolment_reconciliation.core.counters import Counter, Counts
+from enrolment_reconciliation.core.requests import sync_request_event
+from enrolment_reconciliation.core.schemas import CONTEXT_PREFIX, COURSE_ACTIVITY_TYPE
 from enrolment_reconciliation.io.cassandra import connect_from_config
-from enrolment_reconciliation.schemas import CONTEXT_PREFIX, COURSE_ACTIVITY_TYPE, SYNC_ACTION
+from enrolment_reconciliation.runtime.config import JobConfig
 
 
 def enrolment_state(cfg: JobConfig, user: str, course: str, batch: str) -> dict[str, Any]:
@@ -55,13 +56,8 @@ def read_enrolment_state(
 
 
 def sync_request_payload(user: str, course: str, batch: str) -> bytes:
-    """One sync request as the platform publishes it."""
-    return json.dumps(
-        {
-            "eid": "BE_JOB_REQUEST",
-            "edata": {"action": SYNC_ACTION, "userId": user, "courseId": course, "batchId": batch},
-        }
-    ).encode()
+    """One sync request as the platform publishes it, as a Kafka value."""
+    return json.dumps(sync_request_event(user, course, batch)).encode()
 
 
 def missing_parts(user: str, course: str, batch: str, found: dict[str, bool | None]) -> list[str]:

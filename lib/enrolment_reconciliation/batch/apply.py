@@ -12,16 +12,16 @@ every write is idempotent for the same input.
 from __future__ import annotations
 
 import logging
-import os
-import signal
 from dataclasses import dataclass
 from functools import reduce
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from enrolment_reconciliation.config import JobConfig
-from enrolment_reconciliation.counters import Counter, Counts
+from enrolment_reconciliation.batch import milestones
+from enrolment_reconciliation.batch.pipeline import BatchResult, PhaseClock
+from enrolment_reconciliation.core.counters import Counter, Counts
+from enrolment_reconciliation.core.schemas import CERTIFICATE
 from enrolment_reconciliation.io.cassandra import (
     write_activity_aggregates,
     write_enrolment_updates,
@@ -32,24 +32,13 @@ from enrolment_reconciliation.io.kafka import (
     write_to_topics,
 )
 from enrolment_reconciliation.io.outbox import EVENT_FIELDS, Outbox
-from enrolment_reconciliation.pipeline import BatchResult, PhaseClock
-from enrolment_reconciliation.schemas import CERTIFICATE
+from enrolment_reconciliation.runtime.config import JobConfig
 
 log = logging.getLogger(__name__)
 # Up to this many messages (completion events and failed payloads) a batch stages and publishes
 # from the driver: one Spark job (their collect) instead of two for the events (the Parquet
 # outbox, then the publish) and one for the failed payloads; more go by Spark.
 DRIVER_EVENTS_MAX = 2000
-# Only tests switch this on: the process SIGKILLs itself at the named point.
-FAULT_POINT_ENV = "ER_FAULT_POINT"
-AFTER_ENROLMENT_WRITE = "after-enrolment-write"
-AFTER_SLICE_RECORDED = "after-slice-recorded"  # a backfill slice written, published, recorded
-
-
-def fault_point(name: str) -> None:
-    if os.environ.get(FAULT_POINT_ENV) == name:
-        log.error("fault point %s reached: killing the job (test only)", name)
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def completion_messages(events: DataFrame, cfg: JobConfig) -> DataFrame:
@@ -157,7 +146,7 @@ def _publish_by_driver(
     """The Spark-free publish: status 2 written, outbox marked, then every message at once."""
     if staged:
         outbox.mark_applied(batch_id)
-        fault_point(AFTER_ENROLMENT_WRITE)
+        milestones.reached(milestones.AFTER_ENROLMENT_WRITE)
     kind, value = EVENT_FIELDS.index("kind"), EVENT_FIELDS.index("value")
     topics = {CERTIFICATE: cfg.certissue_topic}
     messages = [(topics.get(r[kind], cfg.audit_topic), r[value]) for r in few.events]
@@ -172,7 +161,7 @@ def _publish(
 ) -> None:
     if staged:
         outbox.mark_applied(batch_id)
-        fault_point(AFTER_ENROLMENT_WRITE)
+        milestones.reached(milestones.AFTER_ENROLMENT_WRITE)
 
         def publish(staged_events: DataFrame) -> None:
             messages = completion_messages(staged_events, cfg)

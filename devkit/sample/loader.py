@@ -38,20 +38,21 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
-from enrolment_reconciliation.io.cassandra import apply_schema, connect_from_config
-from enrolment_reconciliation.io.relation_cache import redis_client
-from enrolment_reconciliation.sample.data import (
+from devkit.sample.data import (
     ConsumptionRow,
     CourseBatchRow,
     EnrolmentRow,
     SampleData,
 )
+from devkit.schema import apply_schema
+from enrolment_reconciliation.io.cassandra import connect_from_config
+from enrolment_reconciliation.io.relation_cache import redis_client
 
 if TYPE_CHECKING:
     from cassandra.cluster import Session
     from cassandra.query import PreparedStatement
 
-    from enrolment_reconciliation.config import JobConfig
+    from enrolment_reconciliation.runtime.config import JobConfig
 
 DEFAULT_CONCURRENCY = 64
 # 20 rows of ~200 bytes stay under Cassandra's 5 KiB batch_size_warn_threshold.

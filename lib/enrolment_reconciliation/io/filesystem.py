@@ -1,13 +1,13 @@
 """Hadoop's FileSystem from PySpark: paths on local disk, HDFS or an object store alike, so the
 outbox and reports can live next to the checkpoint when the job runs on a cluster. The
-FileSystem itself is reached through the JVM door (:class:`~enrolment_reconciliation.jvm.
+FileSystem itself is reached through the JVM door (:class:`~enrolment_reconciliation.runtime.jvm.
 HadoopFileSystem`); this module holds what callers add to it."""
 
 from __future__ import annotations
 
 from pyspark.sql import SparkSession
 
-from enrolment_reconciliation.jvm import HadoopFileSystem
+from enrolment_reconciliation.runtime.jvm import HadoopFileSystem
 
 __all__ = ["HadoopFileSystem", "join", "write_text"]
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from pyspark.sql import DataFrame, SparkSession
 
+from enrolment_reconciliation.batch.materialise import materialise_lazily
 from enrolment_reconciliation.core.progress import (
     to_user_consumption,
     with_consumption_defaults,
@@ -32,10 +33,9 @@ from enrolment_reconciliation.io.cassandra import (
     scan_consumption,
     scan_enrolments,
 )
-from enrolment_reconciliation.materialise import materialise_lazily
 
 if TYPE_CHECKING:
-    from enrolment_reconciliation.config import JobConfig
+    from enrolment_reconciliation.runtime.config import JobConfig
 
 
 @dataclass(frozen=True)

@@ -18,10 +18,10 @@ from functools import reduce
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from enrolment_reconciliation.core.counters import Counter, Counts
 from enrolment_reconciliation.core.progress import BROKEN, RETIRED_COURSE, ROUTE, UNRESOLVED
 from enrolment_reconciliation.core.reconcile import ReconcileSettings, Reconciliation
 from enrolment_reconciliation.core.requests import FAILED, SKIPPED, VALID, to_enrolment_keys
-from enrolment_reconciliation.counters import Counter, Counts
 
 AGGREGATES, COMPUTED, COMPLETING, UPDATES, RECOMPUTED, KEYS = (
     "aggregates",

@@ -23,10 +23,10 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 
-from enrolment_reconciliation.counters import Counter, Counts
-from enrolment_reconciliation.io.hadoop_fs import HadoopFileSystem, join
-from enrolment_reconciliation.pipeline import BatchResult
-from enrolment_reconciliation.schemas import AUDIT, CERTIFICATE
+from enrolment_reconciliation.batch.pipeline import BatchResult
+from enrolment_reconciliation.core.counters import Counter, Counts
+from enrolment_reconciliation.core.schemas import AUDIT, CERTIFICATE
+from enrolment_reconciliation.io.filesystem import HadoopFileSystem, join
 
 CHANGE_COLUMNS = [
     "userid",

@@ -1,8 +1,5 @@
 """The local stack (``stack/stack.sh``) as the demo, tests and benchmarks reach it.
 
-Only the driver of a local run imports this module; ``spark-submit.sh`` leaves it out of the
-zip it ships to the executors (``--py-files``), and nothing in the job imports it.
-
 ``stack.sh start`` writes the ports it really uses to ``$STACK_DIR/stack.env``; these helpers
 turn that file into ``--set`` overrides and a :class:`JobConfig`.
 """
@@ -19,14 +16,12 @@ from collections.abc import Mapping, MutableMapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from enrolment_reconciliation.config import JobConfig, load_config
-from enrolment_reconciliation.counters import Counter
-from enrolment_reconciliation.exit_codes import ExitCode
-from enrolment_reconciliation.schemas import SYNC_ACTION
-
-PROJECT_ROOT = Path(__file__).resolve().parents[3]
-STACK_DIR = Path(os.environ.get("STACK_DIR", PROJECT_ROOT / ".stack"))  # stack/stack.sh's
-STACK_ENV = STACK_DIR / "stack.env"
+from devkit.paths import JARS_DIR, PROJECT_ROOT, SPARK_SUBMIT, STACK_ENV
+from enrolment_reconciliation.core.counters import Counter
+from enrolment_reconciliation.core.requests import sync_request_event
+from enrolment_reconciliation.core.schemas import SYNC_ACTION
+from enrolment_reconciliation.runtime.config import JobConfig, load_config
+from enrolment_reconciliation.runtime.exit_codes import ExitCode
 
 
 def stack_settings() -> dict[str, str]:
@@ -46,12 +41,16 @@ def stack_settings() -> dict[str, str]:
     return settings
 
 
-def export_stack_credentials(environ: MutableMapping[str, str] | None = None) -> list[str]:
-    """Put the local stack's generated credentials (``.stack/secrets.env``) into the environment,
-    where the job reads them, unless already set. Returns the names set (never the values)."""
+def export_stack_environment(environ: MutableMapping[str, str] | None = None) -> list[str]:
+    """Put the local stack's generated credentials (``.stack/secrets.env``) and the folder of the
+    Spark jars (``ER_SPARK_JARS_DIR``) into the environment, where the job reads them, unless
+    already set. Returns the names set (never the values)."""
     environ = os.environ if environ is None else environ
     secrets = STACK_ENV.with_name("secrets.env")
     names = []
+    if "ER_SPARK_JARS_DIR" not in environ and "ER_SPARK_JARS" not in environ:
+        environ["ER_SPARK_JARS_DIR"] = str(JARS_DIR)
+        names.append("ER_SPARK_JARS_DIR")
     if secrets.is_file():
         for line in secrets.read_text().splitlines():
             key, sep, value = line.partition("=")
@@ -84,25 +83,8 @@ def stack_config(*overrides: str, keyspace: str | None = None, env: str | None =
 def sync_request(
     user: Any, course: Any, batch: Any, action: str = SYNC_ACTION, *, ets: int | None = None
 ) -> str:
-    """A sync request as lms-service publishes it (spec.md §1.2)."""
-    ets = int(time.time() * 1000) if ets is None else ets
-    return json.dumps(
-        {
-            "eid": "BE_JOB_REQUEST",
-            "ets": ets,
-            "mid": f"LP.{ets}.{user}",
-            "actor": {"type": "System", "id": "Course Batch Updater"},
-            "context": {"pdata": {"ver": "1.0", "id": "org.sunbird.platform"}},
-            "object": {"type": "CourseBatchEnrolment", "id": f"{batch}_{user}"},
-            "edata": {
-                "action": action,
-                "iteration": 1,
-                "batchId": batch,
-                "userId": user,
-                "courseId": course,
-            },
-        }
-    )
+    """A sync request as lms-service publishes it (any JSON values, for hostile input too)."""
+    return json.dumps(sync_request_event(user, course, batch, action=action, ets=ets))
 
 
 class StreamProcess:
@@ -130,7 +112,7 @@ class StreamProcess:
         supervise: bool = False,
     ) -> None:
         self.log = log
-        self.command = [str(PROJECT_ROOT / "spark-submit.sh"), "stream", "--trigger", trigger]
+        self.command = [str(SPARK_SUBMIT), "stream", "--trigger", trigger]
         self.command += args
         self.environ = {**os.environ, **(environ or {})}
         self.process_restarts = 0

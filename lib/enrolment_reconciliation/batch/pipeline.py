@@ -38,7 +38,10 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from enrolment_reconciliation.config import JobConfig
+from enrolment_reconciliation.batch.materialise import drop_materialised, materialise_lazily
+from enrolment_reconciliation.batch.read import SourceFrames
+from enrolment_reconciliation.batch.tally import tally
+from enrolment_reconciliation.core.counters import Counter, Counts, new_counts
 from enrolment_reconciliation.core.progress import CONSUMED_IDS, with_consumed_ids
 from enrolment_reconciliation.core.reconcile import (
     BatchInputs,
@@ -46,16 +49,13 @@ from enrolment_reconciliation.core.reconcile import (
     Reconciliation,
     reconcile,
 )
-from enrolment_reconciliation.counters import Counter, Counts, new_counts
-from enrolment_reconciliation.inputs import SourceFrames
 from enrolment_reconciliation.io.relation_cache import (
     CourseStructures,
     ReadStats,
     RelationCacheReader,
 )
 from enrolment_reconciliation.io.search import CollectionStatusClient
-from enrolment_reconciliation.materialise import drop_materialised, materialise_lazily
-from enrolment_reconciliation.tally import tally
+from enrolment_reconciliation.runtime.config import JobConfig
 
 log = logging.getLogger(__name__)
 

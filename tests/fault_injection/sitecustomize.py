@@ -1,0 +1,32 @@
+"""Fault injection for a job run in another process (``./spark-submit.sh ...``).
+
+A test puts this folder on the job's ``PYTHONPATH`` and names a milestone in ``ER_FAULT_POINT``
+(``enrolment_reconciliation.batch.milestones``): Python runs this module at start-up, and the
+driver SIGKILLs itself when the job reaches that milestone, as a crash would stop it there. The
+job carries no such code: it only announces its milestones.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+
+FAULT_POINT_ENV = "ER_FAULT_POINT"
+
+
+def _kill_at(point: str) -> None:
+    def observer(name: str) -> None:
+        if name == point:
+            print(f"fault injection: killing the job at {name}", file=sys.stderr, flush=True)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    try:
+        from enrolment_reconciliation.batch import milestones
+    except ImportError:  # a Python process without the job (Spark's workers before the zip)
+        return
+    milestones.observe(observer)
+
+
+if os.environ.get(FAULT_POINT_ENV):
+    _kill_at(os.environ[FAULT_POINT_ENV])
