@@ -30,7 +30,7 @@ setup() {
   if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     log "installing Python dependencies from pyproject.toml"
     "$PY" -m pip install -q --upgrade pip
-    "$PY" -m pip install -q -e ".[test,notebook]"
+    "$PY" -m pip install -q -e ".[test,notebook,charts]"
     echo "$want" > "$stamp"
   fi
   if ! command -v java >/dev/null; then
@@ -115,6 +115,8 @@ notebook_env() {
   mapfile -t overrides < <(stack_args | grep -v -- '^--set$')
   ER_NOTEBOOK_OVERRIDES="$("$PY" -c 'import json, sys; print(json.dumps(sys.argv[1:]))' "${overrides[@]}")"
   export ER_NOTEBOOK_OVERRIDES
+  # a notebook's session is built outside spark-submit: it finds the jars here
+  export ER_SPARK_JARS_DIR="${ER_SPARK_JARS_DIR:-$STACK_DIR/lib/spark}"
 }
 
 notebook() {

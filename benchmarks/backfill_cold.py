@@ -16,7 +16,7 @@ does not pay for the compaction of what the one before it wrote), with where its
    compared by digest with the uninterrupted run's, and the certificate and AUDIT events
    delivered (distinct mids) against the uninterrupted run's.
 
-Used by ``benchmarks.run`` (``./dev.sh bench PRESET``); alone, on data already loaded::
+Used by ``benchmarks.run`` (``./dev.sh bench PRESET``); alone, after loading the preset's sample::
 
     python -m benchmarks.backfill_cold --preset medium
     python -m benchmarks.backfill_cold --preset medium --slices 12   # as many slices as large
@@ -24,6 +24,7 @@ Used by ``benchmarks.run`` (``./dev.sh bench PRESET``); alone, on data already l
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import os
@@ -40,12 +41,26 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from benchmarks.backfill import measure_floor
+from benchmarks.common import (
+    KEYSPACE,
+    PRESETS,
+    PeakMemory,
+    bench_config,
+    bench_session,
+    live_heap_mb,
+    make_sample,
+    pyplot,
+    total_writes,
+)
 from benchmarks.cpu import CpuAccount
-from devkit.paths import PROJECT_ROOT
+from devkit.paths import PROJECT_ROOT, SPARK_SUBMIT
 from devkit.sample.data import SampleData
-from devkit.sample.loader import restore_with_spark
-from enrolment_reconciliation.io.cassandra import connect_from_config, read_table
-from enrolment_reconciliation.runtime.config import JobConfig
+from devkit.sample.loader import load_sample_with_spark, restore_with_spark
+from devkit.stack import stack_overrides
+from enrolment_reconciliation.io.cassandra import connect, read_table
+from enrolment_reconciliation.runtime.config import JobConfig, load_config
+from enrolment_reconciliation.runtime.session import build_spark_session
 
 # The JVM options spark-submit.sh gives a backfill (its throughput collector)
 BACKFILL_JAVA_OPTIONS = "-XX:+UseParallelGC"
@@ -62,8 +77,8 @@ def _digest(df: DataFrame, columns: list[str]) -> dict[str, int]:
 
 def table_digests(spark: SparkSession, cfg: JobConfig) -> dict[str, dict[str, int]]:
     """Order-free digests of what a backfill writes (times left out: they differ per run)."""
-    enrolments = read_table(spark, cfg.keyspace, cfg.enrolments_table)
-    aggregates = read_table(spark, cfg.keyspace, cfg.activity_agg_table).select(
+    enrolments = read_table(spark, cfg.cassandra.keyspace, cfg.cassandra.enrolments_table)
+    aggregates = read_table(spark, cfg.cassandra.keyspace, cfg.cassandra.activity_agg_table).select(
         "activity_type",
         "activity_id",
         "user_id",
@@ -85,7 +100,7 @@ def distinct_mids(cfg: JobConfig, topic: str) -> int:
 
     consumer = KafkaConsumer(
         topic,
-        bootstrap_servers=cfg.kafka_broker_servers,
+        bootstrap_servers=cfg.kafka.broker_servers,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
         consumer_timeout_ms=5000,
@@ -100,9 +115,9 @@ def distinct_mids(cfg: JobConfig, topic: str) -> int:
 
 def expire_lease(cfg: JobConfig) -> None:
     """What the lease's TTL does ``backfill.lease.seconds`` after a killed run, at once."""
-    cluster, session = connect_from_config(cfg, keyspace=cfg.keyspace)
+    cluster, session = connect(cfg.cassandra, keyspace=cfg.cassandra.keyspace)
     try:
-        session.execute(f"TRUNCATE {cfg.lease_table}")
+        session.execute(f"TRUNCATE {cfg.backfill.lease_table}")
     finally:
         cluster.shutdown()
 
@@ -112,7 +127,7 @@ def quiet_cassandra(cfg: JobConfig, *, timeout: float = 600.0) -> float:
     compaction), so a measured run does not share the cores with the compaction of what the run
     before it (or the restore) wrote; returns the seconds waited."""
     began = time.monotonic()
-    cluster, session = connect_from_config(cfg)
+    cluster, session = connect(cfg.cassandra)
     try:
         quiet = 0
         while quiet < 2 and time.monotonic() - began < timeout:
@@ -134,13 +149,11 @@ class ColdRun:
     the driver's live heap when some slices finish, and an optional SIGKILL after a delay."""
 
     def __init__(self, args: list[str], *, kill_after: float | None = None, heap_at=()) -> None:
-        from benchmarks.run import PeakMemory, live_heap_mb
-
         self.lines: list[tuple[float, dict[str, Any]]] = []
         self.live_heap: list[float] = []
         started = time.monotonic()
         proc = subprocess.Popen(
-            [str(PROJECT_ROOT / "spark-submit.sh"), "backfill", *args],
+            [str(SPARK_SUBMIT), "backfill", *args],
             cwd=PROJECT_ROOT,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
@@ -179,15 +192,19 @@ class ColdRun:
         return next(((t, line) for t, line in self.lines if line.get("event") == event), None)
 
 
-def _expected_slices(cfg: JobConfig) -> int:
-    """The slices a run of ``cfg`` will make (as the backfill decides them)."""
-    from enrolment_reconciliation.modes.backfill import slice_count
+def _expected_slices(cfg: JobConfig, users: int) -> int:
+    """The slices a run of ``cfg`` over ``users`` will make (as the backfill plans them)."""
+    from enrolment_reconciliation.io.cassandra import estimated_table_bytes
+    from enrolment_reconciliation.modes.backfill.plan import choose_slice_count
 
-    cluster, session = connect_from_config(cfg, keyspace=cfg.keyspace)
+    cluster, session = connect(cfg.cassandra, keyspace=cfg.cassandra.keyspace)
     try:
-        return slice_count(cfg, session)
+        estimated = estimated_table_bytes(
+            session, cfg.cassandra.keyspace, cfg.cassandra.consumption_table
+        )
     finally:
         cluster.shutdown()
+    return choose_slice_count(cfg.backfill.slices, estimated, users).count
 
 
 def cold_args(cfg: JobConfig, overrides: list[str], env: str, summary: Path) -> list[str]:
@@ -220,7 +237,7 @@ def _run_figures(run: ColdRun, summary_file: Path) -> dict[str, Any]:
         "phases": summary["phases"],
         "enrolmentsScanned": summary["summary"]["scanned"],
         "consumptionRows": rows,
-        "rowsWritten": summary["summary"]["aggregatesChanged"] + summary["summary"]["changed"],
+        "rowsWritten": total_writes(summary["counters"]),
         "aggregatesWritten": summary["summary"]["aggregatesChanged"],
         "enrolmentsWritten": summary["summary"]["changed"],
         "newlyCompleted": summary["summary"]["newlyCompleted"],
@@ -231,7 +248,7 @@ def _run_figures(run: ColdRun, summary_file: Path) -> dict[str, Any]:
 
 
 def measure_floor_cold(cfg: JobConfig, aggregates: int, enrolments: int) -> dict[str, Any]:
-    """The floor (``benchmarks.run.measure_floor``) in a cold process at Spark's defaults."""
+    """The floor (``benchmarks.backfill.measure_floor``) in a cold process at Spark's defaults."""
     out = subprocess.run(
         [
             sys.executable,
@@ -240,7 +257,7 @@ def measure_floor_cold(cfg: JobConfig, aggregates: int, enrolments: int) -> dict
             "--floor",
             f"{aggregates},{enrolments}",
             "--keyspace",
-            cfg.keyspace,
+            cfg.cassandra.keyspace,
             f"--java-options={BACKFILL_JAVA_OPTIONS}",
         ],
         cwd=PROJECT_ROOT,
@@ -259,7 +276,7 @@ def measure_backfill_cold(
     restore_with_spark(spark, sample, cfg)
     env = f"cold{uuid.uuid4().hex[:6]}"
     first_summary = workdir / "cold-first.json"
-    slices = _expected_slices(cfg)
+    slices = _expected_slices(cfg, sample.users)
     quiet_cassandra(cfg)
     uninterrupted = ColdRun(
         cold_args(cfg, overrides, env, first_summary),
@@ -316,11 +333,7 @@ def measure_backfill_cold(
 def chart(figures: dict[str, Any], target: Path) -> None:
     """Seconds of each cold instrument, the resumed run stacked on the killed one's; below,
     where the CPU of the run, the re-run and the floor went (when the run has its account)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     cold = figures["backfillCold"]
     with_cpu = all("cpuSeconds" in cold[k] for k in ("run", "rerun", "floor"))
     fig, axes = plt.subplots(2 if with_cpu else 1, 1, figsize=(9, 7.8 if with_cpu else 3.6))
@@ -397,11 +410,6 @@ def _cpu_panel(ax: Any, cold: dict[str, Any]) -> None:
 
 
 def _floor_main(written: str, keyspace: str, java_options: str) -> None:
-    from benchmarks.run import measure_floor
-    from devkit.stack import stack_overrides
-    from enrolment_reconciliation.runtime.config import load_config
-    from enrolment_reconciliation.runtime.session import build_spark_session
-
     cfg = load_config(overrides=stack_overrides(keyspace))
     spark = build_spark_session(
         cfg,
@@ -418,14 +426,12 @@ def _floor_main(written: str, keyspace: str, java_options: str) -> None:
         spark.stop()
 
 
-if __name__ == "__main__":
-    import argparse
-
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--floor", metavar="AGGREGATES,ENROLMENTS", help="(internal) the floor in this process"
     )
-    parser.add_argument("--keyspace", default="er_bench")
+    parser.add_argument("--keyspace", default=KEYSPACE)
     parser.add_argument("--java-options", default="", help="(internal) the floor's JVM options")
     parser.add_argument("--preset", default="medium")
     parser.add_argument("--seed", type=int, default=7)
@@ -451,24 +457,31 @@ if __name__ == "__main__":
     if args.chart:
         source = Path(args.chart)
         chart(json.loads(source.read_text()), source.with_name(f"{source.stem}-backfill.png"))
-        sys.exit(0)
+        return
     if args.floor is not None:
         _floor_main(args.floor, args.keyspace, args.java_options)
-        sys.exit(0)
-    from benchmarks.run import PRESETS, bench_config, bench_session, make_sample
-    from devkit.sample.loader import load_sample_with_spark
+        return
+    _standalone(args.preset, args.seed, args.slices, args.settle)
 
+
+def _standalone(preset: str, seed: int, slices: int, settle: float) -> None:
+    """Alone: load the preset's sample (own config, 2 GiB session), then every cold instrument;
+    prints the figures as JSON."""
     cfg, overrides, workdir = bench_config()
-    if args.slices:
-        overrides.append(f"backfill.slices={args.slices}")
-        cfg = dataclasses.replace(cfg, backfill_slices=args.slices)
-    sample = make_sample(PRESETS[args.preset], args.seed)
+    if slices:
+        overrides.append(f"backfill.slices={slices}")
+        cfg = dataclasses.replace(cfg, backfill_slices=slices)
+    sample = make_sample(PRESETS[preset], seed)
     spark = bench_session(cfg, "2g")
     try:
         data = load_sample_with_spark(spark, sample, cfg, truncate=True)  # the preset's rows
-        time.sleep(args.settle)
+        time.sleep(settle)
         figures = measure_backfill_cold(spark, cfg, overrides, sample, workdir)
-        settings = {"slices": args.slices} if args.slices else {}
-        print(json.dumps({"preset": args.preset, **settings, "data": data, **figures}, indent=2))
+        settings = {"slices": slices} if slices else {}
+        print(json.dumps({"preset": preset, **settings, "data": data, **figures}, indent=2))
     finally:
         spark.stop()
+
+
+if __name__ == "__main__":
+    main()

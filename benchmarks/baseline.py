@@ -1,7 +1,7 @@
 """The original job's access pattern, as a per-request reconciler in plain Python.
 
-Per sync request, as the Flink job does (spec.md §2-§6): one consumption read, one Redis call
-per relation-cache key, one logged batch of aggregate UPDATEs, one enrolment read, then the
+Per sync request, as the Flink job does (docs/behaviour.md §2-§6): one consumption read, one Redis
+call per relation-cache key, one logged batch of aggregate UPDATEs, one enrolment read, then the
 enrolment UPDATE and, on completion, the certificate and AUDIT events. The benchmarks run it on
 the same requests as the Spark job, in the same run, for a speedup ratio.
 """
@@ -12,36 +12,47 @@ import json
 import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from typing import Any
 
 import redis
 from cassandra.query import BatchStatement, BatchType
 from kafka import KafkaProducer
 
-from enrolment_reconciliation.io.cassandra import connect_from_config
+from enrolment_reconciliation.io.cassandra import connect
 from enrolment_reconciliation.io.relation_cache import redis_client
 from enrolment_reconciliation.runtime.config import JobConfig
 
 
+def measure_baseline(cfg: JobConfig, keys: list[tuple[str, str, str]]) -> dict[str, Any]:
+    """The baseline's figures: ``keys`` reconciled one by one, their seconds and rate."""
+    seconds = reconcile_one_by_one(cfg, keys)
+    return {
+        "requests": len(keys),
+        "seconds": round(seconds, 3),
+        "requestsPerSecond": round(len(keys) / seconds, 1),
+    }
+
+
 def reconcile_one_by_one(cfg: JobConfig, keys: Iterable[tuple[str, str, str]]) -> float:
     """Reconcile each (user, course, batch) the original way; returns the seconds it took."""
-    cluster, session = connect_from_config(cfg, keyspace=cfg.keyspace)
-    client = redis_client(cfg)
-    producer = KafkaProducer(bootstrap_servers=cfg.kafka_broker_servers, acks="all")
+    cluster, session = connect(cfg.cassandra, keyspace=cfg.cassandra.keyspace)
+    client = redis_client(cfg.redis)
+    producer = KafkaProducer(bootstrap_servers=cfg.kafka.broker_servers, acks="all")
     read_consumption = session.prepare(
-        f"SELECT contentid, status FROM {cfg.consumption_table}"
+        f"SELECT contentid, status FROM {cfg.cassandra.consumption_table}"
         " WHERE userid = ? AND courseid = ? AND batchid = ?"
     )
     append = session.prepare(
-        f"UPDATE {cfg.activity_agg_table} SET aggregates = aggregates + ?,"
+        f"UPDATE {cfg.cassandra.activity_agg_table} SET aggregates = aggregates + ?,"
         " agg_last_updated = agg_last_updated + ? WHERE activity_type = 'Course'"
         " AND activity_id = ? AND user_id = ? AND context_id = ?"
     )
     read_enrolment = session.prepare(
-        f"SELECT status FROM {cfg.enrolments_table}"
+        f"SELECT status FROM {cfg.cassandra.enrolments_table}"
         " WHERE userid = ? AND courseid = ? AND batchid = ?"
     )
     update_enrolment = session.prepare(
-        f"UPDATE {cfg.enrolments_table} SET status = ?, progress = ?, contentstatus = ?,"
+        f"UPDATE {cfg.cassandra.enrolments_table} SET status = ?, progress = ?, contentstatus = ?,"
         " completedon = ?, datetime = ? WHERE userid = ? AND courseid = ? AND batchid = ?"
     )
     started = time.perf_counter()
@@ -120,6 +131,7 @@ def _reconcile(session, client, producer, cfg, key, statements) -> None:
             "ets": int(now.timestamp() * 1000),
         }
         producer.send(
-            cfg.certissue_topic, json.dumps({"eid": "BE_JOB_REQUEST", "edata": event}).encode()
+            cfg.kafka.certissue_topic,
+            json.dumps({"eid": "BE_JOB_REQUEST", "edata": event}).encode(),
         )
-        producer.send(cfg.audit_topic, json.dumps({"eid": "AUDIT", "edata": event}).encode())
+        producer.send(cfg.kafka.audit_topic, json.dumps({"eid": "AUDIT", "edata": event}).encode())

@@ -20,9 +20,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.run import (
+from benchmarks.batch import BatchRunner
+from benchmarks.common import (
     PRESETS,
-    BatchRunner,
     bench_config,
     bench_session,
     make_sample,
@@ -30,7 +30,7 @@ from benchmarks.run import (
     restore_enrolments,
     sample_enrolments,
 )
-from devkit.paths import PROJECT_ROOT
+from devkit.paths import BENCHMARK_FIGURES
 from devkit.sample.loader import load_sample_with_spark
 from enrolment_reconciliation.modes.stream import tune_for_micro_batches
 
@@ -70,7 +70,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=4, help="runs before the profiled one")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--driver-memory", default="4g")
-    parser.add_argument("--out", default=str(PROJECT_ROOT / "docs" / "benchmarks"))
+    parser.add_argument("--out", default=str(BENCHMARK_FIGURES))
     args = parser.parse_args()
     preset = PRESETS[args.preset]
     cfg, _, _ = bench_config()

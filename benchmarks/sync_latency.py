@@ -25,7 +25,7 @@ from pathlib import Path
 from statistics import median
 from typing import Any
 
-from devkit.paths import PROJECT_ROOT
+from devkit.paths import BENCHMARK_FIGURES, PROJECT_ROOT, SPARK_SUBMIT, STACK_DIR
 from devkit.sample.data import generate_sample
 from devkit.sample.loader import load_sample
 from devkit.stack import StreamProcess, stack_overrides
@@ -36,7 +36,7 @@ KEYSPACE, REDIS_DB = "er_bench_sync", 13
 def _cli(mode_args: list[str], settings: list[str]) -> tuple[float, subprocess.CompletedProcess]:
     started = time.monotonic()
     done = subprocess.run(
-        [str(PROJECT_ROOT / "spark-submit.sh"), *mode_args, *settings],
+        [str(SPARK_SUBMIT), *mode_args, *settings],
         cwd=PROJECT_ROOT,
         capture_output=True,
         text=True,
@@ -80,10 +80,10 @@ def in_process(cfg, keys: list[tuple[str, str, str]]) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--out", default=str(PROJECT_ROOT / "docs" / "benchmarks"))
+    parser.add_argument("--out", default=str(BENCHMARK_FIGURES))
     args = parser.parse_args()
     env = f"benchsync{uuid.uuid4().hex[:6]}"
-    workdir = PROJECT_ROOT / ".stack" / "bench" / env
+    workdir = STACK_DIR / "bench" / env
     overrides = [
         *stack_overrides(KEYSPACE),
         f"redis.database.relationCache.id={REDIS_DB}",

@@ -21,11 +21,11 @@ from typing import Any
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from devkit.paths import PROJECT_ROOT
+from devkit.paths import BENCHMARK_FIGURES
 from devkit.schema import apply_schema
 from devkit.stack import stack_config
 from enrolment_reconciliation.io.cassandra import (
-    connect_from_config,
+    connect,
     write_activity_aggregates,
     write_enrolment_updates,
 )
@@ -95,13 +95,13 @@ def measure(spark: SparkSession, cfg: JobConfig, seconds: float) -> list[dict[st
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="of rows per measurement")
-    parser.add_argument("--out", default=str(PROJECT_ROOT / "docs" / "benchmarks"))
+    parser.add_argument("--out", default=str(BENCHMARK_FIGURES))
     args = parser.parse_args()
     cfg = stack_config(keyspace=KEYSPACE)
-    cluster, session = connect_from_config(cfg)
+    cluster, session = connect(cfg.cassandra)
     try:
         apply_schema(session, KEYSPACE)
-        for table in (cfg.activity_agg_table, cfg.enrolments_table):
+        for table in (cfg.cassandra.activity_agg_table, cfg.cassandra.enrolments_table):
             session.execute(f"TRUNCATE {KEYSPACE}.{table}", timeout=120)
     finally:
         cluster.shutdown()

@@ -18,7 +18,7 @@ from kafka.errors import TopicAlreadyExistsError
 from devkit.sample.data import generate_sample
 from devkit.sample.loader import load_sample
 from devkit.stack import sync_request
-from enrolment_reconciliation.io.cassandra import connect_from_config
+from enrolment_reconciliation.io.cassandra import connect
 from enrolment_reconciliation.runtime.config import JobConfig, add_config_arguments, load_config
 
 BAD_MESSAGES = [
@@ -40,9 +40,14 @@ BAD_MESSAGES = [
 
 
 def ensure_topics(cfg: JobConfig) -> None:
-    admin = KafkaAdminClient(bootstrap_servers=cfg.kafka_broker_servers)
+    admin = KafkaAdminClient(bootstrap_servers=cfg.kafka.broker_servers)
     try:
-        for topic in (cfg.input_topic, cfg.failed_topic, cfg.audit_topic, cfg.certissue_topic):
+        for topic in (
+            cfg.kafka.input_topic,
+            cfg.kafka.failed_topic,
+            cfg.kafka.audit_topic,
+            cfg.kafka.certissue_topic,
+        ):
             with contextlib.suppress(TopicAlreadyExistsError):
                 admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=1)])
     finally:
@@ -53,27 +58,27 @@ def prepare(cfg: JobConfig, seed: int, courses: int, users: int) -> None:
     sample = generate_sample(seed=seed, courses=courses, users=users)
     counts = load_sample(sample, cfg, truncate=True)
     ensure_topics(cfg)
-    producer = KafkaProducer(bootstrap_servers=cfg.kafka_broker_servers, acks="all")
+    producer = KafkaProducer(bootstrap_servers=cfg.kafka.broker_servers, acks="all")
     requests = 0
     for enrolment in sample.enrolments():
         request = sync_request(*enrolment[:3]).encode()
-        producer.send(cfg.input_topic, request, key=enrolment[0].encode())
+        producer.send(cfg.kafka.input_topic, request, key=enrolment[0].encode())
         requests += 1
     for message in BAD_MESSAGES:
-        producer.send(cfg.input_topic, message)
+        producer.send(cfg.kafka.input_topic, message)
     producer.flush()
     producer.close()
     print(
         f"Loaded {counts['enrolments']} enrolments, {counts['consumption']} consumption rows and "
         f"{counts['relation_cache_keys']} relation-cache keys; published {requests} sync "
-        f"requests and {len(BAD_MESSAGES)} bad messages to {cfg.input_topic}."
+        f"requests and {len(BAD_MESSAGES)} bad messages to {cfg.kafka.input_topic}."
     )
 
 
 def _drain(cfg: JobConfig, topic: str) -> list[dict]:
     consumer = KafkaConsumer(
         topic,
-        bootstrap_servers=cfg.kafka_broker_servers,
+        bootstrap_servers=cfg.kafka.broker_servers,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
         consumer_timeout_ms=5000,
@@ -86,9 +91,9 @@ def _drain(cfg: JobConfig, topic: str) -> list[dict]:
 
 
 def summary(cfg: JobConfig, since_ms: int) -> None:
-    cluster, session = connect_from_config(cfg, keyspace=cfg.keyspace)
+    cluster, session = connect(cfg.cassandra, keyspace=cfg.cassandra.keyspace)
     try:
-        rows = session.execute(f"SELECT status, datetime FROM {cfg.enrolments_table}")
+        rows = session.execute(f"SELECT status, datetime FROM {cfg.cassandra.enrolments_table}")
         touched = Counter(
             r.status
             for r in rows
@@ -96,17 +101,19 @@ def summary(cfg: JobConfig, since_ms: int) -> None:
         )
     finally:
         cluster.shutdown()
-    audit = [e for e in _drain(cfg, cfg.audit_topic) if e.get("ets", 0) >= since_ms - 1000]
-    certs = [e for e in _drain(cfg, cfg.certissue_topic) if e.get("ets", 0) >= since_ms - 1000]
-    failed = _drain(cfg, cfg.failed_topic)
+    audit = [e for e in _drain(cfg, cfg.kafka.audit_topic) if e.get("ets", 0) >= since_ms - 1000]
+    certs = [
+        e for e in _drain(cfg, cfg.kafka.certissue_topic) if e.get("ets", 0) >= since_ms - 1000
+    ]
+    failed = _drain(cfg, cfg.kafka.failed_topic)
     print("\n=== enrolment-reconciliation: summary ===")
     print(
         f"enrolments updated: {sum(touched.values())} "
         f"(in progress: {touched.get(1, 0)}, completed: {touched.get(2, 0)})"
     )
-    print(f"AUDIT enrol-complete events: {len(audit)} on {cfg.audit_topic}")
-    print(f"certificate requests: {len(certs)} on {cfg.certissue_topic}")
-    print(f"failed events: {len(failed)} on {cfg.failed_topic}")
+    print(f"AUDIT enrol-complete events: {len(audit)} on {cfg.kafka.audit_topic}")
+    print(f"certificate requests: {len(certs)} on {cfg.kafka.certissue_topic}")
+    print(f"failed events: {len(failed)} on {cfg.kafka.failed_topic}")
     for reason, n in Counter(f["reason"] for f in failed).most_common():
         print(f"  {n} x {reason}")
 

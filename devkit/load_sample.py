@@ -44,12 +44,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.monotonic()
     counts = load_sample(sample, cfg, truncate=args.truncate)
     elapsed = time.monotonic() - started
+    keyspace = cfg.cassandra.keyspace
     print(
         f"Loaded sample seed={args.seed}: {counts['courses']} courses, {counts['users']} users, "
-        f"{counts['enrolments']} enrolments into {cfg.keyspace}.{cfg.enrolments_table}, "
-        f"{counts['consumption']} consumption rows into {cfg.keyspace}.{cfg.consumption_table}, "
+        f"{counts['enrolments']} enrolments into {keyspace}.{cfg.cassandra.enrolments_table}, "
+        f"{counts['consumption']} consumption rows into"
+        f" {keyspace}.{cfg.cassandra.consumption_table}, "
         f"{counts['relation_cache_keys']} relation-cache keys into Redis "
-        f"{cfg.redis_host}:{cfg.redis_port} db {cfg.relation_cache_db}"
+        f"{cfg.redis.host}:{cfg.redis.port} db {cfg.redis.relation_cache_db}"
         f"{' (truncated first)' if args.truncate else ''}, in {elapsed:.1f}s."
     )
     return 0

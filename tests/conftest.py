@@ -65,9 +65,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 def _create_test_keyspaces() -> None:
     from devkit.schema import apply_schema
-    from enrolment_reconciliation.io.cassandra import connect_from_config
+    from enrolment_reconciliation.io.cassandra import connect
 
-    cluster, session = connect_from_config(stack_config())
+    cluster, session = connect(stack_config().cassandra)
     try:
         for keyspace in TEST_KEYSPACES:
             apply_schema(session, keyspace)

@@ -41,7 +41,7 @@ from enrolment_reconciliation.core.schemas import (
     RAW_REQUEST_SCHEMA,
 )
 from enrolment_reconciliation.core.structure import course_structure, parse_relation_key
-from enrolment_reconciliation.io.cassandra import connect_from_config
+from enrolment_reconciliation.io.cassandra import connect
 from enrolment_reconciliation.io.relation_cache import redis_client
 from enrolment_reconciliation.runtime.config import JobConfig, load_config
 
@@ -63,8 +63,9 @@ UNIT_COURSE_KEYS = {
 }
 
 
-# --- the original job's fixtures (spec.md §8) -------------------------------------------------
-# ER-3 / ER-9 / AAU: course001 of the original ER and AAU fixtures (CASE_2).
+# --- the original job's fixtures (docs/behaviour.md §12.1)
+# ------------------------------------------------- ER-3 / ER-9 / AAU: course001 of the original ER
+# and AAU fixtures (CASE_2).
 USER, COURSE, BATCH = "user001", "course001", "Batch1"
 CASE_2 = {
     f"{COURSE}:{COURSE}:leafnodes": {"R1", "R2", "R3"},
@@ -239,9 +240,9 @@ def put_keys(client, keys: Mapping[str, set[str]]) -> None:
 def produce(cfg: JobConfig, messages: list[bytes | None]) -> None:
     from kafka import KafkaProducer
 
-    producer = KafkaProducer(bootstrap_servers=cfg.kafka_broker_servers, acks="all")
+    producer = KafkaProducer(bootstrap_servers=cfg.kafka.broker_servers, acks="all")
     for m in messages:  # a tombstone (no value) needs a key
-        producer.send(cfg.input_topic, m, key=b"tombstone" if m is None else None)
+        producer.send(cfg.kafka.input_topic, m, key=b"tombstone" if m is None else None)
     producer.flush()
     producer.close()
 
@@ -251,7 +252,7 @@ def messages_on(cfg: JobConfig, topic: str, timeout_ms: int = 4000) -> list[dict
 
     consumer = KafkaConsumer(
         topic,
-        bootstrap_servers=cfg.kafka_broker_servers,
+        bootstrap_servers=cfg.kafka.broker_servers,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
         consumer_timeout_ms=timeout_ms,
@@ -325,7 +326,7 @@ def seed(cql, cfg: JobConfig) -> None:
     assessment scores in user_activity_agg that the job must keep."""
     for table in ("user_content_consumption", "user_enrolments", "user_activity_agg"):
         cql.execute(f"TRUNCATE {table}", timeout=60)
-    client = redis_client(cfg)
+    client = redis_client(cfg.redis)
     client.flushdb()
     for key, members in CASE_2.items():
         client.sadd(key, *members)
@@ -366,7 +367,7 @@ class Tables:
 
 def read_tables(cfg: JobConfig) -> Tables:
     """The job's two output tables, timestamps reduced to whether they are set."""
-    cluster, session = connect_from_config(cfg, keyspace=cfg.keyspace)
+    cluster, session = connect(cfg.cassandra, keyspace=cfg.cassandra.keyspace)
     try:
         enrolments = {
             (r.userid, r.courseid, r.batchid): (
@@ -396,7 +397,7 @@ def read_tables(cfg: JobConfig) -> Tables:
 def events_of(cfg: JobConfig) -> dict[str, dict]:
     """Certificate and AUDIT events by mid, without their timestamps."""
     found = {}
-    for topic in (cfg.certissue_topic, cfg.audit_topic):
+    for topic in (cfg.kafka.certissue_topic, cfg.kafka.audit_topic):
         for event in messages_on(cfg, topic, timeout_ms=2000):
             for stamp in ("ets", "syncts"):
                 event.pop(stamp, None)

@@ -2,7 +2,8 @@
 
 Pure Python: no I/O, no Spark. A hierarchy is the published JSON as a ``dict`` (``identifier``,
 ``mimeType``, ``children``, ``relationalMetadata.optional`` on child entries, ``leafNodes`` on the
-root); :class:`Node` builds one. :func:`relation_cache_keys` applies the rules of spec.md §3.3.
+root); :class:`Node` builds one. :func:`relation_cache_keys` applies the rules of docs/behaviour.md
+§3.3.
 
 Example::
 
@@ -166,7 +167,7 @@ def _ancestors(node: Hierarchy, path: list[str], out: dict[str, set[str]]) -> No
 
 
 def relation_cache_keys(hierarchy: Hierarchy) -> dict[str, set[str]]:
-    """Every relation-cache key of a published course and its members (spec.md §3.3).
+    """Every relation-cache key of a published course and its members (docs/behaviour.md §3.3).
 
     Keys are ``<root>:<node>:leafnodes`` (each collection with leaves; the root's own
     ``leafNodes`` property wins if present), ``<root>:<node>:optionalnodes`` (each collection

@@ -45,7 +45,7 @@ from devkit.sample.data import (
     SampleData,
 )
 from devkit.schema import apply_schema
-from enrolment_reconciliation.io.cassandra import connect_from_config
+from enrolment_reconciliation.io.cassandra import connect
 from enrolment_reconciliation.io.relation_cache import redis_client
 
 if TYPE_CHECKING:
@@ -175,18 +175,20 @@ def _prepare_stores(
 ) -> None:
     """Apply the schema; with ``truncate``, empty the job's tables and relation-cache db; write
     the sample's batches."""
-    apply_schema(session, cfg.keyspace)
+    apply_schema(session, cfg.cassandra.keyspace)
     if truncate:
         tables = (
-            cfg.consumption_table,
-            cfg.enrolments_table,
-            cfg.activity_agg_table,
-            cfg.course_batch_table,
+            cfg.cassandra.consumption_table,
+            cfg.cassandra.enrolments_table,
+            cfg.cassandra.activity_agg_table,
+            cfg.cassandra.course_batch_table,
         )
         for table in tables:
-            session.execute(f"TRUNCATE {cfg.keyspace}.{table}", timeout=300)
+            session.execute(f"TRUNCATE {cfg.cassandra.keyspace}.{table}", timeout=300)
         client.flushdb()
-    write_course_batches(session, sample, keyspace=cfg.keyspace, table=cfg.course_batch_table)
+    write_course_batches(
+        session, sample, keyspace=cfg.cassandra.keyspace, table=cfg.cassandra.course_batch_table
+    )
 
 
 def load_sample(
@@ -200,7 +202,8 @@ def load_sample(
     """Apply the schema, write the sample's rows and relation-cache keys; return the counts.
 
     ``truncate=True`` first empties the consumption, enrolment, activity-aggregate and batch
-    tables of ``cfg.keyspace`` and flushes Redis db ``cfg.relation_cache_db`` (only that db).
+    tables of ``cfg.cassandra.keyspace`` and flushes Redis db ``cfg.redis.relation_cache_db``
+    (only that db).
 
     Example::
 
@@ -208,16 +211,16 @@ def load_sample(
         # {'courses': 5, 'users': 50, 'enrolments': ..., 'consumption': ...,
         #  'relation_cache_keys': ...}
     """
-    cluster, session = connect_from_config(cfg)
-    client = redis_client(cfg)
+    cluster, session = connect(cfg.cassandra)
+    client = redis_client(cfg.redis)
     try:
         _prepare_stores(session, client, cfg, sample, truncate=truncate)
         rows = write_sample_rows(
             session,
             sample,
-            keyspace=cfg.keyspace,
-            enrolments_table=cfg.enrolments_table,
-            consumption_table=cfg.consumption_table,
+            keyspace=cfg.cassandra.keyspace,
+            enrolments_table=cfg.cassandra.enrolments_table,
+            consumption_table=cfg.cassandra.consumption_table,
             concurrency=concurrency,
             batch_rows=batch_rows,
         )
@@ -246,8 +249,8 @@ def load_sample_with_spark(
     user from its own seed) and the connector writes them, so nothing passes through the
     driver. Returns the same counts.
     """
-    cluster, session = connect_from_config(cfg)
-    client = redis_client(cfg)
+    cluster, session = connect(cfg.cassandra)
+    client = redis_client(cfg.redis)
     try:
         _prepare_stores(session, client, cfg, sample, truncate=truncate)
         keys = write_relation_cache(client, sample.relation_cache())
@@ -269,8 +272,8 @@ def _write_user_rows(
     parts = max(spark.sparkContext.defaultParallelism * 4, sample.users // 2000)
     users = spark.range(sample.users, numPartitions=parts).rdd
     tables = {
-        "enrolments": (cfg.enrolments_table, EnrolmentRow),
-        "consumption": (cfg.consumption_table, ConsumptionRow),
+        "enrolments": (cfg.cassandra.enrolments_table, EnrolmentRow),
+        "consumption": (cfg.cassandra.consumption_table, ConsumptionRow),
     }
     counts = {}
     for name in names:
@@ -279,7 +282,7 @@ def _write_user_rows(
         frame = spark.createDataFrame(rows, _schema(row_type)).persist()
         counts[name] = frame.count()
         frame.write.format("org.apache.spark.sql.cassandra").mode("append").options(
-            keyspace=cfg.keyspace, table=table
+            keyspace=cfg.cassandra.keyspace, table=table
         ).save()
         frame.unpersist()
     return counts
@@ -289,10 +292,10 @@ def restore_with_spark(spark: SparkSession, sample: SampleData, cfg: JobConfig) 
     """Put back what a backfill changes (``user_enrolments`` as loaded, ``user_activity_agg``
     empty), so the next run starts from the loaded state without reloading the consumption.
     Returns the enrolments written."""
-    cluster, session = connect_from_config(cfg)
+    cluster, session = connect(cfg.cassandra)
     try:
-        for table in (cfg.enrolments_table, cfg.activity_agg_table):
-            session.execute(f"TRUNCATE {cfg.keyspace}.{table}", timeout=300)
+        for table in (cfg.cassandra.enrolments_table, cfg.cassandra.activity_agg_table):
+            session.execute(f"TRUNCATE {cfg.cassandra.keyspace}.{table}", timeout=300)
     finally:
         cluster.shutdown()
     return _write_user_rows(spark, sample, cfg, ("enrolments",))["enrolments"]

@@ -7,25 +7,31 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from enrolment_reconciliation.runtime.config import (
     ConfigError,
     JobConfig,
     add_config_arguments,
     load_config,
-    settings_table,
 )
 from enrolment_reconciliation.runtime.exit_codes import ExitCode
+from enrolment_reconciliation.runtime.faults import is_infrastructure_fault
+from enrolment_reconciliation.runtime.logs import first_line
+from enrolment_reconciliation.runtime.settings_doc import settings_table
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 log = logging.getLogger("enrolment_reconciliation")
 RESULT_MODES = ("sync", "explain")
 
 BACKFILL_EPILOG = """\
-exit codes: 0 done (failed enrolments are counted and on the failed topic), 1 unexpected error,
-2 bad arguments or configuration, 3 another backfill holds the lease, 4 Cassandra, Redis, Kafka
-or the search service unreachable, or a slice failed on every attempt (the next run resumes).
+exit codes: 0 done (failed enrolments are counted and on the failed topic), 1 a defect (an
+unexpected error: not retried), 2 bad arguments or configuration, 3 another backfill holds the
+lease, 4 Cassandra, Redis, Kafka or the search service unreachable, or a slice failed on every
+attempt (the next run resumes).
 
 A run works through its scope in slices (backfill.slices) and records each finished one; a run
 that stopped is resumed by the next run of the same scope, unless --restart.
@@ -36,9 +42,10 @@ RESULT_EPILOG = """\
 The result is printed alone on standard output (JSON for sync and explain --json: pipe it to
 jq); logs go to standard error.
 
-exit codes: 0 done, 1 unexpected error, 2 bad arguments or configuration, 4 Cassandra, Redis,
-Kafka or the search service unreachable, 5 not found: no such enrolment, no consumption for it,
-or no structure for its course (each said on standard error; the result is printed all the same).
+exit codes: 0 done, 1 a defect (an unexpected error), 2 bad arguments or configuration,
+4 Cassandra, Redis, Kafka or the search service unreachable, 5 not found: no such enrolment, no
+consumption for it, or no structure for its course (each said on standard error; the result is
+printed all the same).
 """
 
 
@@ -59,45 +66,64 @@ def _parser() -> argparse.ArgumentParser:
     stream = modes.add_parser("stream", parents=[common], help="Kafka Structured Streaming")
     stream.add_argument("--trigger", help="processing-time=<interval> | available-now")
     stream.add_argument("--checkpoint", help="checkpoint location (stream.checkpoint.location)")
-    stream.add_argument("--starting-offsets", help="earliest | latest | JSON offsets")
+    stream.add_argument(
+        "--starting-offsets",
+        choices=("earliest", "latest"),
+        help="where a new checkpoint starts reading (stream.starting.offsets)",
+    )
     stream.add_argument("--max-offsets-per-trigger", type=int)
-    _add_one_enrolment_modes(modes, common)
+    _add_sync_mode(modes, common)
+    _add_explain_mode(modes, common)
     _add_backfill_mode(modes, common)
     return parser
 
 
-def _add_one_enrolment_modes(modes: Any, common: argparse.ArgumentParser) -> None:
-    """``sync`` and ``explain``: one enrolment, named by user, course and batch."""
-    for name, text in (
-        ("sync", "reconcile one enrolment now and print what changed"),
-        ("explain", "why is this learner not complete? (writes nothing)"),
-    ):
-        sub = modes.add_parser(
-            name,
+def _add_enrolment(sub: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    sub.add_argument("--user", required=True, help="userId of the enrolment")
+    sub.add_argument("--course", required=True, help="courseId of the enrolment")
+    sub.add_argument("--batch", required=True, help="batchId of the enrolment")
+    return sub
+
+
+def _add_sync_mode(modes: Any, common: argparse.ArgumentParser) -> None:
+    text = "reconcile one enrolment now and print what changed"
+    sync = _add_enrolment(
+        modes.add_parser(
+            "sync",
             parents=[common],
             help=text,
             description=text,
             epilog=RESULT_EPILOG,
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
-        sub.add_argument("--user", required=True)
-        sub.add_argument("--course", required=True)
-        sub.add_argument("--batch", required=True)
-        if name == "explain":
-            sub.add_argument("--json", action="store_true", help="print JSON for tools")
-        else:
-            sub.add_argument(
-                "--via-stream",
-                action="store_true",
-                help="ask the running stream (publish the request, wait for its answer): no "
-                "Spark here, an answer in seconds",
-            )
-            sub.add_argument(
-                "--timeout",
-                type=float,
-                default=30.0,
-                help="--via-stream: seconds to wait for the stream's answer (default 30)",
-            )
+    )
+    sync.add_argument(
+        "--via-stream",
+        action="store_true",
+        help="ask the running stream (publish the request, wait for its answer): no Spark "
+        "here, an answer in seconds",
+    )
+    sync.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        help="--via-stream: seconds to wait for the stream's answer (default 30)",
+    )
+
+
+def _add_explain_mode(modes: Any, common: argparse.ArgumentParser) -> None:
+    text = "why is this learner not complete? (writes nothing)"
+    explain = _add_enrolment(
+        modes.add_parser(
+            "explain",
+            parents=[common],
+            help=text,
+            description=text,
+            epilog=RESULT_EPILOG,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+    )
+    explain.add_argument("--json", action="store_true", help="print JSON for tools")
 
 
 def _add_backfill_mode(modes: Any, common: argparse.ArgumentParser) -> None:
@@ -218,6 +244,54 @@ def _sync_via_stream(args: argparse.Namespace, cfg: JobConfig) -> int:
     return ExitCode.OK
 
 
+def _stream(spark: SparkSession, cfg: JobConfig, args: argparse.Namespace) -> int:
+    from enrolment_reconciliation.modes.stream import run_stream
+
+    run_stream(spark, cfg)
+    return ExitCode.OK
+
+
+def _sync(spark: SparkSession, cfg: JobConfig, args: argparse.Namespace) -> int:
+    from enrolment_reconciliation.modes.sync import run_sync
+
+    result = run_sync(spark, cfg, args.user, args.course, args.batch)
+    _emit(json.dumps(result, indent=2))
+    return _found_or_not(result["missing"])
+
+
+def _explain(spark: SparkSession, cfg: JobConfig, args: argparse.Namespace) -> int:
+    from enrolment_reconciliation.modes.explain import explain_enrolment, render
+
+    explanation = explain_enrolment(spark, cfg, args.user, args.course, args.batch)
+    _emit(json.dumps(explanation, indent=2, default=str) if args.json else render(explanation))
+    return _found_or_not(explanation["missing"])
+
+
+def _backfill(spark: SparkSession, cfg: JobConfig, args: argparse.Namespace) -> int:
+    from enrolment_reconciliation.modes.backfill import BackfillOptions, run_backfill
+
+    options = BackfillOptions(
+        courses=args.courses,
+        batches=args.batches,
+        users_file=args.users_file,
+        dry_run=args.dry_run,
+        summary_file=args.summary,
+        restart=args.restart,
+        repair_certificates=args.repair_certificates,
+    )
+    summary = run_backfill(spark, cfg, options)
+    print(json.dumps(summary, indent=2, default=str))
+    return ExitCode.OK
+
+
+MODES: dict[str, Callable[[SparkSession, JobConfig, argparse.Namespace], int]] = {
+    "stream": _stream,
+    "sync": _sync,
+    "explain": _explain,
+    "backfill": _backfill,
+}
+
+
 def _run_mode(args: argparse.Namespace, cfg: JobConfig) -> int:
     from enrolment_reconciliation.runtime.session import LONG_RUNNING_UI_LIMITS, build_spark_session
 
@@ -229,41 +303,37 @@ def _run_mode(args: argparse.Namespace, cfg: JobConfig) -> int:
     )
     spark.sparkContext.setLogLevel("WARN")
     try:
-        if args.mode == "stream":
-            from enrolment_reconciliation.modes.stream import run_stream
-
-            run_stream(spark, cfg)
-        elif args.mode == "sync":
-            from enrolment_reconciliation.modes.sync import run_sync
-
-            result = run_sync(spark, cfg, args.user, args.course, args.batch)
-            _emit(json.dumps(result, indent=2))
-            return _found_or_not(result["missing"])
-        elif args.mode == "explain":
-            from enrolment_reconciliation.modes.explain import explain_enrolment, render
-
-            explanation = explain_enrolment(spark, cfg, args.user, args.course, args.batch)
-            _emit(
-                json.dumps(explanation, indent=2, default=str) if args.json else render(explanation)
-            )
-            return _found_or_not(explanation["missing"])
-        else:
-            from enrolment_reconciliation.modes.backfill import BackfillOptions, run_backfill
-
-            options = BackfillOptions(
-                courses=args.courses,
-                batches=args.batches,
-                users_file=args.users_file,
-                dry_run=args.dry_run,
-                summary_file=args.summary,
-                restart=args.restart,
-                repair_certificates=args.repair_certificates,
-            )
-            summary = run_backfill(spark, cfg, options)
-            print(json.dumps(summary, indent=2, default=str))
+        return MODES[args.mode](spark, cfg, args)
     finally:
         spark.stop()
-    return ExitCode.OK
+
+
+def exit_code_for(error: BaseException) -> ExitCode:
+    """The exit code a scheduler sees for ``error``: the one fault classifier decides between
+    an unreachable store (4: try again later) and a defect (1: another try would repeat it)."""
+    from enrolment_reconciliation.io.lease import LeaseHeldError
+
+    if isinstance(error, LeaseHeldError):
+        return ExitCode.LEASE_HELD
+    if isinstance(error, ConfigError):
+        return ExitCode.USAGE
+    if is_infrastructure_fault(error):
+        return ExitCode.UNREACHABLE
+    return ExitCode.ERROR
+
+
+def _failed(mode: str, error: BaseException) -> int:
+    code = exit_code_for(error)
+    what = first_line(error, 1000)
+    if code == ExitCode.ERROR:  # a defect: the traceback says where it broke
+        log.error(
+            "%s failed (exit %d, a defect, not retried): %s", mode, code, what, exc_info=error
+        )
+    elif code == ExitCode.UNREACHABLE:
+        log.error("%s stopped (exit %d, a store or service unreachable): %s", mode, code, what)
+    else:
+        log.error("%s (exit %d): %s", mode, code, what)
+    return code
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -271,34 +341,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     _configure_logging(args.mode)
     try:
         cfg = config_from_args(args)
-    except ConfigError as error:
-        log.error("configuration: %s", error)
-        return ExitCode.USAGE
-    log.info("configuration: %s", cfg)  # credentials are masked in the repr
-    from enrolment_reconciliation.io.lease import LeaseHeldError
-    from enrolment_reconciliation.modes.backfill import SliceFailedError
-
-    try:
+        log.info("configuration: %s", cfg)  # credentials are masked in the repr
         if args.mode == "sync" and args.via_stream:
             return _sync_via_stream(args, cfg)
         return _run_mode(args, cfg)
-    except LeaseHeldError as error:
-        log.error("%s", error)
-        return ExitCode.LEASE_HELD
-    except SliceFailedError as error:
-        log.error("backfill stopped (exit %d, resumable): %s", ExitCode.UNREACHABLE, error)
-        return ExitCode.UNREACHABLE
-    except ConfigError as error:
-        log.error("%s", error)
-        return ExitCode.USAGE
     except Exception as error:
-        from enrolment_reconciliation.runtime.faults import is_infrastructure_fault
-
-        code = ExitCode.UNREACHABLE if is_infrastructure_fault(error) else ExitCode.ERROR
-        log.error("%s failed (exit %d): %s", args.mode, code, str(error).splitlines()[0][:1000])
-        if args.mode != "backfill":
-            raise
-        return code
+        return _failed(args.mode, error)
 
 
 if __name__ == "__main__":

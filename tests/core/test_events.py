@@ -1,4 +1,4 @@
-"""AUDIT and certificate events as whole frames, with deterministic mids (spec.md §6)."""
+"""AUDIT and certificate events as whole frames, with deterministic mids (docs/behaviour.md §6)."""
 
 from __future__ import annotations
 

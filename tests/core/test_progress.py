@@ -1,4 +1,4 @@
-"""Whole-frame tests of each progress transformation (spec.md §2.3, §4)."""
+"""Whole-frame tests of each progress transformation (docs/behaviour.md §2.3, §4)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Acceptance cases of spec.md §8.2 (ER-1 .. ER-9) and §8.3 (optional nodes) through `reconcile`.
+"""Acceptance cases of docs/behaviour.md §12.2-§12.10 (ER-1 .. ER-9) and §12.11-§12.14 (optional
+nodes, AAU) through `reconcile`.
 
 Each case builds the batch's inputs as literal frames (the relation cache as the Redis keys of
 the original fixtures) and compares whole output frames with the expected rows written out.

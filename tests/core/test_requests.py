@@ -1,4 +1,4 @@
-"""Parsing and classifying sync requests (spec.md §1, design.md §3.2)."""
+"""Parsing and classifying sync requests (docs/behaviour.md §1, docs/design.md §3.2)."""
 
 from __future__ import annotations
 

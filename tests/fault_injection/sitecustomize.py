@@ -2,7 +2,8 @@
 
 A test puts this folder on the job's ``PYTHONPATH`` and names a milestone in ``ER_FAULT_POINT``
 (``enrolment_reconciliation.batch.milestones``): Python runs this module at start-up, and the
-driver SIGKILLs itself when the job reaches that milestone, as a crash would stop it there. The
+driver SIGKILLs itself when the job reaches that milestone, as a crash would stop it there; with
+``ER_FAULT_ACTION=raise`` it raises :class:`InjectedDefectError` there instead, as a bug would. The
 job carries no such code: it only announces its milestones.
 """
 
@@ -13,13 +14,22 @@ import signal
 import sys
 
 FAULT_POINT_ENV = "ER_FAULT_POINT"
+FAULT_ACTION_ENV = "ER_FAULT_ACTION"  # kill (the default) | raise
 
 
-def _kill_at(point: str) -> None:
+class InjectedDefectError(RuntimeError):
+    """A bug, injected at a milestone (no store is involved: a defect, never retried)."""
+
+
+def _fault_at(point: str, action: str) -> None:
     def observer(name: str) -> None:
-        if name == point:
-            print(f"fault injection: killing the job at {name}", file=sys.stderr, flush=True)
-            os.kill(os.getpid(), signal.SIGKILL)
+        if name != point:
+            return
+        if action == "raise":
+            print(f"fault injection: a defect at {name}", file=sys.stderr, flush=True)
+            raise InjectedDefectError(f"injected defect at {name}")
+        print(f"fault injection: killing the job at {name}", file=sys.stderr, flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
 
     try:
         from enrolment_reconciliation.batch import milestones
@@ -29,4 +39,4 @@ def _kill_at(point: str) -> None:
 
 
 if os.environ.get(FAULT_POINT_ENV):
-    _kill_at(os.environ[FAULT_POINT_ENV])
+    _fault_at(os.environ[FAULT_POINT_ENV], os.environ.get(FAULT_ACTION_ENV, "kill"))

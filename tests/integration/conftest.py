@@ -6,7 +6,7 @@ import pytest
 
 from devkit.schema import apply_schema
 from enrolment_reconciliation.batch import milestones
-from enrolment_reconciliation.io.cassandra import connect_from_config
+from enrolment_reconciliation.io.cassandra import connect
 from tests.helpers import KilledAtFaultPoint, stack_config
 
 STREAM_KEYSPACE = "er_test_stream"
@@ -15,7 +15,7 @@ STREAM_KEYSPACE = "er_test_stream"
 @pytest.fixture(scope="module")
 def cql():
     cfg = stack_config(keyspace=STREAM_KEYSPACE)
-    cluster, session = connect_from_config(cfg)
+    cluster, session = connect(cfg.cassandra)
     apply_schema(session, STREAM_KEYSPACE)
     session.set_keyspace(STREAM_KEYSPACE)
     yield session

@@ -15,9 +15,9 @@ from devkit.sample.data import SampleData, generate_sample
 from devkit.sample.loader import load_sample
 from enrolment_reconciliation.batch.read import read_in_scope
 from enrolment_reconciliation.core.counters import Counter
-from enrolment_reconciliation.io.cassandra import ScanFilters, connect_from_config
+from enrolment_reconciliation.io.cassandra import ScanFilters, connect
 from enrolment_reconciliation.io.lease import Lease, LeaseHeldError
-from enrolment_reconciliation.modes.backfill import BackfillOptions, run_backfill, total_writes
+from enrolment_reconciliation.modes.backfill import BackfillOptions, run_backfill
 from enrolment_reconciliation.modes.stream import run_stream
 from enrolment_reconciliation.runtime.config import JobConfig, load_config
 from tests.helpers import (
@@ -35,6 +35,11 @@ from tests.helpers import (
 pytestmark = pytest.mark.integration
 KEYSPACE, STREAM_KEYSPACE, REDIS_DB = "er_test_backfill", "er_test_backfill_stream", 9
 SCORES = {"score:do_x": 7.0, "max_score:do_x": 10.0}
+
+
+def rows_written(counts: dict[str, int]) -> int:
+    """Rows a run wrote (0 for a run over unchanged data)."""
+    return counts.get(Counter.AGGREGATE_ROWS, 0) + counts.get(Counter.ENROLMENT_UPDATES, 0)
 
 
 def backfill_config(tmp_path: Path, keyspace: str = KEYSPACE, *extra: str) -> JobConfig:
@@ -75,7 +80,7 @@ def test_backfill_gives_the_same_tables_and_events_as_one_sync_request_per_enrol
 ):
     backfilled = backfill_config(tmp_path / "a")
     streamed = backfill_config(tmp_path / "b", STREAM_KEYSPACE).with_overrides(
-        trigger="available-now"
+        "stream.trigger.mode=available-now"
     )
     load(backfilled, sample)
     load(streamed, sample)  # same rows in a second keyspace; the relation cache is shared
@@ -95,11 +100,11 @@ def test_backfill_gives_the_same_tables_and_events_as_one_sync_request_per_enrol
 
 def test_a_second_run_over_unchanged_data_writes_and_emits_nothing(spark, loaded):
     first = run_backfill(spark, loaded, BackfillOptions())
-    assert total_writes(first["counters"]) > 0
+    assert rows_written(first["counters"]) > 0
     tables = read_tables(loaded)
     second = run_backfill(spark, loaded, BackfillOptions())
     counters = second["counters"]
-    assert total_writes(counters) == 0
+    assert rows_written(counters) == 0
     assert counters[Counter.AGGREGATE_WRITES] == 0
     assert counters[Counter.CERT_EVENTS] == counters[Counter.AUDIT_EVENTS] == 0
     recomputed = first["summary"]["changed"] + first["summary"]["unchanged"]
@@ -149,7 +154,7 @@ def test_dry_run_touches_nothing_and_reports_what_the_real_run_then_does(spark, 
     dry = run_backfill(spark, loaded, BackfillOptions(dry_run=report.as_uri()))
     assert read_tables(loaded) == before
     assert events_of(loaded) == {}
-    assert messages_on(loaded, loaded.failed_topic, timeout_ms=2000) == []
+    assert messages_on(loaded, loaded.kafka.failed_topic, timeout_ms=2000) == []
 
     written = json.loads((report / "summary.json").read_text())
     assert written["summary"] == dry["summary"]
@@ -181,7 +186,7 @@ def test_foreign_map_keys_and_untouched_columns_survive(spark, loaded, sample):
         and any((r.userid, r.courseid, r.batchid) == tuple(e[:3]) for r in sample.consumption())
     )
     user, course, batch = enrolment[:3]
-    cluster, session = connect_from_config(loaded, keyspace=loaded.keyspace)
+    cluster, session = connect(loaded.cassandra, keyspace=loaded.cassandra.keyspace)
     try:
         session.execute(
             "UPDATE user_activity_agg SET aggregates = aggregates + %s,"
@@ -220,14 +225,19 @@ def test_foreign_map_keys_and_untouched_columns_survive(spark, loaded, sample):
 
 @pytest.fixture
 def lease_session(loaded) -> Iterator:
-    cluster, session = connect_from_config(loaded, keyspace=loaded.keyspace)
+    cluster, session = connect(loaded.cassandra, keyspace=loaded.cassandra.keyspace)
     yield session
-    session.execute(f"TRUNCATE {loaded.lease_table}")
+    session.execute(f"TRUNCATE {loaded.backfill.lease_table}")
     cluster.shutdown()
 
 
 def test_a_second_backfill_is_refused_while_one_holds_the_lease(spark, loaded, lease_session):
-    other = Lease(lease_session, keyspace=loaded.keyspace, table=loaded.lease_table, seconds=60)
+    other = Lease(
+        lease_session,
+        keyspace=loaded.cassandra.keyspace,
+        table=loaded.backfill.lease_table,
+        seconds=60,
+    )
     other.acquire("backfill")
     with pytest.raises(LeaseHeldError, match=f"lease is held by {other.owner}"):
         run_backfill(spark, loaded, BackfillOptions())
@@ -236,7 +246,12 @@ def test_a_second_backfill_is_refused_while_one_holds_the_lease(spark, loaded, l
 
 
 def test_an_expired_lease_is_taken_over(spark, loaded, lease_session):
-    crashed = Lease(lease_session, keyspace=loaded.keyspace, table=loaded.lease_table, seconds=2)
+    crashed = Lease(
+        lease_session,
+        keyspace=loaded.cassandra.keyspace,
+        table=loaded.backfill.lease_table,
+        seconds=2,
+    )
     crashed.acquire("backfill")  # and never renewed nor released: a crashed run
     time.sleep(3)
     assert run_backfill(spark, loaded, BackfillOptions())["summary"]["scanned"] > 0
@@ -272,7 +287,12 @@ def test_backfill_command_line_exit_codes(loaded, lease_session, tmp_path):
             ]
         ),
     ]
-    holder = Lease(lease_session, keyspace=loaded.keyspace, table=loaded.lease_table, seconds=120)
+    holder = Lease(
+        lease_session,
+        keyspace=loaded.cassandra.keyspace,
+        table=loaded.backfill.lease_table,
+        seconds=120,
+    )
     holder.acquire("backfill")
     refused = spark_submit("backfill", args)
     assert refused.returncode == 3, refused.stdout[-2000:] + refused.stderr[-2000:]

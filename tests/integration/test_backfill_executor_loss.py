@@ -51,14 +51,14 @@ def test_a_lost_executor_costs_a_slice_not_the_run(spark, tmp_path):
     uninterrupted = run_backfill(spark, reference, BackfillOptions())
 
     settings = {
-        "lms-cassandra.host": cfg.cassandra_host,
-        "lms-cassandra.port": cfg.cassandra_port,
-        "redis.host": cfg.redis_host,
-        "redis.port": cfg.redis_port,
-        "kafka.broker-servers": cfg.kafka_broker_servers,
+        "lms-cassandra.host": cfg.cassandra.host,
+        "lms-cassandra.port": cfg.cassandra.port,
+        "redis.host": cfg.redis.host,
+        "redis.port": cfg.redis.port,
+        "kafka.broker-servers": cfg.kafka.broker_servers,
         "lms-cassandra.keyspace": KEYSPACE,
-        "redis.database.relationCache.id": cfg.relation_cache_db,
-        "backfill.outbox.location": cfg.backfill_outbox_location,
+        "redis.database.relationCache.id": cfg.redis.relation_cache_db,
+        "backfill.outbox.location": cfg.backfill.outbox_location,
         "service.search.basePath": "http://127.0.0.1:9/search",
         "backfill.slices": SLICES,
         "backfill.slice.retry.backoff.seconds": 2,

@@ -14,11 +14,12 @@ import pytest
 
 from devkit.sample.data import SampleData, generate_sample
 from enrolment_reconciliation.batch.milestones import AFTER_ENROLMENT_WRITE, AFTER_SLICE_RECORDED
-from enrolment_reconciliation.io.backfill_runs import ProgressStore
-from enrolment_reconciliation.io.cassandra import connect_from_config
+from enrolment_reconciliation.io.backfill_runs import RunRecords
+from enrolment_reconciliation.io.cassandra import connect
 from enrolment_reconciliation.modes import backfill
 from enrolment_reconciliation.modes.backfill import BackfillOptions, run_backfill
-from enrolment_reconciliation.modes.dry_run_report import CHANGE_COLUMNS
+from enrolment_reconciliation.modes.backfill import run as backfill_run
+from enrolment_reconciliation.modes.backfill.report import CHANGE_COLUMNS
 from enrolment_reconciliation.runtime.config import JobConfig
 from tests.helpers import (
     KilledAtFaultPoint,
@@ -46,29 +47,29 @@ def sample() -> SampleData:
 def no_earlier_runs(tmp_path) -> None:
     """Each test starts with no recorded run (an earlier test's could be resumed)."""
     cfg = sliced(tmp_path)
-    cluster, session = connect_from_config(cfg)
+    cluster, session = connect(cfg.cassandra)
     try:
         for keyspace in (KEYSPACE, STREAM_KEYSPACE):
-            ProgressStore(session, keyspace=keyspace, table=cfg.backfill_progress_table)
-            session.execute(f"TRUNCATE {keyspace}.{cfg.backfill_progress_table}")
+            RunRecords(session, keyspace=keyspace, table=cfg.backfill.runs_table)
+            session.execute(f"TRUNCATE {keyspace}.{cfg.backfill.runs_table}")
     finally:
         cluster.shutdown()
 
 
 def expire_lease(cfg: JobConfig) -> None:
     """What the lease's TTL does a while after a run was killed, at once."""
-    cluster, session = connect_from_config(cfg, keyspace=cfg.keyspace)
+    cluster, session = connect(cfg.cassandra, keyspace=cfg.cassandra.keyspace)
     try:
-        session.execute(f"TRUNCATE {cfg.lease_table}")
+        session.execute(f"TRUNCATE {cfg.backfill.lease_table}")
     finally:
         cluster.shutdown()
 
 
 def finished_slices(cfg: JobConfig, run_id: str) -> dict[int, dict]:
-    cluster, session = connect_from_config(cfg, keyspace=cfg.keyspace)
+    cluster, session = connect(cfg.cassandra, keyspace=cfg.cassandra.keyspace)
     try:
         rows = session.execute(
-            f"SELECT run_id, slice, counts, finished_at FROM {cfg.backfill_progress_table}"
+            f"SELECT run_id, slice, counts, finished_at FROM {cfg.backfill.runs_table}"
         )
         return {
             r.slice: dict(r.counts)
@@ -111,7 +112,7 @@ def test_several_slices_give_the_tables_and_events_of_one(spark, sample, tmp_pat
 
 def staged_runs(cfg: JobConfig) -> list[str]:
     """The runs whose staged users and aggregates are on disk (scope/run folders)."""
-    root = Path(cfg.backfill_staging_location)
+    root = Path(cfg.backfill.staging_location)
     return sorted(f"{s.name}/{r.name}" for s in root.glob("*") for r in s.glob("*"))
 
 
@@ -206,7 +207,7 @@ def test_a_killed_run_resumes_where_it_stopped_and_loses_no_event(
     assert events == events_of(reference)
     completed = uninterrupted["summary"]["newlyCompleted"]
     assert completed > 0 and len(events) == 2 * completed
-    for topic in (cfg.certissue_topic, cfg.audit_topic):
+    for topic in (cfg.kafka.certissue_topic, cfg.kafka.audit_topic):
         # every event delivered at least once; a duplicate carries the same mid
         mids = {m["mid"] for m in messages_on(cfg, topic, timeout_ms=2000)}
         assert len(mids) == completed and mids <= set(events), topic
@@ -231,11 +232,11 @@ def test_restart_starts_over_instead_of_resuming(spark, sample, tmp_path, kill_a
 
 
 def test_a_failed_slice_is_retried_and_the_run_completes(spark, sample, tmp_path, monkeypatch):
-    cfg = sliced(tmp_path, slices=2).with_overrides(backfill_slice_backoff_seconds=0.1)
+    cfg = sliced(tmp_path, slices=2).with_overrides("backfill.slice.retry.backoff.seconds=0.1")
     reference = _config(tmp_path / "ref", STREAM_KEYSPACE, "backfill.slices=2")
     load(cfg, sample)
     load(reference, sample)
-    real = backfill.reconcile_batch
+    real = backfill_run.reconcile_batch
     calls = []
 
     def flaky(*args, **kwargs):
@@ -244,7 +245,7 @@ def test_a_failed_slice_is_retried_and_the_run_completes(spark, sample, tmp_path
             raise ConnectionError("Cassandra went away (injected)")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(backfill, "reconcile_batch", flaky)
+    monkeypatch.setattr(backfill_run, "reconcile_batch", flaky)
     summary = run_backfill(spark, cfg, BackfillOptions())
     monkeypatch.undo()
     assert summary["retries"] == 1 and len(calls) == 3
@@ -255,6 +256,22 @@ def test_a_failed_slice_is_retried_and_the_run_completes(spark, sample, tmp_path
         raise ConnectionError("Cassandra is gone (injected)")
 
     load(cfg, sample)
-    monkeypatch.setattr(backfill, "reconcile_batch", broken)
+    monkeypatch.setattr(backfill_run, "reconcile_batch", broken)
     with pytest.raises(backfill.SliceFailedError, match="slice 0 failed 4 times"):
         run_backfill(spark, cfg, BackfillOptions(restart=True))
+
+
+def test_a_defect_in_a_slice_is_not_retried(spark, sample, tmp_path, monkeypatch, caplog):
+    caplog.set_level(logging.INFO, logger=backfill.log.name)
+    cfg = sliced(tmp_path, slices=2)
+    load(cfg, sample)
+    calls = []
+
+    def buggy(*args, **kwargs):
+        calls.append(1)
+        raise ZeroDivisionError("a bug in the batch (injected)")
+
+    monkeypatch.setattr(backfill_run, "reconcile_batch", buggy)
+    with pytest.raises(ZeroDivisionError, match="injected"):
+        run_backfill(spark, cfg, BackfillOptions(restart=True))
+    assert len(calls) == 1 and logged(caplog, "slice-retry") == []

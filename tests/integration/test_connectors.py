@@ -14,7 +14,7 @@ from devkit.schema import apply_schema
 from enrolment_reconciliation.io.cassandra import (
     CASSANDRA_FORMAT,
     ScanFilters,
-    connect_from_config,
+    connect,
     read_table,
     scan_enrolment_users,
 )
@@ -26,7 +26,7 @@ KEYSPACE = "er_test_connectors"
 
 def test_spark_reads_a_cassandra_table_and_writes_a_dataframe_back(spark, tmp_path):
     cfg = stack_config(keyspace=KEYSPACE)
-    cluster, session = connect_from_config(cfg)
+    cluster, session = connect(cfg.cassandra)
     apply_schema(session, KEYSPACE)
     session.execute(f"TRUNCATE {KEYSPACE}.user_enrolments", timeout=60)
     session.execute(
@@ -83,7 +83,7 @@ def test_spark_reads_a_cassandra_table_and_writes_a_dataframe_back(spark, tmp_pa
 def test_structured_streaming_reads_a_topic_and_writes_another(spark, tmp_path):
     cfg = stack_config()
     source, sink = f"in-{uuid.uuid4().hex[:8]}", f"out-{uuid.uuid4().hex[:8]}"
-    producer = KafkaProducer(bootstrap_servers=cfg.kafka_broker_servers, acks="all")
+    producer = KafkaProducer(bootstrap_servers=cfg.kafka.broker_servers, acks="all")
     for i in range(5):
         producer.send(source, key=f"k{i}".encode(), value=f"message {i}".encode())
     producer.flush()
@@ -91,7 +91,7 @@ def test_structured_streaming_reads_a_topic_and_writes_another(spark, tmp_path):
 
     stream = (
         spark.readStream.format("kafka")
-        .option("kafka.bootstrap.servers", cfg.kafka_broker_servers)
+        .option("kafka.bootstrap.servers", cfg.kafka.broker_servers)
         .option("subscribe", source)
         .option("startingOffsets", "earliest")
         .load()
@@ -99,7 +99,7 @@ def test_structured_streaming_reads_a_topic_and_writes_another(spark, tmp_path):
     )
     query = (
         stream.writeStream.format("kafka")
-        .option("kafka.bootstrap.servers", cfg.kafka_broker_servers)
+        .option("kafka.bootstrap.servers", cfg.kafka.broker_servers)
         .option("topic", sink)
         .option("checkpointLocation", str(tmp_path / "checkpoint"))
         .trigger(availableNow=True)
@@ -110,7 +110,7 @@ def test_structured_streaming_reads_a_topic_and_writes_another(spark, tmp_path):
 
     consumer = KafkaConsumer(
         sink,
-        bootstrap_servers=cfg.kafka_broker_servers,
+        bootstrap_servers=cfg.kafka.broker_servers,
         auto_offset_reset="earliest",
         consumer_timeout_ms=5000,
         group_id=None,
@@ -122,7 +122,7 @@ def test_structured_streaming_reads_a_topic_and_writes_another(spark, tmp_path):
 
 def test_the_users_pass_reads_each_user_once_with_or_without_filters(spark):
     cfg = stack_config(keyspace=KEYSPACE)
-    cluster, session = connect_from_config(cfg)
+    cluster, session = connect(cfg.cassandra)
     apply_schema(session, KEYSPACE)
     session.execute(f"TRUNCATE {KEYSPACE}.user_enrolments", timeout=60)
     for user, course, batch in [
@@ -144,9 +144,9 @@ def test_the_users_pass_reads_each_user_once_with_or_without_filters(spark):
     def expected(*ids: str):
         return spark.createDataFrame([(u,) for u in ids], users)
 
-    everyone = scan_enrolment_users(spark, cfg, ScanFilters())  # PER PARTITION LIMIT 1
+    everyone = scan_enrolment_users(spark, cfg.cassandra, ScanFilters())  # PER PARTITION LIMIT 1
     assert_df_equality(
         everyone, expected("u1", "u2", "u3"), ignore_row_order=True, ignore_nullable=True
     )
-    in_c1 = scan_enrolment_users(spark, cfg, ScanFilters(courses=("c1",)))
+    in_c1 = scan_enrolment_users(spark, cfg.cassandra, ScanFilters(courses=("c1",)))
     assert_df_equality(in_c1, expected("u1", "u3"), ignore_row_order=True, ignore_nullable=True)

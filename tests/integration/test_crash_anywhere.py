@@ -51,7 +51,7 @@ def _requests(sample: SampleData) -> list[bytes]:
 
 def _events(cfg: JobConfig) -> dict[str, list[dict]]:
     copies: dict[str, list[dict]] = defaultdict(list)
-    for topic in (cfg.certissue_topic, cfg.audit_topic):
+    for topic in (cfg.kafka.certissue_topic, cfg.kafka.audit_topic):
         for event in messages_on(cfg, topic, timeout_ms=3000):
             # the batch time stamps differ between runs and between a copy and its resend
             copies[event["mid"]].append(
@@ -100,7 +100,9 @@ def _campaign(spark, tmp_path: Path, *, kills: int, users: int, seed: int) -> di
     ref_started = time.monotonic()
     run_stream(
         spark,
-        reference.with_overrides(trigger="available-now", max_offsets_per_trigger=BATCH),
+        reference.with_overrides(
+            "stream.trigger.mode=available-now", f"stream.max.offsets.per.trigger={BATCH}"
+        ),
     )
     # kills within a cold uninterrupted run's length: later ones would land in idle start-ups
     window = max(8.0, COLD_START_SECONDS + time.monotonic() - ref_started)

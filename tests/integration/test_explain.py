@@ -7,7 +7,7 @@ import json
 import pytest
 
 from enrolment_reconciliation.cli import _parser
-from enrolment_reconciliation.io.cassandra import connect_from_config
+from enrolment_reconciliation.io.cassandra import connect
 from enrolment_reconciliation.io.relation_cache import redis_client
 from enrolment_reconciliation.modes.explain import explain_enrolment, render
 from enrolment_reconciliation.runtime.exit_codes import ExitCode
@@ -40,7 +40,7 @@ KEYS = {
 @pytest.fixture(scope="module")
 def cfg():
     cfg = stack_config(f"redis.database.relationCache.id={REDIS_DB}", keyspace=KEYSPACE)
-    cluster, session = connect_from_config(cfg, keyspace=KEYSPACE)
+    cluster, session = connect(cfg.cassandra, keyspace=KEYSPACE)
     for table in ("user_content_consumption", "user_enrolments", "user_activity_agg"):
         session.execute(f"TRUNCATE {table}", timeout=60)
     insert_consumption(
@@ -54,7 +54,7 @@ def cfg():
     )
     insert_enrolments(session, [("u", "C", "b", 1, None), ("w", "D", "b", 1, None)])
     cluster.shutdown()
-    client = redis_client(cfg)
+    client = redis_client(cfg.redis)
     client.flushdb()
     put_keys(client, KEYS)
     client.close()
@@ -89,7 +89,7 @@ def test_explain_names_the_missing_and_the_optional_leaves_per_course_and_unit(s
     assert "    optional left out: R4" in text
     assert "a sync would set status 1 -> 1, progress None -> 2" in text
     # explain writes nothing
-    cluster, session = connect_from_config(cfg, keyspace=KEYSPACE)
+    cluster, session = connect(cfg.cassandra, keyspace=KEYSPACE)
     assert session.execute("SELECT progress FROM user_enrolments").one().progress is None
     assert session.execute("SELECT COUNT(*) FROM user_activity_agg").one()[0] == 0
     cluster.shutdown()
@@ -122,7 +122,7 @@ def test_what_is_not_there_is_said_plainly(spark, cfg):
     assert "  NOT FOUND: no user_enrolments row for user nobody" in render(nobody)
     with SearchStub({"D": "Live"}) as search:  # published, yet no leafnodes anywhere
         unstructured = explain_enrolment(
-            spark, cfg.with_overrides(search_base_path=search.base_path), "w", "D", "b"
+            spark, cfg.with_overrides(f"service.search.basePath={search.base_path}"), "w", "D", "b"
         )
     assert unstructured["found"] == {
         "enrolment": True,

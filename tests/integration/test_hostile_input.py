@@ -51,7 +51,7 @@ def test_the_hostile_corpus_never_fails_a_batch_and_each_message_gets_its_reason
     batches = json_lines(result.stdout, "micro-batch")
     assert len(batches) >= 4  # the corpus really was spread over several micro-batches
     assert sum(b["counters"]["requests.total-events-count"] for b in batches) == len(messages)
-    failed = {f["source"]["offset"]: f["reason"] for f in messages_on(cfg, cfg.failed_topic)}
+    failed = {f["source"]["offset"]: f["reason"] for f in messages_on(cfg, cfg.kafka.failed_topic)}
     expected = {
         offset: h.expected
         for offset, h in hostile_offsets.items()
@@ -75,5 +75,5 @@ def test_the_hostile_corpus_never_fails_a_batch_and_each_message_gets_its_reason
     assert after == before
     users = {r.user_id for r in cql.execute("SELECT user_id FROM user_activity_agg")}
     assert users <= {"user001", "user002"}
-    certificates = messages_on(cfg, cfg.certissue_topic)
+    certificates = messages_on(cfg, cfg.kafka.certissue_topic)
     assert [c["edata"]["userIds"] for c in certificates] == [["user001"]]

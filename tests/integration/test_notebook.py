@@ -20,7 +20,7 @@ from nbclient import NotebookClient
 
 from devkit.sample.data import STUCK_RATE, SampleData, generate_sample
 from devkit.sample.loader import load_sample
-from enrolment_reconciliation.io.cassandra import connect_from_config
+from enrolment_reconciliation.io.cassandra import connect
 from enrolment_reconciliation.runtime.config import load_config
 from tests.helpers import ROOT, stack_overrides
 
@@ -57,7 +57,7 @@ def execute(name: str, **env: str):
 
 
 def table_rows(cfg) -> tuple[list, list]:
-    cluster, session = connect_from_config(cfg, keyspace=cfg.keyspace)
+    cluster, session = connect(cfg.cassandra, keyspace=cfg.cassandra.keyspace)
     try:
         return (
             sorted(tuple(r) for r in session.execute("SELECT * FROM user_enrolments")),

@@ -1,4 +1,4 @@
-"""Service outages while the stream runs (``--trigger processing-time=1s``), design.md §4:
+"""Service outages while the stream runs (``--trigger processing-time=1s``), docs/design.md §4:
 Cassandra stopped and restarted, Redis stopped and restarted, the Kafka broker restarted, the
 search service answering 500s and timing out. Requests are sent before and during each outage;
 after recovery every one of them is applied (or, for the search route, reported) and nothing is
@@ -87,7 +87,7 @@ def _completed(cql, users: list[str]) -> set[str]:
 
 
 def _certificates(cfg: JobConfig) -> set[str]:
-    return {c["edata"]["userIds"][0] for c in messages_on(cfg, cfg.certissue_topic, 2000)}
+    return {c["edata"]["userIds"][0] for c in messages_on(cfg, cfg.kafka.certissue_topic, 2000)}
 
 
 def _wait(condition: Callable[[], bool], timeout: float, what: str, log: Path) -> float:
@@ -168,7 +168,7 @@ def test_cassandra_stopped_and_restarted(cql, tmp_path):
 def test_redis_stopped_and_restarted(cql, tmp_path):
     def back(cfg: JobConfig) -> None:
         _stack("start", "redis")
-        client = redis_client(cfg)  # the local Redis keeps no data across a restart
+        client = redis_client(cfg.redis)  # the local Redis keeps no data across a restart
         for key, members in CASE_2.items():
             client.sadd(key, *members)
         client.close()
@@ -211,7 +211,7 @@ def test_search_service_failing_then_recovering(cql, tmp_path, failure):
             else:
                 stub.delay_seconds = 15  # past the job's 10 s search timeout
             _enrol(cql, ["dur00", "dur01"], "course008", "Batch8", ("R1",))
-            client = redis_client(cfg)
+            client = redis_client(cfg.redis)
             client.sadd("course008:R1:ancestors", "course008")
             client.close()
             produce(
@@ -232,7 +232,7 @@ def test_search_service_failing_then_recovering(cql, tmp_path, failure):
         cfg = config_for(str(figures["env"]), tmp_path)[0]
         failed = {
             (f["userId"], f["reason"])
-            for f in messages_on(cfg, cfg.failed_topic)
+            for f in messages_on(cfg, cfg.kafka.failed_topic)
             if f.get("courseId") == "course008"
         }
     assert figures["lost"] == 0

@@ -19,7 +19,7 @@ from enrolment_reconciliation.batch.read import read_requested
 from enrolment_reconciliation.core.counters import new_counts
 from enrolment_reconciliation.core.schemas import ACTIVITY_AGG_SCHEMA, ENROLMENT_KEY_SCHEMA
 from enrolment_reconciliation.io.cassandra import (
-    connect_from_config,
+    connect,
     read_consumption_for,
 )
 from enrolment_reconciliation.io.relation_cache import RelationCacheReader, redis_client
@@ -51,7 +51,7 @@ def cfg() -> JobConfig:
 
 @pytest.fixture(scope="module")
 def cql(cfg):
-    cluster, session = connect_from_config(cfg)
+    cluster, session = connect(cfg.cassandra)
     apply_schema(session, KEYSPACE)
     session.set_keyspace(KEYSPACE)
     yield session
@@ -60,7 +60,7 @@ def cql(cfg):
 
 @pytest.fixture
 def relation_cache(cfg) -> Iterator[redis.Redis]:
-    client = redis_client(cfg)
+    client = redis_client(cfg.redis)
     client.flushdb()
     yield client
     client.close()
@@ -75,7 +75,7 @@ def clean(cql, relation_cache):
 
 def test_consumption_and_enrolment_reads_are_connector_direct_joins(spark, cfg, cql):
     keys = spark.createDataFrame([("u1", "c1", "b1")], ENROLMENT_KEY_SCHEMA)
-    consumption = read_consumption_for(spark, keys, cfg)
+    consumption = read_consumption_for(spark, keys, cfg.cassandra)
     progress = read_requested(spark, raw_requests(spark, [sync_request("u", "c", "b")]), cfg)
     for frame in (consumption, progress.progress):
         plan = frame._jdf.queryExecution().executedPlan().toString()
@@ -116,7 +116,7 @@ def test_batch_on_the_real_stack_returns_the_expected_frames(spark, cfg, clean, 
         ],
     )
     resources = BatchResources(
-        RelationCacheReader.from_config(cfg), CollectionStatusClient("http://127.0.0.1:9/none")
+        RelationCacheReader.of(cfg.redis), CollectionStatusClient("http://127.0.0.1:9/none")
     )
     result = reconcile_batch(spark, read_requested(spark, raw, cfg), cfg, resources, now=NOW)
 
@@ -205,7 +205,7 @@ def test_missing_leafnodes_asks_search_once_per_ttl_and_routes_by_status(
     raw = raw_requests(spark, [sync_request("u1", "live", "b"), sync_request("u1", "gone", "b")])
     with SearchStub({"live": "Live", "gone": "Retired"}) as search:
         resources = BatchResources(
-            RelationCacheReader.from_config(cfg),
+            RelationCacheReader.of(cfg.redis),
             CollectionStatusClient(search.base_path, ttl_seconds=3600),
         )
         result = reconcile_batch(spark, read_requested(spark, raw, cfg), cfg, resources, now=NOW)
@@ -230,7 +230,7 @@ def test_search_service_unreachable_raises_a_retryable_error(spark, cfg, clean, 
     with SearchStub() as search:
         search.fail_with = 503
         resources = BatchResources(
-            RelationCacheReader.from_config(cfg),
+            RelationCacheReader.of(cfg.redis),
             CollectionStatusClient(search.base_path, retries=1),
         )
         with pytest.raises(SearchServiceError, match="HTTP 503"):
@@ -278,7 +278,7 @@ def test_core_over_generated_sample_data_matches_the_spec_rules(spark, cfg, cql,
     requested |= {(r.userid, r.courseid, r.batchid) for r in sample.consumption()}
     raw = raw_requests(spark, [sync_request(*k) for k in sorted(requested)])
     resources = BatchResources(
-        RelationCacheReader.from_config(cfg), CollectionStatusClient("http://127.0.0.1:9/none")
+        RelationCacheReader.of(cfg.redis), CollectionStatusClient("http://127.0.0.1:9/none")
     )
     result = reconcile_batch(spark, read_requested(spark, raw, cfg), cfg, resources, now=NOW)
     expected_aggs, expected_updates_ = _oracle(sample, requested)
@@ -313,7 +313,7 @@ def test_a_relation_cache_copy_without_ttl_still_holds_the_whole_course(cfg, rel
     """TTL 0 (no copy kept between batches): one read still resolves the course and its units."""
     for key, members in CASE_2.items():
         relation_cache.sadd(key, *members)
-    reader = RelationCacheReader(redis_client(cfg), ttl_seconds=0)
+    reader = RelationCacheReader(redis_client(cfg.redis), ttl_seconds=0)
     reader.fetch_for_contents({"course001": ["R1", "R2", "R3"]})
     course = reader.structure("course001")
     assert course.leafnodes == {"R1", "R2", "R3"}

@@ -36,7 +36,7 @@ def test_the_stream_exports_its_counters_lag_and_the_original_metric_names(spark
     cfg, _ = config_for(env, tmp_path)
     seed(cql, cfg)
     port = free_port()
-    cfg = cfg.with_overrides(trigger="available-now", prometheus_port=port)
+    cfg = cfg.with_overrides("stream.trigger.mode=available-now", f"metrics.prometheus.port={port}")
     produce(
         cfg,
         [

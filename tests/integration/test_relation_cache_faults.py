@@ -1,4 +1,5 @@
-"""Relation-cache faults through the real stream, handled per course (design.md §3.2, spec §4.2):
+"""Relation-cache faults through the real stream, handled per course (docs/design.md §3.2;
+docs/behaviour.md §4.2, §7.8, §10.18):
 
 - a course whose leafnodes key holds a Redis string: its requests go to the failed topic with a
   reason naming the key, the other courses in the same micro-batch are applied;
@@ -44,7 +45,7 @@ def test_relation_cache_faults_are_handled_per_course(cql, tmp_path):
     env = f"rcfault{uuid.uuid4().hex[:8]}"
     cfg, args = config_for(env, tmp_path)
     seed(cql, cfg)
-    client = redis_client(cfg)
+    client = redis_client(cfg.redis)
     client.set("course002:course002:leafnodes", "R1,R2")  # a string where a set belongs
     client.sadd("course002:R1:ancestors", "course002")
     for key, members in STRUCTURE.items():
@@ -75,7 +76,7 @@ def test_relation_cache_faults_are_handled_per_course(cql, tmp_path):
     result = run_job(args)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
-    failed = messages_on(cfg, cfg.failed_topic)
+    failed = messages_on(cfg, cfg.kafka.failed_topic)
     assert [(f["reason"], f["userId"], f["courseId"]) for f in failed] == [
         (
             "relation cache key course002:course002:leafnodes holds a string, not a set",
@@ -102,5 +103,5 @@ def test_relation_cache_faults_are_handled_per_course(cql, tmp_path):
     }
     counters = json_lines(result.stdout, "micro-batch")[0]["counters"]
     assert counters["failed.failed-events-count"] == 1
-    certificates = messages_on(cfg, cfg.certissue_topic)
+    certificates = messages_on(cfg, cfg.kafka.certissue_topic)
     assert sorted(c["edata"]["userIds"][0] for c in certificates) == ["user001", "user004"]

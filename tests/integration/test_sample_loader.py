@@ -10,7 +10,7 @@ from cassandra.cluster import Session
 
 from devkit.sample.data import SampleData, generate_sample
 from devkit.sample.loader import load_sample
-from enrolment_reconciliation.io.cassandra import connect_from_config
+from enrolment_reconciliation.io.cassandra import connect
 from enrolment_reconciliation.io.relation_cache import redis_client
 from enrolment_reconciliation.runtime.config import JobConfig
 from tests.helpers import stack_config
@@ -33,14 +33,14 @@ def sample() -> SampleData:
 
 @pytest.fixture(scope="module")
 def session(cfg: JobConfig) -> Iterator[Session]:
-    cluster, session = connect_from_config(cfg)
+    cluster, session = connect(cfg.cassandra)
     yield session
     cluster.shutdown()
 
 
 @pytest.fixture(scope="module")
 def relation_cache(cfg: JobConfig) -> Iterator[redis.Redis]:
-    client = redis_client(cfg)
+    client = redis_client(cfg.redis)
     yield client
     client.close()
 
@@ -69,9 +69,9 @@ def test_returned_counts_match_the_sample(loaded: dict[str, int], sample: Sample
 def test_tables_hold_exactly_the_sample_rows(
     loaded: dict[str, int], session: Session, cfg: JobConfig
 ) -> None:
-    assert _count(session, cfg.enrolments_table) == loaded["enrolments"]
-    assert _count(session, cfg.consumption_table) == loaded["consumption"]
-    assert _count(session, cfg.activity_agg_table) == 0
+    assert _count(session, cfg.cassandra.enrolments_table) == loaded["enrolments"]
+    assert _count(session, cfg.cassandra.consumption_table) == loaded["consumption"]
+    assert _count(session, cfg.cassandra.activity_agg_table) == 0
 
 
 def test_enrolment_row_round_trips(
@@ -79,7 +79,7 @@ def test_enrolment_row_round_trips(
 ) -> None:
     done = next(e for e in sample.enrolments() if e.status == 2 and e.contentstatus)
     row = session.execute(
-        f"SELECT * FROM {KEYSPACE}.{cfg.enrolments_table} "
+        f"SELECT * FROM {KEYSPACE}.{cfg.cassandra.enrolments_table} "
         "WHERE userid=%s AND courseid=%s AND batchid=%s",
         (done.userid, done.courseid, done.batchid),
     ).one()
@@ -98,7 +98,7 @@ def test_null_consumption_status_is_stored_as_null(
     nulled = next(r for r in sample.consumption() if r.status is None)
     row = session.execute(
         f"SELECT status, viewcount, completedcount, last_access_time "
-        f"FROM {KEYSPACE}.{cfg.consumption_table} "
+        f"FROM {KEYSPACE}.{cfg.cassandra.consumption_table} "
         "WHERE userid=%s AND courseid=%s AND batchid=%s AND contentid=%s",
         (nulled.userid, nulled.courseid, nulled.batchid, nulled.contentid),
     ).one()
@@ -148,4 +148,4 @@ def test_reload_replaces_set_members_and_is_idempotent(
     again = load_sample(sample, cfg, batch_rows=1)  # the one-INSERT-per-row path
     assert again == loaded
     assert relation_cache.smembers(key) == set(sample.courses[1].leaf_ids)
-    assert _count(session, cfg.consumption_table) == loaded["consumption"]
+    assert _count(session, cfg.cassandra.consumption_table) == loaded["consumption"]

@@ -32,8 +32,8 @@ def test_the_stack_requires_the_credentials():
 
     cfg = stack_config()
     with pytest.raises(redis.AuthenticationError):
-        redis.Redis(host=cfg.redis_host, port=cfg.redis_port).ping()
-    cluster = Cluster([cfg.cassandra_host], port=cfg.cassandra_port, protocol_version=5)
+        redis.Redis(host=cfg.redis.host, port=cfg.redis.port).ping()
+    cluster = Cluster([cfg.cassandra.host], port=cfg.cassandra.port, protocol_version=5)
     with pytest.raises(NoHostAvailable, match="requires authentication"):
         cluster.connect()
     cluster.shutdown()
@@ -42,7 +42,7 @@ def test_the_stack_requires_the_credentials():
 def test_no_credential_in_logs_events_failed_payloads_checkpoint_or_report(cql, tmp_path):
     env = f"secrets{uuid.uuid4().hex[:8]}"
     cfg, args = config_for(env, tmp_path)
-    secrets = cfg.credentials.secrets()
+    secrets = cfg.secrets()
     assert len(secrets) >= 2, "the stack's Cassandra and Redis passwords must be in the environment"
     seed(cql, cfg)
     produce(
@@ -63,11 +63,11 @@ def test_no_credential_in_logs_events_failed_payloads_checkpoint_or_report(cql, 
         "stream log": stream.stdout + stream.stderr,
         "backfill log": dry.stdout + dry.stderr,
     }
-    for topic in (cfg.failed_topic, cfg.audit_topic, cfg.certissue_topic):
+    for topic in (cfg.kafka.failed_topic, cfg.kafka.audit_topic, cfg.kafka.certissue_topic):
         outputs[topic] = repr(messages_on(cfg, topic))
     files = [p for p in tmp_path.rglob("*") if p.is_file() and p.suffix != ".png"]
     assert any(p.name == "summary.json" for p in files)
     for path in files:
         outputs[str(path.relative_to(tmp_path))] = path.read_text(errors="replace")
-    assert "malformed JSON" in outputs[cfg.failed_topic]  # the failures are there
+    assert "malformed JSON" in outputs[cfg.kafka.failed_topic]  # the failures are there
     assert {name: leaks for name, text in outputs.items() if (leaks := _leaks(text, secrets))} == {}

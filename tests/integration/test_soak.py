@@ -101,10 +101,10 @@ def test_ten_minutes_at_a_steady_rate(tmp_path):
         tmp_path / "stream.log",
         environ={"SPARK_DRIVER_MEMORY": DRIVER_HEAP, "SPARK_SUBMIT_OPTS": DRIVER_JAVA_OPTS},
     )
-    producer = KafkaProducer(bootstrap_servers=cfg.kafka_broker_servers, linger_ms=5)
+    producer = KafkaProducer(bootstrap_servers=cfg.kafka.broker_servers, linger_ms=5)
     samples, sent = [], 0
     try:
-        producer.send(cfg.input_topic, sync_request(*next(keys)).encode())
+        producer.send(cfg.kafka.input_topic, sync_request(*next(keys)).encode())
         sent = 1
         # start-up and the first (cold) micro-batch are not the soak
         stream.wait_for_batches(1, timeout=600)
@@ -112,7 +112,7 @@ def test_ten_minutes_at_a_steady_rate(tmp_path):
         while (elapsed := time.monotonic() - started - WARMUP) < SECONDS:
             due = int(RATE * (elapsed + WARMUP)) - (sent - 1)
             for _ in range(max(due, 0)):
-                producer.send(cfg.input_topic, sync_request(*next(keys)).encode())
+                producer.send(cfg.kafka.input_topic, sync_request(*next(keys)).encode())
             sent += max(due, 0)
             producer.flush()
             if elapsed >= len(samples) * SAMPLE_EVERY:  # (elapsed < 0 while warming up)

@@ -28,7 +28,7 @@ import redis
 from kafka import KafkaConsumer
 
 from devkit.schema import apply_schema
-from enrolment_reconciliation.io.cassandra import connect_from_config
+from enrolment_reconciliation.io.cassandra import connect
 from enrolment_reconciliation.io.relation_cache import redis_client
 from tests.helpers import ROOT, stack_config
 
@@ -169,10 +169,10 @@ def cfg():
 def loaded(cfg):
     """A one-enrolment data set: course C1, unit U1, leaves R1 and R2, both completed by u1."""
     try:
-        cluster, session = connect_from_config(cfg)
+        cluster, session = connect(cfg.cassandra)
     except Exception as e:  # the driver's NoHostAvailable and friends
         pytest.fail(
-            f"Cassandra at {cfg.cassandra_host}:{cfg.cassandra_port} unreachable "
+            f"Cassandra at {cfg.cassandra.host}:{cfg.cassandra.port} unreachable "
             f"(bash stack/stack.sh start): {e}"
         )
     apply_schema(session, KEYSPACE)
@@ -190,11 +190,11 @@ def loaded(cfg):
         " VALUES ('u1', 'C1', 'B1', 1, true)"
     )
 
-    client = redis_client(cfg)
+    client = redis_client(cfg.redis)
     try:
         client.flushdb()
     except redis.ConnectionError as e:
-        pytest.fail(f"Redis at {cfg.redis_host}:{cfg.redis_port} unreachable: {e}")
+        pytest.fail(f"Redis at {cfg.redis.host}:{cfg.redis.port} unreachable: {e}")
     client.sadd("C1:C1:leafnodes", "R1", "R2")
     client.sadd("C1:U1:leafnodes", "R1", "R2")
     for content in ("R1", "R2"):
@@ -236,11 +236,11 @@ def submit(
     """``./spark-submit.sh <mode_args> --master spark://...`` with a small driver and executor."""
     env_name = f"ercluster{uuid.uuid4().hex[:10]}"
     settings = {
-        "lms-cassandra.host": cfg.cassandra_host,
-        "lms-cassandra.port": cfg.cassandra_port,
-        "redis.host": cfg.redis_host,
-        "redis.port": cfg.redis_port,
-        "kafka.broker-servers": cfg.kafka_broker_servers,
+        "lms-cassandra.host": cfg.cassandra.host,
+        "lms-cassandra.port": cfg.cassandra.port,
+        "redis.host": cfg.redis.host,
+        "redis.port": cfg.redis.port,
+        "kafka.broker-servers": cfg.kafka.broker_servers,
         "lms-cassandra.keyspace": KEYSPACE,
         "redis.database.relationCache.id": REDIS_DB,
         "stream.checkpoint.location": tmp_path / "ckpt",
@@ -334,7 +334,7 @@ def test_sync_runs_on_a_standalone_cluster(standalone, cfg, loaded, tmp_path):
 
     # The certificate request reached Kafka.
     topic = f"{env_name}.issue.certificate.request"
-    events = certificate_events(cfg.kafka_broker_servers, topic)
+    events = certificate_events(cfg.kafka.broker_servers, topic)
     assert len(events) == 1, f"expected one certificate event on {topic}, got {events}"
     edata = events[0]["edata"]
     expected = ("issue-certificate", ["u1"], "C1", "B1")

@@ -97,8 +97,8 @@ def test_stream_writes_the_exact_enrolment_rows(streamed, cql):
 
 def test_stream_publishes_exactly_one_audit_and_one_certificate_event(streamed):
     cfg, _, started = streamed
-    certs = messages_on(cfg, cfg.certissue_topic)
-    audits = messages_on(cfg, cfg.audit_topic)
+    certs = messages_on(cfg, cfg.kafka.certissue_topic)
+    audits = messages_on(cfg, cfg.kafka.audit_topic)
     assert len(certs) == 1 and len(audits) == 1
     cert, audit = certs[0], audits[0]
     assert cert["ets"] >= started - 1000
@@ -149,7 +149,7 @@ def test_stream_publishes_exactly_one_audit_and_one_certificate_event(streamed):
 
 def test_bad_messages_go_to_the_failed_topic_while_valid_ones_are_applied(streamed, cql):
     cfg, result, _ = streamed
-    failed = messages_on(cfg, cfg.failed_topic)
+    failed = messages_on(cfg, cfg.kafka.failed_topic)
     assert [(f["reason"], f["payload"]) for f in failed] == [
         ("malformed JSON", BAD[0].decode()),
         (
@@ -162,7 +162,7 @@ def test_bad_messages_go_to_the_failed_topic_while_valid_ones_are_applied(stream
             BAD[2].decode()[:FAILED_PAYLOAD_MAX_CHARS],
         ),
     ]
-    assert all(f["source"]["topic"] == cfg.input_topic for f in failed)
+    assert all(f["source"]["topic"] == cfg.kafka.input_topic for f in failed)
     status = cql.execute("SELECT status FROM user_enrolments WHERE userid='user001'").one()
     assert status.status == 2
     # one JSON log line per micro-batch with the counters
@@ -192,12 +192,12 @@ def test_crash_between_status_write_and_publish_loses_no_certificate(cql, tmp_pa
     assert crashed.returncode != 0
     status = cql.execute("SELECT status FROM user_enrolments WHERE userid='user001'").one()
     assert status.status == 2  # the status write happened ...
-    assert messages_on(cfg, cfg.certissue_topic) == []  # ... the publish did not
+    assert messages_on(cfg, cfg.kafka.certissue_topic) == []  # ... the publish did not
 
     restarted = run_job(args)
     assert restarted.returncode == 0, restarted.stdout[-3000:] + restarted.stderr[-3000:]
-    certs = messages_on(cfg, cfg.certissue_topic)
-    audits = messages_on(cfg, cfg.audit_topic)
+    certs = messages_on(cfg, cfg.kafka.certissue_topic)
+    audits = messages_on(cfg, cfg.kafka.audit_topic)
     key = ("user001", "course001", "Batch1")
     assert [c["mid"] for c in certs] == ["LP." + name_uuid(*key, "issue-certificate")]
     assert [a["mid"] for a in audits] == ["LP.AUDIT." + name_uuid(*key, "enrol-complete")]

@@ -36,7 +36,7 @@ def test_request_counters_are_observed_metrics_of_the_stream(spark, cql, tmp_pat
     env = f"obs{uuid.uuid4().hex[:8]}"
     cfg, _ = config_for(env, tmp_path)
     seed(cql, cfg)
-    cfg = cfg.with_overrides(trigger="available-now")
+    cfg = cfg.with_overrides("stream.trigger.mode=available-now")
     produce(
         cfg,
         [
@@ -93,10 +93,10 @@ def test_unreachable_redis_fails_the_batch_and_a_rerun_applies_the_request(cql, 
     assert '"event": "giving-up"' in failed.stdout
     row = cql.execute("SELECT status FROM user_enrolments WHERE userid='user001'").one()
     assert row.status == 1  # nothing applied
-    assert messages_on(cfg, cfg.certissue_topic) == []
+    assert messages_on(cfg, cfg.kafka.certissue_topic) == []
 
     fixed = run_job(args)  # same checkpoint: the unapplied request is still there
     assert fixed.returncode == 0, fixed.stdout[-3000:] + fixed.stderr[-3000:]
     row = cql.execute("SELECT status FROM user_enrolments WHERE userid='user001'").one()
     assert row.status == 2
-    assert len(messages_on(cfg, cfg.certissue_topic)) == 1
+    assert len(messages_on(cfg, cfg.kafka.certissue_topic)) == 1

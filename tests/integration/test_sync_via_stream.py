@@ -9,7 +9,7 @@ import uuid
 import pytest
 
 from devkit.stack import StreamProcess
-from enrolment_reconciliation.io.cassandra import connect_from_config
+from enrolment_reconciliation.io.cassandra import connect
 from enrolment_reconciliation.runtime.exit_codes import ExitCode
 from tests.helpers import STREAM_KEYSPACE, config_for, seed, spark_submit
 
@@ -36,7 +36,7 @@ def via_stream(args: list[str], user: str, batch: str = "Batch1", timeout: float
 
 def test_sync_via_stream_asks_the_running_stream(tmp_path):
     cfg, args = config_for(f"via{uuid.uuid4().hex[:8]}", tmp_path)
-    cluster, cql = connect_from_config(cfg, keyspace=STREAM_KEYSPACE)
+    cluster, cql = connect(cfg.cassandra, keyspace=STREAM_KEYSPACE)
     try:
         seed(cql, cfg)
     finally:
@@ -57,7 +57,7 @@ def test_sync_via_stream_asks_the_running_stream(tmp_path):
         assert result["before"]["enrolment"]["status"] == 1
         assert result["after"]["enrolment"]["status"] == 2 and result["changed"] is True
         assert result["after"]["courseAggregates"]["completedCount"] == 3.0
-        assert result["request"]["topic"] == cfg.input_topic
+        assert result["request"]["topic"] == cfg.kafka.input_topic
 
         again = via_stream(args, "user001")  # applied, changing nothing: the commit log says so
         assert again.returncode == ExitCode.OK, again.stderr[-3000:]

@@ -10,7 +10,7 @@ import pytest
 from benchmarks.throttle import aggregate_rows, enrolment_rows
 from devkit.schema import apply_schema
 from enrolment_reconciliation.io.cassandra import (
-    connect_from_config,
+    connect,
     write_activity_aggregates,
     write_enrolment_updates,
 )
@@ -23,16 +23,16 @@ KEYSPACE, BOUND = "er_test_connectors", 1000
 @pytest.fixture(scope="module")
 def cfg():
     cfg = stack_config(f"write.max.per.second={BOUND}", keyspace=KEYSPACE)
-    cluster, session = connect_from_config(cfg)
+    cluster, session = connect(cfg.cassandra)
     apply_schema(session, KEYSPACE)
-    for table in (cfg.activity_agg_table, cfg.enrolments_table):
+    for table in (cfg.cassandra.activity_agg_table, cfg.cassandra.enrolments_table):
         session.execute(f"TRUNCATE {KEYSPACE}.{table}", timeout=60)
     cluster.shutdown()
     return cfg
 
 
 def count_rows(cfg, table: str) -> int:
-    cluster, session = connect_from_config(cfg, keyspace=KEYSPACE)
+    cluster, session = connect(cfg.cassandra, keyspace=KEYSPACE)
     try:
         return session.execute(f"SELECT COUNT(*) FROM {table}", timeout=60).one()[0]
     finally:
@@ -44,10 +44,10 @@ def test_the_aggregate_writer_keeps_the_bound(spark, cfg):
     aggregates = aggregate_rows(spark, rows, run=0)
     aggregates = aggregates.localCheckpoint()  # the rows exist before the clock starts
     started = time.monotonic()
-    write_activity_aggregates(aggregates, cfg, rows=rows)
+    write_activity_aggregates(aggregates, cfg.cassandra, cfg.write, rows=rows)
     rate = rows / (time.monotonic() - started)
     assert rate <= 1.2 * BOUND, f"{rate:.0f} rows/s against a bound of {BOUND}"
-    assert count_rows(cfg, cfg.activity_agg_table) == rows
+    assert count_rows(cfg, cfg.cassandra.activity_agg_table) == rows
 
 
 def test_the_enrolment_writer_keeps_the_bound(spark, cfg):
@@ -55,7 +55,7 @@ def test_the_enrolment_writer_keeps_the_bound(spark, cfg):
     updates = enrolment_rows(spark, rows, run=0)
     updates = updates.localCheckpoint()
     started = time.monotonic()
-    write_enrolment_updates(updates, cfg, rows=rows)
+    write_enrolment_updates(updates, cfg.cassandra, cfg.write, rows=rows)
     rate = rows / (time.monotonic() - started)
     assert rate <= 1.2 * BOUND, f"{rate:.0f} rows/s against a bound of {BOUND}"
-    assert count_rows(cfg, cfg.enrolments_table) == rows
+    assert count_rows(cfg, cfg.cassandra.enrolments_table) == rows

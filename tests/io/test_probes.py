@@ -32,7 +32,8 @@ def _nowhere():
 
 
 def test_stores_that_do_not_listen_are_down():
-    assert stores_down(_nowhere()) == ["cassandra", "redis"]
+    nowhere = _nowhere()
+    assert stores_down(nowhere.cassandra, nowhere.redis) == ["cassandra", "redis"]
 
 
 def test_a_restart_waits_its_backoff_while_the_stores_stay_down():
@@ -43,4 +44,5 @@ def test_a_restart_waits_its_backoff_while_the_stores_stay_down():
 
 @pytest.mark.integration
 def test_the_local_stack_s_stores_answer():
-    assert stores_down(stack_config()) == []
+    cfg = stack_config()
+    assert stores_down(cfg.cassandra, cfg.redis) == []

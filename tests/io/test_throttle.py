@@ -27,7 +27,7 @@ class FakeClock:
 
 
 def test_writes_share_the_connector_settings_and_carry_no_connector_throttle():
-    options = write_options(load_config(overrides=["write.max.per.second=1000"]))
+    options = write_options(load_config(overrides=["write.max.per.second=1000"]).write)
     assert "spark.cassandra.output.throughputMBPerSec" not in options
     assert options["spark.cassandra.output.batch.size.rows"] == "10"  # threshold.batch.write.size
     assert options["spark.cassandra.output.concurrent.writes"] == "32"

@@ -1,12 +1,11 @@
 """Apply one batch: write aggregates and enrolments, publish events through the outbox.
 
-Order matters (design.md §3.3, spec.md §5.6): events are staged in the outbox (by the driver
-when they are few: one Spark job, their collect with the failed payloads, instead of up to
-three), then the
-aggregates and enrolment rows are written, then the outbox is marked applied, then the AUDIT and
-certificate events are published together with the failed events (so status 2 is visible
-before the certificate request). Any exception propagates: the caller re-runs the batch, and
-every write is idempotent for the same input.
+Order matters (docs/design.md §4.3, docs/behaviour.md §5.8): events are staged in the outbox
+(by the driver when they are few: one Spark job, their collect with the failed payloads,
+instead of up to three), then the aggregates and enrolment rows are written, then the outbox is
+marked applied, then the AUDIT and certificate events are published together with the failed
+events (so status 2 is visible before the certificate request). Any exception propagates: the
+caller re-runs the batch, and every write is idempotent for the same input.
 """
 
 from __future__ import annotations
@@ -19,7 +18,8 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from enrolment_reconciliation.batch import milestones
-from enrolment_reconciliation.batch.pipeline import BatchResult, PhaseClock
+from enrolment_reconciliation.batch.clock import PhaseClock
+from enrolment_reconciliation.batch.pipeline import BatchResult
 from enrolment_reconciliation.core.counters import Counter, Counts
 from enrolment_reconciliation.core.schemas import CERTIFICATE
 from enrolment_reconciliation.io.cassandra import (
@@ -43,19 +43,21 @@ DRIVER_EVENTS_MAX = 2000
 
 def completion_messages(events: DataFrame, cfg: JobConfig) -> DataFrame:
     """Certificate requests to ``kafka.certissue.topic``, AUDIT events to ``kafka.audit.topic``."""
-    topic = F.when(F.col("kind") == CERTIFICATE, F.lit(cfg.certissue_topic)).otherwise(
-        F.lit(cfg.audit_topic)
+    topic = F.when(F.col("kind") == CERTIFICATE, F.lit(cfg.kafka.certissue_topic)).otherwise(
+        F.lit(cfg.kafka.audit_topic)
     )
     return events.select(topic.alias("topic"), "value")
 
 
 def failed_messages(failed: DataFrame, cfg: JobConfig) -> DataFrame:
-    return failed.select(F.lit(cfg.failed_topic).alias("topic"), "value")
+    return failed.select(F.lit(cfg.kafka.failed_topic).alias("topic"), "value")
 
 
 def recover_outbox(outbox: Outbox, cfg: JobConfig) -> int:
     """Publish events that a crashed run wrote to the outbox and applied, but did not publish."""
-    return outbox.recover(lambda events: write_to_topics(completion_messages(events, cfg), cfg))
+    return outbox.recover(
+        lambda events: write_to_topics(completion_messages(events, cfg), cfg.kafka)
+    )
 
 
 def apply_batch(
@@ -83,32 +85,40 @@ def apply_batch(
     # attempt's staged events are merged in by Spark (Outbox.stage)
     by_driver = (
         0 < events + failures <= DRIVER_EVENTS_MAX
-        and can_publish_from_driver(cfg)
+        and can_publish_from_driver(cfg.kafka)
         and not outbox.has_pending(batch_id)
     )
-    few: _Few | None = None
+    on_driver: DriverMessages | None = None
     with clock("outbox"):
         if by_driver:
-            few = _collect_few(to_stage if events else None, outputs.failed if failures else None)
-            if few.events:
-                outbox.stage_rows(batch_id, few.events)
-            staged = bool(few.events)
+            on_driver = _collect_for_driver(
+                to_stage if events else None, outputs.failed if failures else None
+            )
+            if on_driver.events:
+                outbox.stage_rows(batch_id, on_driver.events)
+            staged = bool(on_driver.events)
         else:
             staged = outbox.stage(batch_id, to_stage, any_events=events > 0)
     with clock("write-aggregates"):
         if counts[Counter.AGGREGATE_ROWS]:
             write_activity_aggregates(
-                outputs.activity_aggregates, cfg, rows=counts[Counter.AGGREGATE_ROWS]
+                outputs.activity_aggregates,
+                cfg.cassandra,
+                cfg.write,
+                rows=counts[Counter.AGGREGATE_ROWS],
             )
             counts[Counter.AGGREGATE_WRITES] = counts[Counter.AGGREGATE_ROWS]
     with clock("write-enrolments"):
         if counts[Counter.ENROLMENT_UPDATES]:
             write_enrolment_updates(
-                outputs.enrolment_updates, cfg, rows=counts[Counter.ENROLMENT_UPDATES]
+                outputs.enrolment_updates,
+                cfg.cassandra,
+                cfg.write,
+                rows=counts[Counter.ENROLMENT_UPDATES],
             )
     with clock("publish"):
-        if few is not None:
-            _publish_by_driver(staged, few, batch_id, cfg, outbox)
+        if on_driver is not None:
+            _publish_by_driver(staged, on_driver, batch_id, cfg, outbox)
         else:
             failed = failed_messages(outputs.failed, cfg) if failures else None
             _publish(staged, failed, batch_id, cfg, outbox)
@@ -116,7 +126,7 @@ def apply_batch(
 
 
 @dataclass
-class _Few:
+class DriverMessages:
     """A batch's few events (``EVENT_FIELDS`` tuples) and failed payloads, on the driver."""
 
     events: list[tuple[str, ...]]
@@ -126,7 +136,7 @@ class _Few:
 _FAILED = "failed"  # the kind of a failed payload in the one collect
 
 
-def _collect_few(events: DataFrame | None, failed: DataFrame | None) -> _Few:
+def _collect_for_driver(events: DataFrame | None, failed: DataFrame | None) -> DriverMessages:
     """One Spark job: the events and the failed payloads together."""
     parts = [] if events is None else [events.select(*EVENT_FIELDS)]
     if failed is not None:
@@ -134,24 +144,24 @@ def _collect_few(events: DataFrame | None, failed: DataFrame | None) -> _Few:
         parts.append(failed.select(F.lit(_FAILED).alias("kind"), *blank, "value"))
     rows = [tuple(r) for r in reduce(DataFrame.unionByName, parts).collect()]
     kind = EVENT_FIELDS.index("kind")
-    return _Few(
+    return DriverMessages(
         events=[r for r in rows if r[kind] != _FAILED],
         failed=[r[EVENT_FIELDS.index("value")] for r in rows if r[kind] == _FAILED],
     )
 
 
 def _publish_by_driver(
-    staged: bool, few: _Few, batch_id: str, cfg: JobConfig, outbox: Outbox
+    staged: bool, on_driver: DriverMessages, batch_id: str, cfg: JobConfig, outbox: Outbox
 ) -> None:
     """The Spark-free publish: status 2 written, outbox marked, then every message at once."""
     if staged:
         outbox.mark_applied(batch_id)
         milestones.reached(milestones.AFTER_ENROLMENT_WRITE)
     kind, value = EVENT_FIELDS.index("kind"), EVENT_FIELDS.index("value")
-    topics = {CERTIFICATE: cfg.certissue_topic}
-    messages = [(topics.get(r[kind], cfg.audit_topic), r[value]) for r in few.events]
-    messages += [(cfg.failed_topic, payload) for payload in few.failed]
-    DriverPublisher(cfg).send(messages)
+    topics = {CERTIFICATE: cfg.kafka.certissue_topic}
+    messages = [(topics.get(r[kind], cfg.kafka.audit_topic), r[value]) for r in on_driver.events]
+    messages += [(cfg.kafka.failed_topic, payload) for payload in on_driver.failed]
+    DriverPublisher(cfg.kafka).send(messages)
     if staged:
         outbox.discard(batch_id)
 
@@ -165,8 +175,8 @@ def _publish(
 
         def publish(staged_events: DataFrame) -> None:
             messages = completion_messages(staged_events, cfg)
-            write_to_topics(messages if failed is None else messages.unionByName(failed), cfg)
+            write_to_topics(messages if failed is None else messages.unionByName(failed), cfg.kafka)
 
         outbox.publish(batch_id, publish)
     elif failed is not None:
-        write_to_topics(failed, cfg)
+        write_to_topics(failed, cfg.kafka)

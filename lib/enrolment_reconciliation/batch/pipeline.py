@@ -26,18 +26,14 @@ Example (notebook)::
 
 from __future__ import annotations
 
-import json
 import logging
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any
+from datetime import datetime
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from enrolment_reconciliation.batch.clock import PhaseClock, utc_now_ms
 from enrolment_reconciliation.batch.materialise import drop_materialised, materialise_lazily
 from enrolment_reconciliation.batch.read import SourceFrames
 from enrolment_reconciliation.batch.tally import tally
@@ -62,9 +58,9 @@ log = logging.getLogger(__name__)
 
 def settings_from_config(cfg: JobConfig, *, write_only_changes: bool = False) -> ReconcileSettings:
     return ReconcileSettings(
-        exclude_optional_nodes=cfg.exclude_optional_nodes,
-        module_aggs_enabled=cfg.module_aggs_enabled,
-        filter_processed_enrolments=cfg.filter_processed_enrolments,
+        exclude_optional_nodes=cfg.activity.exclude_optional_nodes,
+        module_aggs_enabled=cfg.activity.module_aggs_enabled,
+        filter_processed_enrolments=cfg.activity.filter_processed_enrolments,
         write_only_changes=write_only_changes,
     )
 
@@ -83,8 +79,8 @@ class BatchResources:
     @classmethod
     def from_config(cls, cfg: JobConfig) -> BatchResources:
         return cls(
-            relation_cache=RelationCacheReader.from_config(cfg),
-            search=CollectionStatusClient.from_config(cfg),
+            relation_cache=RelationCacheReader.of(cfg.redis),
+            search=CollectionStatusClient.of(cfg.search),
         )
 
     def scan_relation_cache(self) -> ReadStats:
@@ -116,41 +112,6 @@ class BatchResult:
         for df in self._persisted:
             drop_materialised(df)
         self._persisted.clear()
-
-
-class PhaseClock:
-    """Seconds spent in each named phase: ``with clock("write"): ...``; ``clock.logged(...)``
-    also logs a JSON line as the phase starts and one with its seconds as it ends."""
-
-    def __init__(self, seconds: dict[str, float] | None = None) -> None:
-        self.seconds = seconds if seconds is not None else {}
-        self.started = time.monotonic()
-
-    @contextmanager
-    def logged(
-        self, phase: str, detail: Callable[[], dict[str, Any]] | None = None
-    ) -> Iterator[None]:
-        """The phase, timed and logged; ``detail()`` adds fields to its end line."""
-        log.info(json.dumps({"event": "phase-start", "phase": phase}))
-        with self(phase):
-            yield
-        line = {"event": "phase", "phase": phase, "seconds": self.seconds[phase]}
-        log.info(json.dumps(line | (detail() if detail is not None else {})))
-
-    @contextmanager
-    def __call__(self, phase: str) -> Iterator[None]:
-        started = time.monotonic()
-        try:
-            yield
-        finally:
-            elapsed = time.monotonic() - started
-            self.seconds[phase] = round(self.seconds.get(phase, 0.0) + elapsed, 3)
-
-
-def utc_now_ms() -> datetime:
-    """Now, truncated to the millisecond precision of Cassandra timestamps."""
-    now = datetime.now(UTC)
-    return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
 def _prepare(progress: DataFrame, *, scanned: bool) -> tuple[Counts, dict[str, set[str]]]:
@@ -202,8 +163,8 @@ def _course_structures(
     else:
         stats = resources.relation_cache.fetch_for_contents(
             course_contents,
-            with_optional=cfg.exclude_optional_nodes,
-            with_units=cfg.module_aggs_enabled,
+            with_optional=cfg.activity.exclude_optional_nodes,
+            with_units=cfg.activity.module_aggs_enabled,
         )
     structure, structure_counts = resources.structures(spark).frame(course_contents)
     return structure, stats.counts() | structure_counts
@@ -227,7 +188,7 @@ def reconcile_batch(
     settings = settings or settings_from_config(cfg, write_only_changes=source.scanned)
     persisted: list[DataFrame] = list(source.materialised)
 
-    def keep(df: DataFrame) -> DataFrame:
+    def materialised(df: DataFrame) -> DataFrame:
         persisted.append(materialise_lazily(df))
         return persisted[-1]
 
@@ -235,7 +196,7 @@ def reconcile_batch(
     clock = PhaseClock()
     requests = source.requests  # materialised by the reader: its direct joins read them too
     # kept without the id arrays derived from the consumed rows (half of each row's bytes)
-    progress = with_consumed_ids(keep(source.progress.drop(*CONSUMED_IDS)))
+    progress = with_consumed_ids(materialised(source.progress.drop(*CONSUMED_IDS)))
     with clock("read"):
         prepared, course_contents = _prepare(progress, scanned=source.scanned)
     counts.update(prepared)
@@ -253,7 +214,7 @@ def reconcile_batch(
         current_aggregates_by_key=source.current_aggregates_by_key,
     )
     with clock("plan"):  # building the core's frames: py4j calls, no Spark job
-        result = reconcile(inputs, settings, now=now, keep=keep)
+        result = reconcile(inputs, settings, now=now, materialise=materialised)
     with clock("reconcile"):
         tallied = tally(result, settings, requests)
     counts.update(tallied)

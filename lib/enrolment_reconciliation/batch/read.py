@@ -69,8 +69,10 @@ def read_requested(spark: SparkSession, raw: DataFrame, cfg: JobConfig) -> Sourc
     parsed = raw if "requestStatus" in raw.columns else to_sync_requests(raw)
     requests = materialise_lazily(parsed)
     keys = to_enrolment_keys(requests)
-    consumption = with_consumption_defaults(read_consumption_for(spark, keys, cfg))
-    progress = with_enrolment_state(to_user_consumption(consumption), enrolment_table(spark, cfg))
+    consumption = with_consumption_defaults(read_consumption_for(spark, keys, cfg.cassandra))
+    progress = with_enrolment_state(
+        to_user_consumption(consumption), enrolment_table(spark, cfg.cassandra)
+    )
     return SourceFrames(progress=progress, requests=requests, materialised=(requests,))
 
 
@@ -88,16 +90,16 @@ def read_in_scope(
     what changes: ``staged_aggregates`` (a sliced backfill's copy of the table's rows of the
     scope, ``io.staging``) when given, else the table itself.
     """
-    consumption = with_consumption_defaults(scan_consumption(spark, cfg, filters))
+    consumption = with_consumption_defaults(scan_consumption(spark, cfg.cassandra, filters))
     progress = with_enrolment_state(
         to_user_consumption(consumption),
-        scan_enrolments(spark, cfg, filters),
+        scan_enrolments(spark, cfg.cassandra, filters),
         every_enrolment=True,
     )
     return SourceFrames(
         progress=progress,
         current_aggregates=(
-            current_aggregates(spark, cfg, filters)
+            current_aggregates(spark, cfg.cassandra, filters)
             if staged_aggregates is None
             else staged_aggregates
         ),

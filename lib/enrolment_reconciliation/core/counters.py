@@ -1,8 +1,8 @@
 """Every counter the job reports, defined once: its name, its meaning, the original's metric.
 
 The stream, ``sync``, the backfill, the JSON log line, Spark's observed metrics and the
-Prometheus endpoint all use these names. Names follow the original job's metrics (spec.md §8.1),
-namespaced by the stage that counts them, because the original's names collide across stages.
+Prometheus endpoint all use these names. Names follow the original job's metrics (docs/behaviour.md
+§8.1), namespaced by the stage that counts them, because the original's names collide across stages.
 
 Example::
 
@@ -87,8 +87,8 @@ MEANING: dict[Counter, str] = {
     "enrolments without a certificate in a batch with a template",
 }
 
-# The original job's metric (spec.md §8.1) each counter stands for, if any: exported under the
-# original's Prometheus name so existing dashboards carry over (io/prometheus.py).
+# The original job's metric (docs/behaviour.md §8.1) each counter stands for, if any: exported under
+# the original's Prometheus name so existing dashboards carry over (io/prometheus.py).
 ORIGINAL: dict[Counter, str] = {
     Counter.TOTAL_EVENTS: "total-events-count",
     Counter.SKIPPED_EVENTS: "skipped-events-count",

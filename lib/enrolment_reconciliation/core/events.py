@@ -1,8 +1,8 @@
-"""Output events as DataFrames of JSON strings, in the shapes of spec.md §6.
+"""Output events as DataFrames of JSON strings, in the shapes of docs/behaviour.md §6.
 
 Event ids are derived from keys, never random: ``mid`` (and the AUDIT ``sid``/``did``) are
 name-based UUIDs of (userId, courseId, batchId, kind), so a duplicate published after a crash
-is recognisable (design.md §3.3).
+is recognisable (docs/design.md §3.3).
 """
 
 from __future__ import annotations
@@ -140,12 +140,14 @@ def _event_columns(kind: str, mid_kind: str = CERTIFICATE_KIND) -> list[Column]:
 
 
 def to_audit_events(completed: DataFrame, now: datetime) -> DataFrame:
-    """AUDIT ``enrol-complete`` telemetry for each newly completed enrolment (spec.md §6.1)."""
+    """AUDIT ``enrol-complete`` telemetry for each newly completed enrolment
+    (docs/behaviour.md §6.1)."""
     return _events(completed, now, AUDIT)
 
 
 def to_certificate_events(completed: DataFrame, now: datetime) -> DataFrame:
-    """BE_JOB_REQUEST ``issue-certificate`` for each newly completed enrolment (spec.md §6.2)."""
+    """BE_JOB_REQUEST ``issue-certificate`` for each newly completed enrolment
+    (docs/behaviour.md §6.2)."""
     return _events(completed, now, CERTIFICATE)
 
 
@@ -165,11 +167,12 @@ def to_completion_events(enrolment_updates: DataFrame, now: datetime) -> DataFra
 
 
 def to_structure_failures(enriched: DataFrame) -> DataFrame:
-    """Failed-topic rows for enrolments whose course structure cannot be used (spec.md §7).
+    """Failed-topic rows for enrolments whose course structure cannot be used (docs/behaviour.md
+    §7).
 
     A published course without leafnodes, a course the search service does not know, or a
     course whose relation-cache keys are broken (``structureProblem``). Clean JSON instead of
-    the original's Gson dump (design.md §3.6):
+    the original's Gson dump (docs/design.md §3.6):
     ``{userId, batchId, courseId, contents: {id: {status, viewCount, completedCount}}, reason}``.
     """
     failing, columns = _structure_failure_columns()

@@ -2,7 +2,7 @@
 
 A Column is a JVM object: building a large expression (the request classification, the event
 structs, the progress arrays) takes hundreds of round trips from Python to the JVM, which a
-micro-batch would pay again every few seconds (about 0.1-0.2 ms each on this machine, and each
+micro-batch would pay again every few seconds (each costs a round trip to the JVM, and each
 Column later costs one more to be garbage-collected in the JVM). Expressions that do not depend
 on the batch are built once and reused: they name columns, never a particular DataFrame's, so
 any plan can resolve them.

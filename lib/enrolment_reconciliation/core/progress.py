@@ -1,9 +1,9 @@
 """Progress from consumption rows and the course structure: aggregates, completion, updates.
 
-All transformations are column expressions, joins and group-bys (spec.md §4, design.md §3).
-Each enrolment becomes one row holding its consumption, its current enrolment state and its
-course's structure (one broadcast row per course, see ``core.structure``); course and unit
-completedCount are then array expressions over that row (``with_progress``), computed once per
+All transformations are column expressions, joins and group-bys (docs/behaviour.md §4,
+docs/design.md §3). Each enrolment becomes one row holding its consumption, its current enrolment
+state and its course's structure (one broadcast row per course, see ``core.structure``); course and
+unit completedCount are then array expressions over that row (``with_progress``), computed once per
 enrolment, with no further join or shuffle; every output is a projection of that row.
 """
 
@@ -30,7 +30,8 @@ from enrolment_reconciliation.core.schemas import (
 )
 
 RETIRED = "Retired"
-# How each enrolment is handled, from its course's structure (spec.md §7, design.md §3.2).
+# How each enrolment is handled, from its course's structure (docs/behaviour.md §7, docs/design.md
+# §3.2).
 ROUTE = "route"
 OK, RETIRED_COURSE, UNRESOLVED, BROKEN = "ok", "retired", "unresolved", "broken"
 
@@ -45,7 +46,8 @@ def _consumption_defaults() -> dict[str, Column]:
 
 
 def with_consumption_defaults(consumption: DataFrame) -> DataFrame:
-    """Null defaults of the original reader (spec.md §2.3): status 1, view and completed count 0."""
+    """Null defaults of the original reader (docs/behaviour.md §2.3): status 1, view and
+    completed count 0."""
     return consumption.withColumns(_consumption_defaults())
 
 
@@ -110,9 +112,9 @@ def with_enrolment_state(
     """Attach each enrolment's current row to its consumption.
 
     By default consumption drives (a left join: consumption without an enrolment still gets its
-    aggregates, spec.md §5.1), as for sync requests. With ``every_enrolment`` the enrolments
-    drive (the backfill): every enrolment gets a row, with null ``contents`` when it has no
-    consumption. ``enrolments`` has the table's columns (``userid, courseid, batchid, status,
+    aggregates, docs/behaviour.md §5.1), as for sync requests. With ``every_enrolment`` the
+    enrolments drive (the backfill): every enrolment gets a row, with null ``contents`` when it has
+    no consumption. ``enrolments`` has the table's columns (``userid, courseid, batchid, status,
     progress, contentstatus, completedon``); when it is a connector relation the join is a
     direct join. Adds ``enrolled`` and the current ``enrolmentStatus``, ``enrolmentProgress``,
     ``enrolmentContentStatus``, ``enrolmentCompletedOn``.
@@ -190,9 +192,9 @@ def with_progress(
 
     Course (route ``ok`` only, else null): ``requiredCount``, ``completedCount`` over the
     required leaves, and ``complete`` iff completedCount >= requiredCount, so a course whose
-    leaves are all optional completes at once (spec.md §10.5). Units (routes ``ok`` and
-    ``retired``, spec.md §7.5): ``unitCounts``, one ``(unitId, completedCount)`` per unit above
-    a consumed content; a unit without a ``leafnodes`` key counts 0, as in the original. Empty
+    leaves are all optional completes at once (docs/behaviour.md §10.5). Units (routes ``ok`` and
+    ``retired``, docs/behaviour.md §7.5): ``unitCounts``, one ``(unitId, completedCount)`` per unit
+    above a consumed content; a unit without a ``leafnodes`` key counts 0, as in the original. Empty
     when ``module_aggs_enabled`` is off.
     """
     return enriched.withColumns(_progress_columns(exclude_optional_nodes, module_aggs_enabled))
@@ -297,7 +299,7 @@ def to_activity_agg_rows(
 ) -> DataFrame:
     """``user_activity_agg`` rows: course and unit completedCount as maps to append.
 
-    Unit rows keep ``activity_type='Course'`` because readers expect it (spec.md §10.1).
+    Unit rows keep ``activity_type='Course'`` because readers expect it (docs/behaviour.md §10.1).
     """
 
     def rows(df: DataFrame, activity_id: str) -> DataFrame:
@@ -341,11 +343,12 @@ def _same_map(a: Column, b: Column) -> Column:
 def to_enrolment_changes(
     course_progress: DataFrame, *, filter_processed_enrolments: bool, now: datetime
 ) -> DataFrame:
-    """The new state of every existing enrolment, next to its current one (spec.md §5.4-5.6).
+    """The new state of every existing enrolment, next to its current one (docs/behaviour.md
+    §5.4-§5.6).
 
     No row for a missing enrolment. With ``filter_processed_enrolments`` completed enrolments
     (status 2) are left alone; without it they are recomputed but never downgraded and their
-    ``completedon`` never moves (design.md §3.4). ``completedon`` is set only when an enrolment
+    ``completedon`` never moves (docs/design.md §3.4). ``completedon`` is set only when an enrolment
     completes now (null: leave the column as it is). ``changed`` says whether status, progress
     or contentstatus differ from the table; ``newlyCompleted`` routes the AUDIT and certificate
     events. Before-values: ``statusBefore``, ``progressBefore``, ``completedonBefore``.

@@ -94,18 +94,18 @@ def reconcile(
     settings: ReconcileSettings,
     *,
     now: datetime,
-    keep: Callable[[DataFrame], DataFrame] = lambda df: df,
+    materialise: Callable[[DataFrame], DataFrame] = lambda df: df,
 ) -> Reconciliation:
-    """Compute every output of a batch from its inputs (spec.md §4-§7, design.md §3).
+    """Compute every output of a batch from its inputs (docs/behaviour.md §4-§7, docs/design.md §3).
 
     A course without leafnodes whose collection is Retired gets no course row, no enrolment
     update and no events, but its unit rows are still written; any other course without a
     usable structure sends its enrolments to the failed frame with a reason, and nothing else is
-    written for them. ``keep`` is applied to the frames every output derives from (the
+    written for them. ``materialise`` is applied to the frames every output derives from (the
     pipeline materialises them once, so each output is a cheap projection).
     """
     enriched = with_course_structure(inputs.progress, inputs.structure)
-    reconciled = keep(
+    reconciled = materialise(
         to_reconciled(
             enriched,
             exclude_optional_nodes=settings.exclude_optional_nodes,
@@ -119,7 +119,7 @@ def reconcile(
     if settings.write_only_changes:
         if inputs.current_aggregates is None:
             raise ValueError("write_only_changes needs BatchInputs.current_aggregates")
-        aggregates = keep(
+        aggregates = materialise(
             filter_changed_aggregates(
                 all_aggregates,
                 inputs.current_aggregates,

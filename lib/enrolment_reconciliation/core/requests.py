@@ -1,6 +1,6 @@
 """Sync requests: parse raw Kafka values, classify them, and reduce them to enrolment keys.
 
-Classification of every raw message (spec.md §1, design.md §3.2 and §4):
+Classification of every raw message (docs/behaviour.md §1, docs/design.md §3.2 and §4):
 
 * ``valid``   — ``edata.action`` is ``user-enrolment-sync`` (any case) with ids the stores can
   take as keys;

@@ -22,7 +22,7 @@ from pyspark.sql.types import (
 )
 
 SYNC_ACTION = "user-enrolment-sync"
-COURSE_ACTIVITY_TYPE = "Course"  # also for unit rows: readers expect it (spec.md §10.1)
+COURSE_ACTIVITY_TYPE = "Course"  # also for unit rows: readers expect it (docs/behaviour.md §10.1)
 COMPLETED_COUNT = "completedCount"
 CONTEXT_PREFIX = "cb:"
 
@@ -49,8 +49,8 @@ RAW_REQUEST_SCHEMA = StructType(
     ]
 )
 
-# The sync request (spec.md §1.2). Ids are read as strings; a non-string JSON value is detected
-# separately (Spark renders it as its JSON text), see core.requests.
+# The sync request (docs/behaviour.md §1.2). Ids are read as strings; a non-string JSON value is
+# detected separately (Spark renders it as its JSON text), see core.requests.
 SYNC_REQUEST_JSON_SCHEMA = StructType(
     [
         StructField("eid", StringType(), True),
@@ -154,7 +154,7 @@ COURSE_STRUCTURE_SCHEMA = StructType(
         StructField("optionalnodes", _IDS, False),
         StructField("required", _IDS, False),  # leafnodes minus optionalnodes
         StructField("units", ArrayType(UNIT_STRUCTURE_SCHEMA, False), False),  # by unitId
-        # search-service status, asked only for courses without leafnodes (spec.md §7)
+        # search-service status, asked only for courses without leafnodes (docs/behaviour.md §7)
         StructField("collectionStatus", StringType(), True),
         StructField("structureProblem", StringType(), True),  # a relation-cache fault
     ]

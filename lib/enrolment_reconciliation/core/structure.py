@@ -1,10 +1,10 @@
 """Course structure from the relation cache: the key format, and one row per course.
 
-The relation cache (spec.md §3) is a set of Redis SETs keyed ``<course>:<node>:<kind>``. The core
-sees it as one row per course (``schemas.COURSE_STRUCTURE_SCHEMA``): the course's leafnodes,
-optionalnodes and required leaves, and its units, each with its leaves, its required leaves and
-the contents whose ancestors name it. One broadcast row per course replaces three joins, and
-every aggregate becomes a column expression over it. What does not depend on a learner (the
+The relation cache (docs/behaviour.md §3) is a set of Redis SETs keyed ``<course>:<node>:<kind>``.
+The core sees it as one row per course (``schemas.COURSE_STRUCTURE_SCHEMA``): the course's
+leafnodes, optionalnodes and required leaves, and its units, each with its leaves, its required
+leaves and the contents whose ancestors name it. One broadcast row per course replaces three joins,
+and every aggregate becomes a column expression over it. What does not depend on a learner (the
 set differences, the inverted ancestors relation) is computed here once per course, not once
 per enrolment.
 

@@ -1,4 +1,5 @@
-"""Where a sliced backfill records its progress, so a stopped run resumes where it stopped.
+"""Where a sliced backfill records its runs and their finished slices, so a stopped run resumes
+where it stopped.
 
 One table next to the lease table, one partition per scope (what a run reconciles and with
 which settings, as a digest): a header row per run (``slice = -1``: slice count, description,
@@ -7,12 +8,12 @@ finish time). Rows expire after 30 days by themselves.
 
 Example::
 
-    store = ProgressStore(session, keyspace="sunbird_courses", table="..._backfill_progress")
-    run = store.resumable(scope, max_age_hours=24) or store.start(scope, slices=8, ...)
+    records = RunRecords(session, keyspace="sunbird_courses", table="..._backfill_progress")
+    run = records.resumable(scope, max_age_hours=24) or records.start(scope, slices=8, ...)
     for index in run.pending():
         ...                                   # reconcile and apply slice `index`
-        store.finish_slice(run, index, counts)
-    store.finish_run(run)
+        records.finish_slice(run, index, counts)
+    records.finish_run(run)
 """
 
 from __future__ import annotations
@@ -42,6 +43,12 @@ def scope_digest(description: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
+def new_run_id(now: datetime | None = None) -> str:
+    """A run id that sorts by start time."""
+    now = now or datetime.now(UTC)
+    return f"{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+
+
 @dataclass
 class BackfillRun:
     """A run of one scope: its slice count and the slices already finished (with counts)."""
@@ -57,8 +64,8 @@ class BackfillRun:
         return [i for i in range(self.slices) if i not in self.finished]
 
 
-class ProgressStore:
-    """The progress table in ``keyspace.table`` (created if absent)."""
+class RunRecords:
+    """The runs table in ``keyspace.table`` (``backfill.progress.table``; created if absent)."""
 
     def __init__(self, session: Session, *, keyspace: str, table: str) -> None:
         self._session = session
@@ -76,10 +83,12 @@ class ProgressStore:
             " WHERE scope = ?"
         )
 
-    def start(self, scope: str, *, slices: int, description: dict[str, Any]) -> BackfillRun:
+    def start(
+        self, scope: str, *, slices: int, description: dict[str, Any], run_id: str | None = None
+    ) -> BackfillRun:
         """Record a new run of ``scope`` in ``slices`` slices."""
         now = datetime.now(UTC)
-        run_id = f"{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+        run_id = run_id or new_run_id(now)
         text = json.dumps(description, sort_keys=True, default=str)
         self._session.execute(self._insert, (scope, run_id, HEADER, slices, text, now, None, None))
         return BackfillRun(scope, run_id, slices, now)

@@ -5,7 +5,7 @@ stream and ``sync`` (never a scan), and token-range **scans** with every filter 
 allows pushed down for the backfill. Both tables are written from the executors' JVMs by the
 connector's RDD API: ``user_activity_agg`` with its append behaviour (``m = m + ?``), because a
 DataFrame write of a map column replaces the whole map and would destroy other jobs' keys
-(design.md §3.1), and ``user_enrolments`` the same way (a DataFrame write would re-plan a V2
+(docs/design.md §3.1), and ``user_enrolments`` the same way (a DataFrame write would re-plan a V2
 write every batch). Both writers share one throttle (``write.max.per.second``).
 """
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from cassandra.auth import PlainTextAuthProvider
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, Session
@@ -37,7 +37,7 @@ from enrolment_reconciliation.io.throttle import paced_write
 from enrolment_reconciliation.runtime.jvm import ConnectorRddApi, once_per_context
 
 if TYPE_CHECKING:
-    from enrolment_reconciliation.runtime.config import JobConfig
+    from enrolment_reconciliation.runtime.config import CassandraSettings, WriteSettings
 
 CASSANDRA_FORMAT = "org.apache.spark.sql.cassandra"
 
@@ -57,15 +57,15 @@ class CassandraEndpoint:
     connect_timeout: float = 10.0
 
     @classmethod
-    def from_config(cls, cfg: JobConfig) -> CassandraEndpoint:
+    def of(cls, cassandra: CassandraSettings) -> CassandraEndpoint:
         return cls(
-            host=cfg.cassandra_host,
-            port=cfg.cassandra_port,
-            username=cfg.credentials.cassandra_username,
-            password=cfg.credentials.cassandra_password,
-            ssl_enabled=cfg.cassandra_ssl_enabled,
-            ca_file=cfg.cassandra_ca_file,
-            request_timeout=cfg.cassandra_read_timeout_ms / 1000,
+            host=cassandra.host,
+            port=cassandra.port,
+            username=cassandra.username,
+            password=cassandra.password,
+            ssl_enabled=cassandra.ssl_enabled,
+            ca_file=cassandra.ca_file,
+            request_timeout=cassandra.read_timeout_ms / 1000,
         )
 
     def connect(self, keyspace: str | None = None) -> tuple[Cluster, Session]:
@@ -89,9 +89,12 @@ class CassandraEndpoint:
         return cluster, cluster.connect(keyspace)
 
 
-def connect_from_config(cfg: JobConfig, *, keyspace: str | None = None) -> tuple[Cluster, Session]:
-    """Driver session for the configured Cassandra, with credentials from the environment."""
-    return CassandraEndpoint.from_config(cfg).connect(keyspace)
+def connect(
+    cassandra: CassandraSettings, *, keyspace: str | None = None
+) -> tuple[Cluster, Session]:
+    """Driver session for the configured Cassandra, with credentials from the environment; the
+    caller shuts the cluster down."""
+    return CassandraEndpoint.of(cassandra).connect(keyspace)
 
 
 # --- connector reads ------------------------------------------------------------------------
@@ -110,19 +113,25 @@ def read_table(
     )
 
 
-def enrolment_table(spark: SparkSession, cfg: JobConfig, *, direct_join: str = "on") -> DataFrame:
+def enrolment_table(
+    spark: SparkSession, cassandra: CassandraSettings, *, direct_join: str = "on"
+) -> DataFrame:
     """``user_enrolments`` with the columns the core reads (joins against it are direct joins)."""
-    table = read_table(spark, cfg.keyspace, cfg.enrolments_table, direct_join=direct_join)
+    table = read_table(
+        spark, cassandra.keyspace, cassandra.enrolments_table, direct_join=direct_join
+    )
     return table.select(*ENROLMENT_COLUMNS)
 
 
-def read_consumption_for(spark: SparkSession, keys: DataFrame, cfg: JobConfig) -> DataFrame:
+def read_consumption_for(
+    spark: SparkSession, keys: DataFrame, cassandra: CassandraSettings
+) -> DataFrame:
     """``user_content_consumption`` rows of the given enrolments by a connector direct join.
 
     The join restricts the partition key (userid) and the clustering prefix (courseid,
     batchid), so the connector issues one keyed query per enrolment, never a scan.
     """
-    table = read_table(spark, cfg.keyspace, cfg.consumption_table, direct_join="on")
+    table = read_table(spark, cassandra.keyspace, cassandra.consumption_table, direct_join="on")
     return to_table_key_names(keys).join(
         table.select(*CONSUMPTION_COLUMNS), ENROLMENT_TABLE_KEY, "inner"
     )
@@ -140,9 +149,22 @@ class ScanFilters:
     def narrowed(self) -> bool:
         return bool(self.courses or self.batches or self.users is not None)
 
+    def restrict_courses_and_batches(self, df: DataFrame) -> DataFrame:
+        """``df`` (with ``courseid``, ``batchid``) restricted to the named courses and batches;
+        the connector pushes both ``IN`` filters down as far as the table's key allows."""
+        if self.courses:
+            df = df.where(F.col("courseid").isin(list(self.courses)))
+        if self.batches:
+            df = df.where(F.col("batchid").isin(list(self.batches)))
+        return df
+
 
 def scan_by_enrolment(
-    spark: SparkSession, cfg: JobConfig, table: str, columns: Sequence[str], filters: ScanFilters
+    spark: SparkSession,
+    cassandra: CassandraSettings,
+    table: str,
+    columns: Sequence[str],
+    filters: ScanFilters,
 ) -> DataFrame:
     """A token-range scan of a table keyed ``(userid), courseid, batchid, ...`` with the filters.
 
@@ -151,45 +173,52 @@ def scan_by_enrolment(
     restricted after the ones before it). Users are a direct join on the partition key: one
     keyed read per user, and no list of users on the driver.
     """
-    df = read_table(spark, cfg.keyspace, table, direct_join="on").select(*columns)
-    if filters.courses:
-        df = df.where(F.col("courseid").isin(list(filters.courses)))
-    if filters.batches:
-        df = df.where(F.col("batchid").isin(list(filters.batches)))
+    df = read_table(spark, cassandra.keyspace, table, direct_join="on").select(*columns)
+    df = filters.restrict_courses_and_batches(df)
     if filters.users is not None:
         df = filters.users.join(df, "userid", "inner")
     return df
 
 
-def scan_enrolments(spark: SparkSession, cfg: JobConfig, filters: ScanFilters) -> DataFrame:
+def scan_enrolments(
+    spark: SparkSession, cassandra: CassandraSettings, filters: ScanFilters
+) -> DataFrame:
     """Every ``user_enrolments`` row in scope, with the columns the core reads."""
-    return scan_by_enrolment(spark, cfg, cfg.enrolments_table, ENROLMENT_COLUMNS, filters)
+    return scan_by_enrolment(
+        spark, cassandra, cassandra.enrolments_table, ENROLMENT_COLUMNS, filters
+    )
 
 
-def scan_consumption(spark: SparkSession, cfg: JobConfig, filters: ScanFilters) -> DataFrame:
+def scan_consumption(
+    spark: SparkSession, cassandra: CassandraSettings, filters: ScanFilters
+) -> DataFrame:
     """Every ``user_content_consumption`` row in scope."""
-    return scan_by_enrolment(spark, cfg, cfg.consumption_table, CONSUMPTION_COLUMNS, filters)
+    return scan_by_enrolment(
+        spark, cassandra, cassandra.consumption_table, CONSUMPTION_COLUMNS, filters
+    )
 
 
-def scan_course_batches(spark: SparkSession, cfg: JobConfig, filters: ScanFilters) -> DataFrame:
+def scan_course_batches(
+    spark: SparkSession, cassandra: CassandraSettings, filters: ScanFilters
+) -> DataFrame:
     """``course_batch`` rows in scope (``courseid IN`` pushed: the partition key), with their
     certificate templates; a catalogue of batches, small beside the enrolments."""
-    df = read_table(spark, cfg.keyspace, cfg.course_batch_table).select(*COURSE_BATCH_COLUMNS)
-    if filters.courses:
-        df = df.where(F.col("courseid").isin(list(filters.courses)))
-    if filters.batches:
-        df = df.where(F.col("batchid").isin(list(filters.batches)))
-    return df
+    table = read_table(spark, cassandra.keyspace, cassandra.course_batch_table)
+    return filters.restrict_courses_and_batches(table.select(*COURSE_BATCH_COLUMNS))
 
 
 def scan_enrolment_certificates(
-    spark: SparkSession, cfg: JobConfig, filters: ScanFilters
+    spark: SparkSession, cassandra: CassandraSettings, filters: ScanFilters
 ) -> DataFrame:
     """Every ``user_enrolments`` row in scope with its status and certificates (repair)."""
-    return scan_by_enrolment(spark, cfg, cfg.enrolments_table, REPAIR_ENROLMENT_COLUMNS, filters)
+    return scan_by_enrolment(
+        spark, cassandra, cassandra.enrolments_table, REPAIR_ENROLMENT_COLUMNS, filters
+    )
 
 
-def scan_enrolment_users(spark: SparkSession, cfg: JobConfig, filters: ScanFilters) -> DataFrame:
+def scan_enrolment_users(
+    spark: SparkSession, cassandra: CassandraSettings, filters: ScanFilters
+) -> DataFrame:
     """The distinct users with an enrolment in scope (``userid``), for slicing a backfill.
 
     A users file is taken as it is, without a scan. Every user (no filter): the first row of
@@ -201,9 +230,9 @@ def scan_enrolment_users(spark: SparkSession, cfg: JobConfig, filters: ScanFilte
         return filters.users.select("userid").distinct()
     if not filters.narrowed:
         api = _rdd_api(spark)
-        return api.partition_keys(spark, cfg.keyspace, cfg.enrolments_table, "userid")
+        return api.partition_keys(spark, cassandra.keyspace, cassandra.enrolments_table, "userid")
     keys = scan_by_enrolment(
-        spark, cfg, cfg.enrolments_table, ["userid", "courseid", "batchid"], filters
+        spark, cassandra, cassandra.enrolments_table, ["userid", "courseid", "batchid"], filters
     )
     return keys.select("userid").distinct()
 
@@ -219,14 +248,16 @@ def estimated_table_bytes(session: Session, keyspace: str, table: str) -> float:
     return float(sum(r.mean_partition_size * r.partitions_count for r in rows))
 
 
-def current_aggregates(spark: SparkSession, cfg: JobConfig, filters: ScanFilters) -> DataFrame:
+def current_aggregates(
+    spark: SparkSession, cassandra: CassandraSettings, filters: ScanFilters
+) -> DataFrame:
     """``user_activity_agg`` rows to compare with, as a relation the core joins against.
 
     Narrowed backfills (courses, batches or users named) compare by direct join (one keyed
     read per computed row); a full one scans the table once and joins by shuffle.
     """
     direct = "on" if filters.narrowed else "off"
-    df = read_table(spark, cfg.keyspace, cfg.activity_agg_table, direct_join=direct)
+    df = read_table(spark, cassandra.keyspace, cassandra.activity_agg_table, direct_join=direct)
     return df.select(*CURRENT_AGGREGATES_SCHEMA.fieldNames())
 
 
@@ -235,7 +266,7 @@ AGGREGATE_COLUMNS = ["activity_type", "activity_id", "user_id", "context_id"]
 APPENDED_MAPS = ["aggregates", "agg_last_updated"]
 
 
-def write_options(cfg: JobConfig) -> dict[str, str]:
+def write_options(write: WriteSettings) -> dict[str, str]:
     """Connector write settings shared by both writers.
 
     Batches of ``threshold.batch.write.size`` rows grouped by replica set, ``write.concurrency``
@@ -244,9 +275,9 @@ def write_options(cfg: JobConfig) -> dict[str, str]:
     """
     return {
         "spark.cassandra.output.ignoreNulls": "true",
-        "spark.cassandra.output.batch.size.rows": str(cfg.write_batch_size),
+        "spark.cassandra.output.batch.size.rows": str(write.batch_size),
         "spark.cassandra.output.batch.grouping.key": "replica_set",
-        "spark.cassandra.output.concurrent.writes": str(cfg.write_concurrency),
+        "spark.cassandra.output.concurrent.writes": str(write.concurrency),
     }
 
 
@@ -259,14 +290,13 @@ class _Writers:
         self.appending_aggregates = self.api.columns(AGGREGATE_COLUMNS, APPENDED_MAPS)
         self.enrolment_updates = self.api.columns(ENROLMENT_WRITE_COLUMNS)
 
-    def save(self, rows: DataFrame, cfg: JobConfig, table: str, columns: Any) -> None:
-        self.api.save(rows, cfg.keyspace, table, columns, write_options(cfg))
-
 
 _writers = once_per_context(_Writers)
 
 
-def write_activity_aggregates(aggregates: DataFrame, cfg: JobConfig, *, rows: int = 0) -> None:
+def write_activity_aggregates(
+    aggregates: DataFrame, cassandra: CassandraSettings, write: WriteSettings, *, rows: int = 0
+) -> None:
     """Append ``aggregates``/``agg_last_updated`` at the server (``m = m + ?``).
 
     Never a DataFrame write: that would replace the whole maps and destroy keys other jobs own
@@ -280,26 +310,36 @@ def write_activity_aggregates(aggregates: DataFrame, cfg: JobConfig, *, rows: in
         aggregates.select(*AGGREGATE_COLUMNS, *APPENDED_MAPS),
         ACTIVITY_AGG_KEY,
         rows=rows,
-        per_second=cfg.max_writes_per_second,
-        write=lambda chunk: writers.save(
-            chunk, cfg, cfg.activity_agg_table, writers.appending_aggregates
+        per_second=write.max_per_second,
+        write=lambda chunk: writers.api.save(
+            chunk,
+            cassandra.keyspace,
+            cassandra.activity_agg_table,
+            writers.appending_aggregates,
+            write_options(write),
         ),
     )
 
 
-def write_enrolment_updates(updates: DataFrame, cfg: JobConfig, *, rows: int = 0) -> None:
+def write_enrolment_updates(
+    updates: DataFrame, cassandra: CassandraSettings, write: WriteSettings, *, rows: int = 0
+) -> None:
     """Write status, progress, contentstatus, completedon, datetime through the connector.
 
-    ``contentstatus`` is replaced (spec.md §5.5); a null ``completedon`` is left as it is
-    (``ignoreNulls``). ``rows`` paces the write as for the aggregates.
+    ``contentstatus`` is replaced (docs/behaviour.md §5.5); a null ``completedon`` is left as it
+    is (``ignoreNulls``). ``rows`` paces the write as for the aggregates.
     """
     writers = _writers(updates.sparkSession)
     paced_write(
         updates.select(*ENROLMENT_WRITE_COLUMNS),
         ENROLMENT_TABLE_KEY,
         rows=rows,
-        per_second=cfg.max_writes_per_second,
-        write=lambda chunk: writers.save(
-            chunk, cfg, cfg.enrolments_table, writers.enrolment_updates
+        per_second=write.max_per_second,
+        write=lambda chunk: writers.api.save(
+            chunk,
+            cassandra.keyspace,
+            cassandra.enrolments_table,
+            writers.enrolment_updates,
+            write_options(write),
         ),
     )

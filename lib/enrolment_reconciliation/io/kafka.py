@@ -11,7 +11,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 if TYPE_CHECKING:
-    from enrolment_reconciliation.runtime.config import JobConfig
+    from enrolment_reconciliation.runtime.config import KafkaSettings, StreamSettings
 
 _LOGIN_MODULES = {
     "PLAIN": "org.apache.kafka.common.security.plain.PlainLoginModule",
@@ -24,50 +24,51 @@ def _jaas_quote(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def kafka_options(cfg: JobConfig) -> dict[str, str]:
+def kafka_options(kafka: KafkaSettings) -> dict[str, str]:
     """Connection options for Spark's Kafka source and sink.
 
     ``kafka.security.protocol`` passes through; with SASL the JAAS line is built from
     ``KAFKA_SASL_USERNAME``/``KAFKA_SASL_PASSWORD`` (never from the file), and with SSL the
     truststore comes from ``kafka.ssl.truststore.location`` and ``KAFKA_TRUSTSTORE_PASSWORD``.
     """
-    options = {"kafka.bootstrap.servers": cfg.kafka_broker_servers}
-    creds = cfg.credentials
-    protocol = cfg.kafka_security_protocol
-    if creds.kafka_sasl_username and protocol == "PLAINTEXT":
+    options = {"kafka.bootstrap.servers": kafka.broker_servers}
+    protocol = kafka.security_protocol
+    if kafka.sasl_username and protocol == "PLAINTEXT":
         protocol = "SASL_SSL"  # credentials without a protocol: the safe one
     if protocol != "PLAINTEXT":
         options["kafka.security.protocol"] = protocol
     if protocol.startswith("SASL"):
-        module = _LOGIN_MODULES.get(cfg.kafka_sasl_mechanism, _LOGIN_MODULES["PLAIN"])
-        options["kafka.sasl.mechanism"] = cfg.kafka_sasl_mechanism
+        module = _LOGIN_MODULES.get(kafka.sasl_mechanism, _LOGIN_MODULES["PLAIN"])
+        options["kafka.sasl.mechanism"] = kafka.sasl_mechanism
         options["kafka.sasl.jaas.config"] = (
-            f"{module} required username={_jaas_quote(creds.kafka_sasl_username or '')}"
-            f" password={_jaas_quote(creds.kafka_sasl_password or '')};"
+            f"{module} required username={_jaas_quote(kafka.sasl_username or '')}"
+            f" password={_jaas_quote(kafka.sasl_password or '')};"
         )
-    if protocol in ("SSL", "SASL_SSL") and cfg.kafka_truststore_location:
-        options["kafka.ssl.truststore.location"] = cfg.kafka_truststore_location
-        if creds.kafka_truststore_password:
-            options["kafka.ssl.truststore.password"] = creds.kafka_truststore_password
+    if protocol in ("SSL", "SASL_SSL") and kafka.truststore_location:
+        options["kafka.ssl.truststore.location"] = kafka.truststore_location
+        if kafka.truststore_password:
+            options["kafka.ssl.truststore.password"] = kafka.truststore_password
     return options
 
 
-def python_client_options(cfg: JobConfig) -> dict[str, str]:
+def python_client_options(kafka: KafkaSettings) -> dict[str, str]:
     """The same connection for kafka-python's clients (a caller without Spark). A JKS
     truststore cannot be read by them: with SSL they trust the system's CAs."""
-    spark_side = kafka_options(cfg)
-    options = {"bootstrap_servers": cfg.kafka_broker_servers}
+    spark_side = kafka_options(kafka)
+    options = {"bootstrap_servers": kafka.broker_servers}
     protocol = spark_side.get("kafka.security.protocol")
     if protocol:
         options["security_protocol"] = protocol
     if protocol and protocol.startswith("SASL"):
-        options["sasl_mechanism"] = cfg.kafka_sasl_mechanism
-        options["sasl_plain_username"] = cfg.credentials.kafka_sasl_username or ""
-        options["sasl_plain_password"] = cfg.credentials.kafka_sasl_password or ""
+        options["sasl_mechanism"] = kafka.sasl_mechanism
+        options["sasl_plain_username"] = kafka.sasl_username or ""
+        options["sasl_plain_password"] = kafka.sasl_password or ""
     return options
 
 
-def read_sync_request_stream(spark: SparkSession, cfg: JobConfig) -> DataFrame:
+def read_sync_request_stream(
+    spark: SparkSession, kafka: KafkaSettings, stream: StreamSettings
+) -> DataFrame:
     """The sync-request topic as a stream of (value, topic, partition, offset).
 
     ``kafka.groupId`` names the consumer group as far as Spark allows: offsets live in the
@@ -75,35 +76,35 @@ def read_sync_request_stream(spark: SparkSession, cfg: JobConfig) -> DataFrame:
     """
     reader = (
         spark.readStream.format("kafka")
-        .options(**kafka_options(cfg))
-        .option("subscribe", cfg.input_topic)
-        .option("startingOffsets", cfg.starting_offsets)
-        .option("kafka.group.id", cfg.group_id)
+        .options(**kafka_options(kafka))
+        .option("subscribe", kafka.input_topic)
+        .option("startingOffsets", stream.starting_offsets)
+        .option("kafka.group.id", kafka.group_id)
         .option("failOnDataLoss", "false")
         .option("kafka.isolation.level", "read_committed")
-        .option("kafka.fetch.max.wait.ms", str(cfg.kafka_fetch_max_wait_ms))
+        .option("kafka.fetch.max.wait.ms", str(kafka.fetch_max_wait_ms))
     )
-    if cfg.max_offsets_per_trigger > 0:
-        reader = reader.option("maxOffsetsPerTrigger", str(cfg.max_offsets_per_trigger))
+    if stream.max_offsets_per_trigger > 0:
+        reader = reader.option("maxOffsetsPerTrigger", str(stream.max_offsets_per_trigger))
     return reader.load().select("value", "topic", "partition", "offset")
 
 
-def write_to_topics(messages: DataFrame, cfg: JobConfig) -> None:
+def write_to_topics(messages: DataFrame, kafka: KafkaSettings) -> None:
     """Publish ``value`` (JSON strings) to each row's ``topic`` with Spark's Kafka sink, in one
-    Spark job. No record key, as the original job (spec.md §6)."""
+    Spark job. No record key, as the original job (docs/behaviour.md §6)."""
     (
         messages.select(F.col("topic"), F.col("value").cast("string").alias("value"))
         .write.format("kafka")
-        .options(**kafka_options(cfg))
+        .options(**kafka_options(kafka))
         .option("kafka.acks", "all")
         .save()
     )
 
 
-def can_publish_from_driver(cfg: JobConfig) -> bool:
+def can_publish_from_driver(kafka: KafkaSettings) -> bool:
     """Whether kafka-python on the driver reaches the brokers as Spark's sink does (it cannot
     read a JKS truststore)."""
-    return not cfg.kafka_truststore_location
+    return not kafka.truststore_location
 
 
 class DriverPublisher:
@@ -113,8 +114,8 @@ class DriverPublisher:
     _lock: ClassVar[threading.Lock] = threading.Lock()
     _producers: ClassVar[dict[tuple[str, ...], Any]] = {}
 
-    def __init__(self, cfg: JobConfig) -> None:
-        self._options = python_client_options(cfg)
+    def __init__(self, kafka: KafkaSettings) -> None:
+        self._options = python_client_options(kafka)
         self._key = tuple(sorted(f"{k}={v}" for k, v in self._options.items()))
 
     def _producer(self) -> Any:

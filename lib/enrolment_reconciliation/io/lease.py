@@ -99,6 +99,11 @@ class Lease:
         )
         return bool(result.was_applied)
 
+    def check(self) -> None:
+        """Raise :class:`LeaseLostError` if the lease was lost while held."""
+        if self.lost.is_set():
+            raise LeaseLostError("the lease was lost during the run (expired and taken over)")
+
     def release(self, name: str) -> None:
         self._session.execute(self._release, (name, self.owner))
 

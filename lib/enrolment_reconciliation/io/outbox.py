@@ -1,4 +1,4 @@
-"""Durable outbox for AUDIT and certificate events (design.md §3.3): no lost certificate.
+"""Durable outbox for AUDIT and certificate events (docs/design.md §3.3): no lost certificate.
 
 Per batch: events are written under ``<outbox>/<batch>`` *before* the enrolment status write,
 an ``_APPLIED`` marker is added right *after* it, the events are published, then the folder is
@@ -43,10 +43,8 @@ class Outbox:
         self._fs.mkdirs(self.location)
 
     def _path(self, *parts: str) -> str:
+        """``<outbox>/<batch>/...`` (a local path or a URI alike)."""
         return "/".join([self.location, *parts])
-
-    def folder(self, batch: str) -> str:
-        return f"{self.location}/{batch}"
 
     def has_pending(self, batch: str) -> bool:
         """Whether an earlier attempt of this batch left (completely written) events."""
@@ -57,8 +55,8 @@ class Outbox:
         if not self.has_pending(batch):
             return None
         if self._fs.exists(self._path(batch, DRIVER_FILE)):
-            return self._spark.read.schema(EVENT_SCHEMA).json(f"{self.folder(batch)}/{DRIVER_FILE}")
-        return self._spark.read.schema(EVENT_SCHEMA).parquet(self.folder(batch))
+            return self._spark.read.schema(EVENT_SCHEMA).json(self._path(batch, DRIVER_FILE))
+        return self._spark.read.schema(EVENT_SCHEMA).parquet(self._path(batch))
 
     def stage_rows(self, batch: str, rows: Sequence[Sequence[str]]) -> None:
         """Persist a few events (tuples in ``EVENT_SCHEMA`` order) from the driver, before the
@@ -90,10 +88,10 @@ class Outbox:
             if events.isEmpty():
                 self.discard(batch)
                 return False
-        staging = f"{self.folder(batch)}.staging"
+        staging = self._path(f"{batch}.staging")
         events.coalesce(1).write.mode("overwrite").parquet(staging)
         self.discard(batch)
-        if not self._fs.rename(self._path(f"{batch}.staging"), self._path(batch)):
+        if not self._fs.rename(staging, self._path(batch)):
             raise OSError(f"could not move the outbox of batch {batch} into place")
         return True
 

@@ -17,14 +17,14 @@ from enrolment_reconciliation.io.relation_cache import redis_client
 from enrolment_reconciliation.runtime.faults import is_infrastructure_fault
 
 if TYPE_CHECKING:
-    from enrolment_reconciliation.runtime.config import JobConfig
+    from enrolment_reconciliation.runtime.config import CassandraSettings, RedisSettings
 
 PROBE_TIMEOUT_SECONDS = 3.0
 
 
-def cassandra_answers(cfg: JobConfig) -> bool:
+def cassandra_answers(cassandra: CassandraSettings) -> bool:
     endpoint = dataclasses.replace(
-        CassandraEndpoint.from_config(cfg),
+        CassandraEndpoint.of(cassandra),
         request_timeout=PROBE_TIMEOUT_SECONDS,
         connect_timeout=PROBE_TIMEOUT_SECONDS,
     )
@@ -42,8 +42,10 @@ def cassandra_answers(cfg: JobConfig) -> bool:
             cluster.shutdown()
 
 
-def redis_answers(cfg: JobConfig) -> bool:
-    client = redis_client(cfg, timeout=PROBE_TIMEOUT_SECONDS, connect_timeout=PROBE_TIMEOUT_SECONDS)
+def redis_answers(redis: RedisSettings) -> bool:
+    client = redis_client(
+        redis, timeout=PROBE_TIMEOUT_SECONDS, connect_timeout=PROBE_TIMEOUT_SECONDS
+    )
     try:
         return bool(client.ping())
     except Exception as error:
@@ -54,9 +56,7 @@ def redis_answers(cfg: JobConfig) -> bool:
         client.close()
 
 
-PROBES = {"cassandra": cassandra_answers, "redis": redis_answers}
-
-
-def stores_down(cfg: JobConfig) -> list[str]:
+def stores_down(cassandra: CassandraSettings, redis: RedisSettings) -> list[str]:
     """The stores that do not answer now (none: every one answers)."""
-    return [name for name, answers in PROBES.items() if not answers(cfg)]
+    answers = {"cassandra": cassandra_answers(cassandra), "redis": redis_answers(redis)}
+    return [name for name, answered in answers.items() if not answered]

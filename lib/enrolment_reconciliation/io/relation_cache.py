@@ -1,4 +1,5 @@
-"""Redis relation cache (spec.md §3): read the keys a batch needs, or all of them, pipelined.
+"""Redis relation cache (docs/behaviour.md §3): read the keys a batch needs, or all of them,
+pipelined.
 
 Keys are SETs written by relation-cache-updater, all prefixed by the root course id
 (``core.structure``). Two ways in:
@@ -43,6 +44,7 @@ from enrolment_reconciliation.core.structure import (
     relation_key,
 )
 from enrolment_reconciliation.io.search import CollectionStatusClient
+from enrolment_reconciliation.runtime.config import RedisSettings
 
 log = logging.getLogger(__name__)
 SCAN_COUNT = 1000
@@ -65,15 +67,16 @@ class ReadStats:
         }
 
 
-def redis_client(cfg, *, timeout: float = 30, connect_timeout: float = 10) -> redis.Redis:
-    """A client of the relation-cache database (password from ``REDIS_PASSWORD``).
-
-    ``cfg``: the JobConfig; the timeouts are in seconds."""
+def redis_client(
+    settings: RedisSettings, *, timeout: float = 30, connect_timeout: float = 10
+) -> redis.Redis:
+    """A client of the relation-cache database (password from ``REDIS_PASSWORD``); the timeouts
+    are in seconds."""
     return redis.Redis(
-        host=cfg.redis_host,
-        port=cfg.redis_port,
-        db=cfg.relation_cache_db,
-        password=cfg.credentials.redis_password,
+        host=settings.host,
+        port=settings.port,
+        db=settings.relation_cache_db,
+        password=settings.password,
         socket_timeout=timeout,
         socket_connect_timeout=connect_timeout,
         decode_responses=True,
@@ -106,8 +109,8 @@ class RelationCacheReader:
         self._course_keys: dict[str, set[str]] = {}  # course -> its keys in `members`
 
     @classmethod
-    def from_config(cls, cfg) -> RelationCacheReader:  # cfg: JobConfig
-        return cls(redis_client(cfg), ttl_seconds=cfg.relation_cache_ttl)
+    def of(cls, settings: RedisSettings) -> RelationCacheReader:
+        return cls(redis_client(settings), ttl_seconds=settings.relation_cache_ttl)
 
     def _refresh_if_expired(self) -> None:
         now = self._clock()

@@ -1,8 +1,9 @@
 """Sunbird search service client for collection status, with a TTL cache that really caches.
 
-Used only for courses whose leafnodes key is missing (spec.md §7). The original job discarded
-its cache's updates and called search for every such event; this one stores each answer for
-``activity.collection.status.cache.expiry`` seconds (design.md §3.5). Transport errors and
+Used only for courses whose leafnodes key is missing (docs/behaviour.md §7). The original job
+discarded its cache's updates and called search for every such event; this one stores each answer
+for
+``activity.collection.status.cache.expiry`` seconds (docs/design.md §3.5). Transport errors and
 non-200 answers raise :class:`SearchServiceError` after bounded retries, so the caller fails
 the micro-batch and retries it instead of silently skipping requests.
 """
@@ -15,6 +16,7 @@ from collections.abc import Callable
 
 import requests
 
+from enrolment_reconciliation.runtime.config import SearchSettings
 from enrolment_reconciliation.runtime.faults import InfrastructureError
 
 log = logging.getLogger(__name__)
@@ -52,12 +54,8 @@ class CollectionStatusClient:
         self.calls = 0  # HTTP requests made, for counters and tests
 
     @classmethod
-    def from_config(cls, cfg) -> CollectionStatusClient:  # cfg: JobConfig
-        return cls(
-            cfg.search_base_path,
-            ttl_seconds=cfg.collection_status_cache_expiry,
-            api_key=cfg.credentials.search_api_key,
-        )
+    def of(cls, search: SearchSettings) -> CollectionStatusClient:
+        return cls(search.base_path, ttl_seconds=search.status_cache_expiry, api_key=search.api_key)
 
     def _ask(self, course_id: str) -> str | None:
         body = {

@@ -4,12 +4,12 @@
 takes a pass over ``user_enrolments`` (or the users file). The pass is written once per run as
 Parquet partitioned by slice, and each slice reads its own partition (pruned by Spark): the
 run holds no list of users in memory, and a resumed run reads the copy instead of passing over
-the table again (at the `large` benchmark about 6 s of a resumed run's start).
+the table again (docs/benchmarks.md has what that saves).
 
 **Aggregates.** A slice's computed aggregates must be compared with the table's to write only
 what changed. ``user_activity_agg`` is keyed by ``(activity_type, activity_id, user_id)``, so a
 slice's rows are spread over the whole ring: read by key they cost one single-partition read per
-row (at the `large` benchmark about 12 of a slice's 20 seconds). One token-range scan of the
+row, most of a slice's time at scale (docs/benchmarks.md). One token-range scan of the
 table, written by slice, costs a fraction of that; each slice then compares by one shuffle join.
 The copy is a snapshot: it only decides whether a computed row is *skipped* as unchanged, and
 progress only grows, so a row the stream rewrote since is either equal to what the slice
@@ -21,8 +21,10 @@ its run's copies when they were written whole (Spark's ``_SUCCESS`` marker).
 
 Example::
 
-    staged = RunStaging(spark, cfg, scope="3f2a…", run_id="20261202T…", slices=12)
-    staged.stage_users(lambda: scan_enrolment_users(spark, cfg, filters))
+    staged = RunStaging(spark, cfg.cassandra, "/state/backfill-staging", scope="3f2a…",
+                        run_id="20261202T…", slices=12)
+    if not staged.has_users():
+        staged.stage_users(scan_enrolment_users(spark, cfg.cassandra, filters))
     staged.stage_aggregates(ScanFilters())   # one scan, written by slice
     users, current = staged.users(4), staged.aggregates(4)
     staged.drop_run()                        # when the run is finished
@@ -31,7 +33,6 @@ Example::
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from pyspark.sql import DataFrame, SparkSession
@@ -44,7 +45,7 @@ from enrolment_reconciliation.io.cassandra import ScanFilters, current_aggregate
 from enrolment_reconciliation.io.filesystem import HadoopFileSystem, join
 
 if TYPE_CHECKING:
-    from enrolment_reconciliation.runtime.config import JobConfig
+    from enrolment_reconciliation.runtime.config import CassandraSettings
 
 log = logging.getLogger(__name__)
 
@@ -66,10 +67,17 @@ class RunStaging:
     """The staged copies of one run: ``<location>/<scope>/<run_id>/{users,aggregates}``."""
 
     def __init__(
-        self, spark: SparkSession, cfg: JobConfig, *, scope: str, run_id: str, slices: int
+        self,
+        spark: SparkSession,
+        cassandra: CassandraSettings,
+        location: str,
+        *,
+        scope: str,
+        run_id: str,
+        slices: int,
     ) -> None:
-        self.spark, self.cfg, self.slices = spark, cfg, slices
-        self._scope_dir = join(cfg.backfill_staging_location, scope)
+        self.spark, self.cassandra, self.slices = spark, cassandra, slices
+        self._scope_dir = join(location, scope)
         self.location = join(self._scope_dir, run_id)
         self._fs = HadoopFileSystem(spark, self.location)
 
@@ -86,15 +94,15 @@ class RunStaging:
                 log.info("deleting an abandoned run's staged copies: %s", abandoned)
                 self._fs.delete(abandoned, recursive=True)
 
-    def stage_users(self, users: Callable[[], DataFrame]) -> bool:
-        """Write every user in scope (``users()``: one ``userid`` column) with its slice, unless
-        a whole copy is there; returns whether it passed over them."""
-        if self.is_whole(USERS):
-            return False
-        with_slice(users(), self.slices).write.mode("overwrite").partitionBy(SLICE).parquet(
+    def has_users(self) -> bool:
+        """Whether a whole copy of the run's users is there (a resumed run's)."""
+        return self.is_whole(USERS)
+
+    def stage_users(self, users: DataFrame) -> None:
+        """Write every user in scope (``users``: one ``userid`` column) with its slice."""
+        with_slice(users, self.slices).write.mode("overwrite").partitionBy(SLICE).parquet(
             join(self.location, USERS)
         )
-        return True
 
     def users(self, index: int) -> DataFrame:
         """The users of one slice (only that slice's files are read)."""
@@ -109,7 +117,7 @@ class RunStaging:
         whether it scanned the table."""
         if self.is_whole(AGGREGATES):
             return False
-        held = current_aggregates(self.spark, self.cfg, filters).select(
+        held = current_aggregates(self.spark, self.cassandra, filters).select(
             *ACTIVITY_AGG_KEY,
             # only the count is compared; the rest of the map belongs to other jobs
             F.create_map(F.lit(COMPLETED_COUNT), F.col("aggregates")[COMPLETED_COUNT]).alias(

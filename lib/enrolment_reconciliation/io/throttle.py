@@ -3,8 +3,8 @@
 The connector's own throttle (``spark.cassandra.output.throughputMBPerSec``) is a leaky bucket
 per task, counted in serialized bytes, that lets a 1 MiB burst through before it first sleeps
 (``RateLimiter(rate, bucketSize = 1 MiB)`` in its ``TableWriter``): a write of a few thousand
-rows is never slowed, and each new task starts with an empty bucket. Measured at `medium` with
-``--max-writes-per-second 1000`` it wrote about 2,600 rows/s. So the driver paces instead: the
+rows is never slowed, and each new task starts with an empty bucket, so it let well over N rows a
+second through (docs/benchmarks.md, the throttle). So the driver paces instead: the
 rows are split by a hash of their key into chunks of about a second's worth, each chunk is one
 write, and after each the driver waits until the rows written so far are due. Over a write the
 rate is then at most N by construction; inside a chunk the connector writes at its own pace.

@@ -14,13 +14,13 @@ from cassandra.cluster import Session
 from enrolment_reconciliation.core.counters import Counter, Counts
 from enrolment_reconciliation.core.requests import sync_request_event
 from enrolment_reconciliation.core.schemas import CONTEXT_PREFIX, COURSE_ACTIVITY_TYPE
-from enrolment_reconciliation.io.cassandra import connect_from_config
+from enrolment_reconciliation.io.cassandra import connect
 from enrolment_reconciliation.runtime.config import JobConfig
 
 
 def enrolment_state(cfg: JobConfig, user: str, course: str, batch: str) -> dict[str, Any]:
     """The enrolment row and the user's course aggregates, as they are in Cassandra now."""
-    cluster, session = connect_from_config(cfg, keyspace=cfg.keyspace)
+    cluster, session = connect(cfg.cassandra, keyspace=cfg.cassandra.keyspace)
     try:
         return read_enrolment_state(session, cfg, user, course, batch)
     finally:
@@ -32,8 +32,8 @@ def read_enrolment_state(
 ) -> dict[str, Any]:
     """:func:`enrolment_state` through an open session (a caller that polls keeps one)."""
     row = session.execute(
-        f"SELECT status, progress, completedon, contentstatus FROM {cfg.keyspace}"
-        f".{cfg.enrolments_table} WHERE userid = %s AND courseid = %s AND batchid = %s",
+        f"SELECT status, progress, completedon, contentstatus FROM {cfg.cassandra.keyspace}"
+        f".{cfg.cassandra.enrolments_table} WHERE userid = %s AND courseid = %s AND batchid = %s",
         (user, course, batch),
     ).one()
     enrolment = None
@@ -45,8 +45,8 @@ def read_enrolment_state(
             "contentstatus": dict(row.contentstatus or {}),
         }
     agg = session.execute(
-        f"SELECT aggregates FROM {cfg.keyspace}.{cfg.activity_agg_table} WHERE activity_type = %s"
-        " AND activity_id = %s AND user_id = %s AND context_id = %s",
+        f"SELECT aggregates FROM {cfg.cassandra.keyspace}.{cfg.cassandra.activity_agg_table}"
+        " WHERE activity_type = %s AND activity_id = %s AND user_id = %s AND context_id = %s",
         (COURSE_ACTIVITY_TYPE, course, user, CONTEXT_PREFIX + batch),
     ).one()
     return {

@@ -37,7 +37,7 @@ def explain_enrolment(
         nodes = [
             r.asDict()
             for r in to_progress_explanation(
-                outputs.enriched, exclude_optional_nodes=cfg.exclude_optional_nodes
+                outputs.enriched, exclude_optional_nodes=cfg.activity.exclude_optional_nodes
             )
             .orderBy(F.col("nodeType") != COURSE_NODE, "nodeId")
             .collect()
@@ -73,7 +73,7 @@ def explain_enrolment(
         "course": course_node,
         "units": [n for n in nodes if n["nodeType"] != COURSE_NODE],
         "syncWouldWrite": {"enrolment": would, "completedCount": aggregates},
-        "excludeOptionalNodes": cfg.exclude_optional_nodes,
+        "excludeOptionalNodes": cfg.activity.exclude_optional_nodes,
     }
 
 

@@ -1,7 +1,7 @@
 """Streaming mode: Kafka Structured Streaming with foreachBatch into the batch function.
 
 Offsets live in the checkpoint; a micro-batch is fully applied or re-run with the same input
-(design.md §4). An exception in a micro-batch stops the query before its offsets are committed;
+(docs/design.md §4). An exception in a micro-batch stops the query before its offsets are committed;
 this loop restarts it from the checkpoint with exponential backoff, up to
 ``stream.restart.max.attempts`` consecutive failures (a successful micro-batch resets the count).
 A micro-batch that runs past ``stream.batch.timeout.seconds`` (a store that hangs instead of
@@ -23,7 +23,8 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import StreamingQueryListener
 
 from enrolment_reconciliation.batch.apply import apply_batch, recover_outbox
-from enrolment_reconciliation.batch.pipeline import BatchResources, PhaseClock, reconcile_batch
+from enrolment_reconciliation.batch.clock import PhaseClock
+from enrolment_reconciliation.batch.pipeline import BatchResources, reconcile_batch
 from enrolment_reconciliation.batch.read import read_requested
 from enrolment_reconciliation.core.counters import Counts
 from enrolment_reconciliation.core.requests import request_counter_columns, to_sync_requests
@@ -33,7 +34,13 @@ from enrolment_reconciliation.io.probes import stores_down
 from enrolment_reconciliation.io.prometheus import PrometheusExporter
 from enrolment_reconciliation.runtime.config import JobConfig
 from enrolment_reconciliation.runtime.exit_codes import ExitCode
+from enrolment_reconciliation.runtime.faults import (
+    AttemptWatch,
+    InfrastructureError,
+    is_infrastructure_fault,
+)
 from enrolment_reconciliation.runtime.jvm import evict_connector_sessions
+from enrolment_reconciliation.runtime.logs import first_line, log_event
 
 log = logging.getLogger("enrolment_reconciliation.stream")
 OBSERVATION = "enrolment-reconciliation"
@@ -45,7 +52,7 @@ def observed_requests(spark: SparkSession, cfg: JobConfig) -> DataFrame:
 
     A StreamingQueryListener finds them in ``progress.observedMetrics["enrolment-reconciliation"]``.
     """
-    return to_sync_requests(read_sync_request_stream(spark, cfg)).observe(
+    return to_sync_requests(read_sync_request_stream(spark, cfg.kafka, cfg.stream)).observe(
         OBSERVATION, *request_counter_columns()
     )
 
@@ -77,16 +84,14 @@ class BatchWatchdog:
         return len(self._sc.statusTracker().getJobIdsForGroup(group))
 
     def _give_up(self, group: str) -> None:
-        log.critical(
-            json.dumps(
-                {
-                    "event": "batch-stuck",
-                    "batch": group,
-                    "seconds": self._seconds + self._grace,
-                    "exitCode": int(ExitCode.STUCK),
-                    "action": "exiting for a restart from the checkpoint",
-                }
-            )
+        log_event(
+            log,
+            "batch-stuck",
+            level=logging.CRITICAL,
+            batch=group,
+            seconds=self._seconds + self._grace,
+            exitCode=int(ExitCode.STUCK),
+            action="exiting for a restart from the checkpoint",
         )
         logging.shutdown()
         os._exit(ExitCode.STUCK)
@@ -99,7 +104,7 @@ class BatchWatchdog:
 
         def cancel() -> None:
             expired.set()
-            log.error(json.dumps({"event": "batch-timeout", "batch": group}))
+            log_event(log, "batch-timeout", level=logging.ERROR, batch=group)
             stuck.start()
             self._sc.cancelJobGroup(group)
             _close_connector_sessions(self._spark)
@@ -123,15 +128,38 @@ class BatchWatchdog:
         return counts
 
 
+class FaultRecord:
+    """How the last failed micro-batch was judged (``runtime.faults``), kept for the restart loop:
+    the error reaches it only as the text of a ``StreamingQueryException`` (the Python error of
+    ``foreachBatch`` crosses the JVM), so the judgement is made where the error is whole."""
+
+    def __init__(self) -> None:
+        self._infrastructure: bool | None = None
+
+    def record(self, infrastructure: bool) -> None:
+        self._infrastructure = infrastructure
+
+    def take(self) -> bool | None:
+        """The judgement of the last failed micro-batch (None: none failed in ``foreachBatch``)."""
+        judged, self._infrastructure = self._infrastructure, None
+        return judged
+
+
+class StreamGaveUpError(InfrastructureError):
+    """The query failed on ``stream.restart.max.attempts`` consecutive restarts."""
+
+
 def batch_handler(
     spark: SparkSession,
     cfg: JobConfig,
     resources: BatchResources,
     outbox: Outbox,
     on_success: Callable[[Counts, float], None] = lambda counts, seconds: None,
+    faults: FaultRecord | None = None,
 ) -> Callable[[DataFrame, int], None]:
-    """The foreachBatch function: reconcile and apply the batch, log one JSON line."""
-    watchdog = BatchWatchdog(spark, cfg.batch_timeout_seconds)
+    """The foreachBatch function: reconcile and apply the batch, log one JSON line; a failure is
+    judged (``faults``) and raised, which stops the query before its offsets are committed."""
+    watchdog = BatchWatchdog(spark, cfg.stream.batch_timeout_seconds)
 
     def handle(batch: DataFrame, batch_id: int) -> None:
         started = time.monotonic()
@@ -151,24 +179,26 @@ def batch_handler(
                     result.release()
 
         group = f"batch-{batch_id}"
-        counts = watchdog.run(group, work)
+        watch = AttemptWatch(spark)
+        try:
+            counts = watchdog.run(group, work)
+        except Exception as error:
+            if faults is not None:
+                faults.record(watch.is_infrastructure(error))
+            raise
         seconds = time.monotonic() - started
         # what no phase names (the watchdog, the log line's own Spark status calls, Python):
         # so the phases of every line add up to its seconds
         phases["other"] = round(max(0.0, seconds - sum(phases.values())), 3)
         on_success(counts, seconds)
-        log.info(
-            json.dumps(
-                {
-                    "event": "micro-batch",
-                    "batchId": batch_id,
-                    "seconds": round(seconds, 3),
-                    "sparkJobs": watchdog.spark_jobs(group),
-                    "phases": phases,
-                    "counters": counts,
-                },
-                sort_keys=True,
-            )
+        log_event(
+            log,
+            "micro-batch",
+            batchId=batch_id,
+            seconds=round(seconds, 3),
+            sparkJobs=watchdog.spark_jobs(group),
+            phases=phases,
+            counters=counts,
         )
 
     return handle
@@ -198,15 +228,15 @@ class TriggerListener(StreamingQueryListener):
         durations = {k: int(v) for k, v in (progress.durationMs or {}).items()}
         total = durations.get("triggerExecution", 0)
         parts = {k: durations[k] for k in TRIGGER_PARTS if k in durations}
-        line = {
-            "event": "trigger",
-            "batchId": progress.batchId,
-            "triggerMs": total,
-            "partsMs": parts,
-            "outsideBatchMs": total - parts.get("addBatch", 0),
-            "otherMs": max(0, total - sum(parts.values())),
-        }
-        log.info(json.dumps(line, sort_keys=True))
+        log_event(
+            log,
+            "trigger",
+            batchId=progress.batchId,
+            triggerMs=total,
+            partsMs=parts,
+            outsideBatchMs=total - parts.get("addBatch", 0),
+            otherMs=max(0, total - sum(parts.values())),
+        )
 
     def onQueryIdle(self, event: Any) -> None:  # noqa: N802
         pass
@@ -258,7 +288,9 @@ def run_stream(
     """Run until stopped (processing-time) or until the topic is drained (available-now)."""
     tune_for_micro_batches(spark)
     resources = BatchResources.from_config(cfg)
-    exporter = PrometheusExporter(cfg.prometheus_port) if cfg.prometheus_port else None
+    exporter = (
+        PrometheusExporter(cfg.metrics.prometheus_port) if cfg.metrics.prometheus_port else None
+    )
     listeners: list[StreamingQueryListener] = [TriggerListener()]
     if exporter:
         listeners.append(LagListener(exporter.record_lag))
@@ -281,51 +313,61 @@ def _run_query(
     exporter: PrometheusExporter | None,
 ) -> None:
     failures = 0
-    applied = [False]  # a batch succeeded since the last restart: consecutive failures reset
+    faults = FaultRecord()
+    applied_since_restart = False  # consecutive failures count from the last applied batch
 
     def succeeded(counts: Counts, seconds: float) -> None:
-        applied[0] = True
+        nonlocal applied_since_restart
+        applied_since_restart = True
         if exporter:
             exporter.record_batch(counts, seconds)
         on_batch(counts, seconds)
 
     while True:
-        outbox = Outbox(spark, cfg.stream_outbox_location)
+        outbox = Outbox(spark, cfg.stream.outbox_location)
         published = recover_outbox(outbox, cfg)
         if published:
-            log.warning(json.dumps({"event": "outbox-recovered", "batches": published}))
+            log_event(log, "outbox-recovered", level=logging.WARNING, batches=published)
         writer = (
             observed_requests(spark, cfg)
             .writeStream.queryName("enrolment-reconciliation")
-            .option("checkpointLocation", cfg.query_checkpoint)
-            .foreachBatch(batch_handler(spark, cfg, resources, outbox, succeeded))
+            .option("checkpointLocation", cfg.stream.query_checkpoint)
+            .foreachBatch(batch_handler(spark, cfg, resources, outbox, succeeded, faults))
         )
-        if cfg.trigger == "available-now":
+        if cfg.stream.trigger == "available-now":
             writer = writer.trigger(availableNow=True)
         else:
-            writer = writer.trigger(processingTime=cfg.trigger_interval)
+            writer = writer.trigger(processingTime=cfg.stream.trigger_interval)
         query = writer.start()
         try:
             query.awaitTermination()
             return
         except StreamingQueryException as error:
-            failures = 1 if applied[0] else failures + 1
-            applied[0] = False
-            if failures > cfg.restart_max_attempts:
-                log.error(json.dumps({"event": "giving-up", "failures": failures}))
-                raise
-            backoff = min(
-                cfg.restart_backoff_seconds * 2 ** (failures - 1), cfg.restart_backoff_max_seconds
-            )
-            log.error(
-                json.dumps(
-                    {
-                        "event": "query-failed",
-                        "failures": failures,
-                        "restartInSeconds": backoff,
-                        "error": str(error).splitlines()[0][:500],
-                    }
+            judged = faults.take()
+            infrastructure = is_infrastructure_fault(error) if judged is None else judged
+            if not infrastructure:  # a defect: a restart would only repeat it
+                log_event(
+                    log, "query-failed", level=logging.ERROR, defect=True, error=first_line(error)
                 )
+                raise
+            failures = 1 if applied_since_restart else failures + 1
+            applied_since_restart = False
+            if failures > cfg.stream.restart_max_attempts:
+                log_event(log, "giving-up", level=logging.ERROR, failures=failures)
+                raise StreamGaveUpError(
+                    f"the query failed {failures} times in a row: {first_line(error)}"
+                ) from error
+            backoff = min(
+                cfg.stream.restart_backoff_seconds * 2 ** (failures - 1),
+                cfg.stream.restart_backoff_max_seconds,
+            )
+            log_event(
+                log,
+                "query-failed",
+                level=logging.ERROR,
+                failures=failures,
+                restartInSeconds=backoff,
+                error=first_line(error),
             )
             _close_connector_sessions(spark)
             _wait_to_restart(cfg, backoff)
@@ -349,12 +391,13 @@ def _wait_to_restart(cfg: JobConfig, backoff: float) -> None:
     every store answers again (probed every few seconds), so an outage costs the time the
     store was away, not the rest of a doubled backoff."""
     deadline = time.monotonic() + backoff
-    down = was_down = stores_down(cfg)
+    down = was_down = stores_down(cfg.cassandra, cfg.redis)
     while down and time.monotonic() < deadline:
         time.sleep(min(PROBE_INTERVAL_SECONDS, max(0.0, deadline - time.monotonic())))
-        down = stores_down(cfg)
+        down = stores_down(cfg.cassandra, cfg.redis)
         if not down:
-            line = {"event": "stores-back", "stores": was_down, "action": "restarting now"}
-            log.warning(json.dumps(line))
+            log_event(
+                log, "stores-back", level=logging.WARNING, stores=was_down, action="restarting now"
+            )
             return
     time.sleep(max(0.0, deadline - time.monotonic()))

@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from enrolment_reconciliation.io.cassandra import connect_from_config
+from enrolment_reconciliation.io.cassandra import connect
 from enrolment_reconciliation.io.kafka import python_client_options
 from enrolment_reconciliation.modes.enrolment_state import (
     read_enrolment_state,
@@ -100,12 +100,12 @@ class _Watch:
         from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
         self.cfg, self.key = cfg, (user, course, batch)
-        options = python_client_options(cfg)
-        self.cluster, self.session = connect_from_config(cfg, keyspace=cfg.keyspace)
+        options = python_client_options(cfg.kafka)
+        self.cluster, self.session = connect(cfg.cassandra, keyspace=cfg.cassandra.keyspace)
         self.producer = KafkaProducer(acks="all", **options)
         self.failed = KafkaConsumer(enable_auto_commit=False, group_id=None, **options)
-        partitions = self.failed.partitions_for_topic(cfg.failed_topic) or {0}
-        assigned = [TopicPartition(cfg.failed_topic, p) for p in partitions]
+        partitions = self.failed.partitions_for_topic(cfg.kafka.failed_topic) or {0}
+        assigned = [TopicPartition(cfg.kafka.failed_topic, p) for p in partitions]
         self.failed.assign(assigned)
         self.failed.seek_to_end(*assigned)
         for tp in assigned:  # resolve the end now: only events after the request count
@@ -142,7 +142,7 @@ class _Watch:
                     event = json.loads(record.value)
                 except (TypeError, ValueError):
                     continue
-                if _names_request(event, self.cfg.input_topic, partition, offset):
+                if _names_request(event, self.cfg.kafka.input_topic, partition, offset):
                     return str(event.get("reason")), False
                 if _names_enrolment(event, *self.key):
                     return str(event.get("reason")), True
@@ -166,12 +166,12 @@ def sync_via_stream(
     try:
         before = watch.state()
         sent = watch.producer.send(
-            cfg.input_topic, sync_request_payload(user, course, batch), key=user.encode()
+            cfg.kafka.input_topic, sync_request_payload(user, course, batch), key=user.encode()
         ).get(timeout=PUBLISH_TIMEOUT_SECONDS)
         partition, offset = sent.partition, sent.offset
         result: dict[str, Any] = {
             "enrolment": {"userId": user, "courseId": course, "batchId": batch},
-            "request": {"topic": cfg.input_topic, "partition": partition, "offset": offset},
+            "request": {"topic": cfg.kafka.input_topic, "partition": partition, "offset": offset},
             "before": before,
         }
         deadline = time.monotonic() + timeout  # the answer's wait starts once it is sent
@@ -185,9 +185,9 @@ def sync_via_stream(
             state = watch.state()
             if state != seen:
                 seen, seen_since = state, time.monotonic()
-            committed = committed_offsets(cfg.query_checkpoint)
+            committed = committed_offsets(cfg.stream.query_checkpoint)
             if committed is not None:
-                done = committed.get(cfg.input_topic, {}).get(partition, -1) > offset
+                done = committed.get(cfg.kafka.input_topic, {}).get(partition, -1) > offset
             else:
                 done = state != before and time.monotonic() - seen_since >= SETTLE_SECONDS
             if done and committed is not None:
@@ -204,7 +204,7 @@ def sync_via_stream(
     finally:
         watch.close()
     raise NoStreamAnswerError(
-        f"no stream answered within {timeout:g} s: the request is on {cfg.input_topic}"
+        f"no stream answered within {timeout:g} s: the request is on {cfg.kafka.input_topic}"
         f" (partition {partition}, offset {offset}) and will be applied when a stream consumes"
-        f" it; is one running with this config (checkpoint {cfg.checkpoint_location})?"
+        f" it; is one running with this config (checkpoint {cfg.stream.checkpoint_location})?"
     )

@@ -1,23 +1,37 @@
-"""Infrastructure faults, told apart from every other error by type, not by message text.
+"""The one judgement of a fault: infrastructure (retried, exit 4) or a defect (never retried,
+exit 1).
 
-A store or service that cannot be reached stops a backfill with exit 4 (resumable) and fails a
-stream micro-batch (retried); anything else is a defect (exit 1). Each I/O client raises its own
-types: the Python clients' (cassandra-driver, redis, kafka-python, requests), ours
-(:class:`InfrastructureError`, e.g. the search client's), and the JVM's, which reach Python as a
-py4j error whose Java cause chain names the connector's or Kafka's exception class.
+Every retry (a backfill slice, a stream query restart) and every exit code asks this module.
+A store or service that cannot be reached, a call that timed out, an executor lost while the
+work ran: an infrastructure fault, worth another attempt, and a scheduler may try the run again.
+Anything else (a bug, a bad setting that slipped through): a defect, which another attempt would
+only repeat; it fails at once with a message that says what broke.
+
+Faults are told apart by type, not by message text. Each I/O client raises its own types: the
+Python clients' (cassandra-driver, redis, kafka-python, requests, the OS's network errors), ours
+(:class:`InfrastructureError`, e.g. the search client's or the watchdog's), and the JVM's, which
+reach Python as a py4j error whose Java cause chain names the connector's or Kafka's exception
+class (or one of its superclasses). A lost executor leaves no such type behind (Spark reports it
+as text in a generic ``SparkException``), so :class:`AttemptWatch` asks Spark which executors
+went away while an attempt ran.
 
 Example::
 
+    watch = AttemptWatch(spark)
     try:
-        run_backfill(spark, cfg, options)
+        work()
     except Exception as error:
-        code = 4 if is_infrastructure_fault(error) else 1
+        retry = watch.is_infrastructure(error)
 """
 
 from __future__ import annotations
 
 from functools import cache
 from typing import Any
+
+from pyspark.sql import SparkSession
+
+from enrolment_reconciliation.runtime.jvm import executor_addresses, java_class_names
 
 
 class InfrastructureError(RuntimeError):
@@ -35,11 +49,21 @@ JVM_FAULT_CLASSES = frozenset(
         "com.datastax.oss.driver.api.core.servererrors.ReadTimeoutException",
         "com.datastax.oss.driver.api.core.servererrors.WriteTimeoutException",
         "com.datastax.oss.driver.api.core.servererrors.UnavailableException",
+        "com.datastax.oss.driver.api.core.connection.HeartbeatException",
+        "com.datastax.oss.driver.api.core.connection.BusyConnectionException",
+        "com.datastax.oss.driver.api.core.servererrors.OverloadedException",
+        "com.datastax.oss.driver.api.core.servererrors.BootstrappingException",
         "java.net.ConnectException",
         "java.net.SocketTimeoutException",
+        "java.net.UnknownHostException",
         "java.nio.channels.ClosedChannelException",
+        # Kafka's clients mark every error worth retrying by this superclass
+        "org.apache.kafka.common.errors.RetriableException",
         "org.apache.kafka.common.errors.TimeoutException",
         "org.apache.kafka.common.errors.NetworkException",
+        # Hadoop's: a NameNode or DataNode that cannot be reached (state on hdfs://)
+        "org.apache.hadoop.ipc.RetriableException",
+        "org.apache.hadoop.hdfs.BlockMissingException",
     }
 )
 
@@ -55,6 +79,8 @@ def _python_fault_types() -> tuple[type[BaseException], ...]:
 
     return (
         InfrastructureError,
+        ConnectionError,  # the OS's: refused, reset, aborted
+        TimeoutError,
         cassandra.cluster.NoHostAvailable,
         cassandra.OperationTimedOut,
         cassandra.Unavailable,
@@ -71,7 +97,7 @@ def _python_fault_types() -> tuple[type[BaseException], ...]:
 
 def _java_chain_has_fault(java: Any, depth: int = 20) -> bool:
     while java is not None and depth > 0:
-        if java.getClass().getName() in JVM_FAULT_CLASSES:
+        if any(name in JVM_FAULT_CLASSES for name in java_class_names(java)):
             return True
         java, depth = java.getCause(), depth - 1
     return False
@@ -94,3 +120,26 @@ def is_infrastructure_fault(error: BaseException) -> bool:
             return True
         pending += [e for e in (current.__cause__, current.__context__) if e is not None]
     return False
+
+
+class AttemptWatch:
+    """Judges the failure of one attempt of some Spark work: an infrastructure fault by type, or
+    an executor that went away while the attempt ran (its rows, shuffle files and local
+    checkpoints went with it)."""
+
+    def __init__(self, spark: SparkSession) -> None:
+        self._spark = spark
+        self._before = self._executors()
+
+    def _executors(self) -> set[str]:
+        try:
+            return executor_addresses(self._spark)
+        except Exception:  # a stopped context: no executor to lose
+            return set()
+
+    def lost_executors(self) -> set[str]:
+        """The executors (host:port) that were there when the attempt began and are gone."""
+        return self._before - self._executors()
+
+    def is_infrastructure(self, error: BaseException) -> bool:
+        return is_infrastructure_fault(error) or bool(self.lost_executors())

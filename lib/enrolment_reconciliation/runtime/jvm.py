@@ -66,6 +66,22 @@ def evict_connector_sessions(spark: SparkSession) -> None:
     getattr(jvm, CONNECTOR).cql.CassandraConnector.evictCache()
 
 
+def executor_addresses(spark: SparkSession) -> set[str]:
+    """``host:port`` of every executor the driver knows now (the driver's own included)."""
+    _, jsc = _gateway(spark.sparkContext)
+    infos = jsc.sc().statusTracker().getExecutorInfos()
+    return {f"{info.host()}:{info.port()}" for info in infos}
+
+
+def java_class_names(java: Any) -> list[str]:
+    """The class of a Java object (an exception from py4j) and its superclasses, by name."""
+    names, cls = [], java.getClass()
+    while cls is not None:
+        names.append(cls.getName())
+        cls = cls.getSuperclass()
+    return names
+
+
 def unpersist_checkpoint(df: DataFrame) -> None:
     """Free the blocks of the RDD behind a local checkpoint of ``df`` (PySpark has no API)."""
     df._jdf.queryExecution().logical().rdd().unpersist(False)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from pyspark.sql import SparkSession
 
 if TYPE_CHECKING:
-    from enrolment_reconciliation.runtime.config import JobConfig
+    from enrolment_reconciliation.runtime.config import CassandraSettings, JobConfig, WriteSettings
 
 CASSANDRA_EXTENSIONS = "com.datastax.spark.connector.CassandraSparkExtensions"
 
@@ -36,10 +36,10 @@ LONG_RUNNING_UI_LIMITS = {
 
 
 # Generated code is cached by its source text, 100 classes by default: one batch of the job
-# compiles about 90, so with 100 every micro-batch evicted and recompiled (Janino, then the JIT
+# compiles nearly 100, so with 100 every micro-batch evicted and recompiled (Janino, then the JIT
 # again) most of them. Not many more than the working set either: Spark inlines long and
 # timestamp literals into the code, so the two classes that embed a batch's time are new in
-# every batch and only fill the cache (1,000 entries grew a soak's live heap by 25 MB).
+# every batch and only fill the cache (a thousand entries grew a soak's live heap noticeably).
 CODEGEN_CACHE_ENTRIES = "256"
 
 
@@ -77,33 +77,32 @@ def spark_jars() -> list[str]:
     return jars
 
 
-def cassandra_conf(cfg: JobConfig) -> dict[str, str]:
+def cassandra_conf(cassandra: CassandraSettings, write: WriteSettings) -> dict[str, str]:
     """Connector settings for the configured Cassandra (credentials and TLS only when set).
 
     Timeouts are bounded on purpose: with the connector's defaults (120 s per request, 60
     retries) a stopped Cassandra stalls a batch for many minutes instead of failing it.
     """
     conf = {
-        "spark.cassandra.connection.host": cfg.cassandra_host,
-        "spark.cassandra.connection.port": str(cfg.cassandra_port),
-        "spark.cassandra.read.timeoutMS": str(cfg.cassandra_read_timeout_ms),
-        "spark.cassandra.query.retry.count": str(cfg.cassandra_query_retries),
+        "spark.cassandra.connection.host": cassandra.host,
+        "spark.cassandra.connection.port": str(cassandra.port),
+        "spark.cassandra.read.timeoutMS": str(cassandra.read_timeout_ms),
+        "spark.cassandra.query.retry.count": str(cassandra.query_retries),
         "spark.cassandra.connection.reconnectionDelayMS.max": "10000",
         # user_enrolments updates leave unset columns (e.g. completedon) untouched
         "spark.cassandra.output.ignoreNulls": "true",
-        "spark.cassandra.output.batch.size.rows": str(cfg.write_batch_size),
+        "spark.cassandra.output.batch.size.rows": str(write.batch_size),
     }
-    creds = cfg.credentials
-    if creds.cassandra_username:
-        conf["spark.cassandra.auth.username"] = creds.cassandra_username
-        conf["spark.cassandra.auth.password"] = creds.cassandra_password or ""
-    if cfg.cassandra_ssl_enabled:
+    if cassandra.username:
+        conf["spark.cassandra.auth.username"] = cassandra.username
+        conf["spark.cassandra.auth.password"] = cassandra.password or ""
+    if cassandra.ssl_enabled:
         conf["spark.cassandra.connection.ssl.enabled"] = "true"
-        if cfg.cassandra_truststore_path:
-            conf["spark.cassandra.connection.ssl.trustStore.path"] = cfg.cassandra_truststore_path
-        if creds.cassandra_truststore_password:
+        if cassandra.truststore_path:
+            conf["spark.cassandra.connection.ssl.trustStore.path"] = cassandra.truststore_path
+        if cassandra.truststore_password:
             conf["spark.cassandra.connection.ssl.trustStore.password"] = (
-                creds.cassandra_truststore_password
+                cassandra.truststore_password
             )
     return conf
 
@@ -142,13 +141,13 @@ def build_spark_session(
         "spark.sql.shuffle.partitions": "8",
         "spark.sql.session.timeZone": "UTC",
         "spark.ui.showConsoleProgress": "false",
-        **cassandra_conf(cfg),
+        **cassandra_conf(cfg.cassandra, cfg.write),
         **(extra_conf or {}),
     }
     for key, value in settings.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     # Session-level values win over whatever an earlier getOrCreate left behind.
-    for key, value in cassandra_conf(cfg).items():
+    for key, value in cassandra_conf(cfg.cassandra, cfg.write).items():
         spark.conf.set(key, value)
     return spark

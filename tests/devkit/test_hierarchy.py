@@ -1,4 +1,5 @@
-"""relation_cache_keys against the worked example of spec.md §3.3 and the rules behind it."""
+"""relation_cache_keys against the worked example of docs/behaviour.md §3.3 and the rules behind
+it."""
 
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ def optional(node: dict[str, Any]) -> dict[str, Any]:
 
 
 def worked_example() -> dict[str, Any]:
-    """spec.md §3.3: C{U1{R1, U1a{R2, R3*}}, U2*{R4, R1}, R5} (* = optional)."""
+    """docs/behaviour.md §3.3: C{U1{R1, U1a{R2, R3*}}, U2*{R4, R1}, R5} (* = optional)."""
     return coll(
         "C",
         coll("U1", leaf("R1"), coll("U1a", leaf("R2", "video/mp4"), optional(leaf("R3")))),

@@ -9,7 +9,7 @@ import uuid
 
 from devkit.paths import PROJECT_ROOT
 from enrolment_reconciliation.io.kafka import kafka_options
-from enrolment_reconciliation.runtime.config import CREDENTIAL_ENV, load_config
+from enrolment_reconciliation.runtime.config import credential_variables, load_config
 from enrolment_reconciliation.runtime.session import cassandra_conf
 
 
@@ -19,7 +19,7 @@ def _leaks(text: str, secrets: list[str]) -> list[str]:
 
 def test_no_credential_in_help_or_the_config_dump():
     secrets = {
-        var: f"s3cret-{var.lower()}-{uuid.uuid4().hex[:6]}" for var in CREDENTIAL_ENV.values()
+        var: f"s3cret-{var.lower()}-{uuid.uuid4().hex[:6]}" for var in credential_variables()
     }
     env = {"PATH": "/usr/bin:/bin", **secrets, "PYTHONPATH": str(PROJECT_ROOT / "lib")}
 
@@ -34,10 +34,11 @@ def test_no_credential_in_help_or_the_config_dump():
     dump = run(
         "-c",
         "from enrolment_reconciliation.runtime.config import load_config;"
-        " c = load_config(); print(repr(c)); print(c.credentials)",
+        " c = load_config(); print(repr(c)); print(c.cassandra); print(str(c.kafka))",
     )
     texts.append(dump)
-    assert "Credentials(set=[" in dump  # the dump names which are set, never the values
+    # the dump names which credentials are set, never their values
+    assert "credentials=['username', 'password', 'truststore_password']" in dump
     assert [t for t in texts if _leaks(t, list(secrets.values()))] == []
 
 
@@ -59,8 +60,8 @@ def test_tls_and_sasl_settings_reach_the_connector_and_the_kafka_source_and_sink
             "LMS_CASSANDRA_TRUSTSTORE_PASSWORD": "cts-pw",
         },
     )
-    assert kafka_options(cfg) == {
-        "kafka.bootstrap.servers": cfg.kafka_broker_servers,
+    assert kafka_options(cfg.kafka) == {
+        "kafka.bootstrap.servers": cfg.kafka.broker_servers,
         "kafka.security.protocol": "SASL_SSL",
         "kafka.sasl.mechanism": "SCRAM-SHA-512",
         "kafka.sasl.jaas.config": "org.apache.kafka.common.security.scram.ScramLoginModule"
@@ -68,7 +69,7 @@ def test_tls_and_sasl_settings_reach_the_connector_and_the_kafka_source_and_sink
         "kafka.ssl.truststore.location": "/etc/kafka/truststore.jks",
         "kafka.ssl.truststore.password": "kts-pw",
     }
-    conf = cassandra_conf(cfg)
+    conf = cassandra_conf(cfg.cassandra, cfg.write)
     assert {k: v for k, v in conf.items() if "auth" in k or "ssl" in k} == {
         "spark.cassandra.auth.username": "lern",
         "spark.cassandra.auth.password": "cass-pw",

@@ -7,7 +7,8 @@
 ``DIR/<kind>-events.jsonl``  the AUDIT, certificate and failed events that would be published;
 ``DIR/certificate-repairs.jsonl``  with ``--repair-certificates``, the certificate requests a
                       repair would send;
-``DIR/progress.png``  the change per course.
+``DIR/progress.png``  the change per course (with the ``charts`` extra: matplotlib; without
+                      it the summary says the chart was skipped).
 
 Rows are written by Spark (one file each), so the driver never holds them; only the per-course
 figures of the chart are collected (bounded by the catalogue).
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
@@ -40,6 +42,7 @@ CHANGE_COLUMNS = [
     "completedon",
 ]
 CHART_COURSES = 40
+log = logging.getLogger("enrolment_reconciliation.backfill")
 
 
 def backfill_summary(counts: Counts) -> dict[str, int]:
@@ -94,9 +97,18 @@ def _per_course(batch: BatchResult) -> list[dict[str, Any]]:
     return [r.asDict() for r in rows]
 
 
-def _chart(per_course: list[dict[str, Any]]) -> bytes:
-    """The PNG of the change per course."""
-    import matplotlib
+CHART_SKIPPED = (
+    "skipped: matplotlib is not installed (pip install 'enrolment-reconciliation[charts]')"
+)
+
+
+def _chart(per_course: list[dict[str, Any]]) -> bytes | None:
+    """The PNG of the change per course; None without matplotlib (an optional extra)."""
+    try:
+        import matplotlib
+    except ImportError:
+        log.warning("dry-run chart %s", CHART_SKIPPED)
+        return None
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -190,10 +202,13 @@ class DryRunReport:
                 _write_single_file(self._spark, rows, join(out, name), "text")
         self._fs.delete(self._parts, recursive=True)
         per_course = sorted(self._per_course.values(), key=lambda r: (-r["changed"], r["courseid"]))
-        self._fs.write_bytes(join(out, "progress.png"), _chart(per_course))
+        chart = _chart(per_course)
+        if chart is not None:
+            self._fs.write_bytes(join(out, "progress.png"), chart)
         summary = {
             "dryRun": True,
             **extra,
+            "chart": "progress.png" if chart is not None else CHART_SKIPPED,
             "summary": backfill_summary(counts),
             "counters": counts,
             "perCourse": per_course,

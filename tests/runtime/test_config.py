@@ -1,0 +1,183 @@
+"""The HOCON config: seed defaults, --env, --set, an operator's Flink-job .conf, credentials."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from devkit.paths import PROJECT_ROOT
+from enrolment_reconciliation.runtime.config import (
+    CassandraSettings,
+    ConfigError,
+    declared_settings,
+    load_config,
+)
+from enrolment_reconciliation.runtime.settings_doc import settings_table
+
+FLINK_CONF = Path(__file__).parents[1] / "fixtures" / "flink-enrolment-reconciliation.conf"
+
+
+def test_defaults_are_the_seed_tables_values():
+    cfg = load_config()
+    assert (
+        cfg.kafka.input_topic,
+        cfg.kafka.failed_topic,
+        cfg.kafka.audit_topic,
+        cfg.kafka.certissue_topic,
+        cfg.kafka.group_id,
+    ) == (
+        "sunbirddev.batch.enrolment.sync.request",
+        "sunbirddev.enrolment.reconciliation.failed",
+        "sunbirddev.telemetry.raw",
+        "sunbirddev.issue.certificate.request",
+        "sunbirddev-enrolment-reconciliation-group",
+    )
+    assert (
+        cfg.cassandra.keyspace,
+        cfg.cassandra.consumption_table,
+        cfg.cassandra.enrolments_table,
+        cfg.cassandra.activity_agg_table,
+    ) == (
+        "sunbird_courses",
+        "user_content_consumption",
+        "user_enrolments",
+        "user_activity_agg",
+    )
+    assert cfg.redis.relation_cache_db == 10
+    assert cfg.write.batch_size == 10
+    assert cfg.activity.module_aggs_enabled is True
+    assert cfg.activity.filter_processed_enrolments is True
+    assert cfg.search.status_cache_expiry == 3600
+    assert cfg.activity.exclude_optional_nodes is True
+    assert (cfg.kafka.broker_servers, cfg.cassandra.host, cfg.cassandra.port) == (
+        "localhost:9092",
+        "localhost",
+        9042,
+    )
+    assert (cfg.redis.host, cfg.redis.port) == ("localhost", 6379)
+
+
+def test_env_fills_every_topic_and_the_group():
+    cfg = load_config(env="prod")
+    assert cfg.kafka.input_topic == "prod.batch.enrolment.sync.request"
+    assert cfg.kafka.failed_topic == "prod.enrolment.reconciliation.failed"
+    assert cfg.kafka.audit_topic == "prod.telemetry.raw"
+    assert cfg.kafka.certissue_topic == "prod.issue.certificate.request"
+    assert cfg.kafka.group_id == "prod-enrolment-reconciliation-group"
+
+
+def test_set_overrides_any_key_with_its_type():
+    cfg = load_config(
+        env="qa",
+        overrides=[
+            "threshold.batch.write.size=25",
+            "activity.filter.processed.enrolments=false",
+            "kafka.input.topic=custom.topic:v2",
+            "service.search.basePath=http://search:9000/api",
+            "env=staging",
+        ],
+    )
+    assert cfg.write.batch_size == 25
+    assert cfg.activity.filter_processed_enrolments is False
+    assert cfg.kafka.input_topic == "custom.topic:v2"
+    assert cfg.search.base_path == "http://search:9000/api"
+    assert (
+        cfg.kafka.failed_topic == "staging.enrolment.reconciliation.failed"
+    )  # --set env wins last
+
+
+def test_bad_values_are_clear_errors():
+    with pytest.raises(ConfigError, match=r"threshold\.batch\.write\.size"):
+        load_config(overrides=["threshold.batch.write.size=many"])
+    with pytest.raises(ConfigError, match="key=value"):
+        load_config(overrides=["no-equals-sign"])
+    with pytest.raises(ConfigError, match="not found"):
+        load_config("/nonexistent.conf")
+
+
+def test_an_operators_flink_job_conf_works_unchanged():
+    cfg = load_config(FLINK_CONF)
+    assert cfg.kafka.broker_servers == "kafka-1.prod:9092"
+    assert cfg.kafka.input_topic == "prod.batch.enrolment.sync.request"
+    assert cfg.kafka.failed_topic == "prod.activity.agg.failed"
+    assert cfg.kafka.audit_topic == "prod.telemetry.raw"  # kafka.output.audit.topic
+    assert cfg.kafka.certissue_topic == "prod.issue.certificate.request"
+    assert (cfg.cassandra.host, cfg.cassandra.port) == ("cassandra-1.prod", 9042)
+    assert (cfg.redis.host, cfg.redis.relation_cache_db) == ("redis-1.prod", 10)
+    assert cfg.search.base_path == "http://10.0.0.5/search"
+    # keys the Flink file does not have take our defaults
+    assert cfg.activity.exclude_optional_nodes is True
+    assert cfg.stream.trigger == "processing-time"
+
+
+def test_credentials_come_from_the_environment_and_never_show_in_repr():
+    environ = {
+        "LMS_CASSANDRA_USERNAME": "lms",
+        "LMS_CASSANDRA_PASSWORD": "s3cr3t-pw",
+        "REDIS_PASSWORD": "r3d1s-pw",
+    }
+    cfg = load_config(environ=environ)
+    assert cfg.cassandra.password == "s3cr3t-pw"
+    assert cfg.redis.password == "r3d1s-pw"
+    text = repr(cfg) + str(cfg) + repr(cfg.cassandra) + str(cfg.redis)
+    assert "s3cr3t-pw" not in text and "r3d1s-pw" not in text
+    assert "credentials=['username', 'password']" in repr(cfg.cassandra)  # says which are set
+    assert sorted(cfg.secrets()) == ["r3d1s-pw", "s3cr3t-pw"]
+
+
+def test_an_undeclared_set_key_is_reported_with_the_closest_declared_one(caplog):
+    with caplog.at_level("WARNING"):
+        cfg = load_config(overrides=["lms-casandra.host=elsewhere", "task.parallelism=2"])
+    assert cfg.cassandra.host == "localhost"
+    messages = [r.getMessage() for r in caplog.records]
+    assert (
+        "--set lms-casandra.host: no setting has this key, it is ignored;"
+        " did you mean 'lms-cassandra.host'?" in messages
+    )
+    assert "--set task.parallelism: no setting has this key, it is ignored" in messages
+
+
+def test_the_readme_configuration_table_is_the_declared_settings():
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    between = readme.split("<!-- settings:begin -->\n")[1].split("\n<!-- settings:end -->")[0]
+    assert between == settings_table(markdown=True)
+
+
+def test_help_lists_every_setting():
+    from enrolment_reconciliation.cli import _parser
+
+    text = _parser().format_help()
+    for _, setting in declared_settings():
+        assert setting.metadata["keys"][0] in text
+
+
+def test_trigger_intervals_take_the_duration_forms_operators_write():
+    def interval(text: str) -> str:
+        return load_config(overrides=[f"stream.trigger.interval={text}"]).stream.trigger_interval
+
+    assert interval("1s") == "1000 milliseconds"
+    assert interval("500ms") == "500 milliseconds"
+    assert interval('"10 seconds"') == "10000 milliseconds"
+    assert interval('"2 minutes"') == "120000 milliseconds"
+    with pytest.raises(ConfigError, match=r"stream\.trigger\.interval must be a duration"):
+        interval("soon")
+
+
+def test_each_section_holds_its_own_settings_and_credentials():
+    cfg = load_config(env="prod", environ={"LMS_CASSANDRA_USERNAME": "lms"})
+    assert isinstance(cfg.cassandra, CassandraSettings)
+    assert (cfg.cassandra.host, cfg.cassandra.username) == ("localhost", "lms")
+    assert cfg.kafka.group_id == "prod-enrolment-reconciliation-group"
+    assert cfg.stream.outbox_location == cfg.stream.checkpoint_location.rstrip("/") + "/outbox"
+
+
+def test_overrides_by_key_give_a_changed_copy():
+    cfg = load_config()
+    changed = cfg.with_overrides("backfill.slices=4", "kafka.output.audit.topic=audit.v2")
+    assert (changed.backfill.slices, changed.kafka.audit_topic) == (4, "audit.v2")
+    assert (cfg.backfill.slices, cfg.kafka.audit_topic) == (0, "sunbirddev.telemetry.raw")
+    with pytest.raises(ConfigError, match=r"backfil.slices: no setting has this key; did you mean"):
+        cfg.with_overrides("backfil.slices=4")
+    with pytest.raises(ConfigError, match="must be int"):
+        cfg.with_overrides("backfill.slices=many")
