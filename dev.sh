@@ -10,6 +10,9 @@
 #   ./dev.sh bench-sync       one learner: direct sync (start-up taken apart) vs sync --via-stream
 #   ./dev.sh notebook         JupyterLab on the venv's kernel, pointed at the local stack (prints its URL)
 #   ./dev.sh render-notebooks execute both notebooks on sample data, rendered into docs/notebooks/
+#   ./dev.sh jars DIR         the Spark jars the job needs (connector, Kafka source), into DIR
+#   ./dev.sh release DIR      a release an operator installs, laid out in DIR (see README, "Install")
+#   ./dev.sh image [TAG]      the container image (podman, from Debian's archive), from a release
 # and their parts: setup | stack-start | stack-stop | status | lint
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -36,6 +39,17 @@ setup() {
   if ! command -v java >/dev/null; then
     log "installing a JDK (Debian openjdk-17-jre-headless)"
     apt-get update -qq && apt-get install -y -qq openjdk-17-jre-headless >/dev/null
+  fi
+  if ! command -v promtool >/dev/null || ! command -v prometheus-pushgateway >/dev/null; then
+    log "installing promtool and a Pushgateway (Debian prometheus, prometheus-pushgateway)"
+    # their servers are not wanted here (:9090, :9091): policy-rc.d 101 keeps apt from starting them
+    local policy=/usr/sbin/policy-rc.d own_policy="" rc=0
+    [ -e "$policy" ] || { printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && own_policy=1; }
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+        --no-install-recommends prometheus prometheus-pushgateway >/dev/null; } || rc=$?
+    [ -z "$own_policy" ] || rm -f "$policy"
+    [ ! -d /run/systemd/system ] || systemctl disable -q prometheus prometheus-pushgateway || true
+    [ "$rc" = 0 ] || return "$rc"
   fi
   bash stack/fetch-jars.sh
 }
@@ -134,6 +148,65 @@ notebook() {
     --ServerApp.root_dir="$ROOT/notebooks" --ServerApp.log_level=WARN
 }
 
+jars() {
+  [ -n "${1:-}" ] || { echo "usage: $0 jars DIR" >&2; exit 2; }
+  bash stack/fetch-jars.sh spark
+  mkdir -p "$1"
+  cp "$STACK_DIR"/lib/spark/*.jar "$1"/
+  log "$(ls "$1"/*.jar | wc -l) jars in $1"
+}
+
+release() {
+  # A release runs with the repository out of reach: the job as a wheel installed into its own
+  # venv, the jars, the wrapper, the entry point, the config and its templates, the deploy files.
+  local dir="${1:-}"
+  [ -n "$dir" ] || { echo "usage: $0 release DIR" >&2; exit 2; }
+  setup
+  mkdir -p "$dir"
+  dir="$(cd "$dir" && pwd)"
+  [ ! -e "$dir/venv" ] || { echo "$dir already holds a release (venv/): use a new folder" >&2; exit 2; }
+  log "laying out a release in $dir"
+  mkdir -p "$dir"/{bin,lib,jobs,conf/templates,wheels,state}
+  "$PY" -m pip wheel -q --no-deps -w "$dir/wheels" .
+  jars "$dir/jars"
+  (cd lib && "$PY" - "$dir/lib/enrolment_reconciliation.zip" <<'PYZIP'
+import sys, zipfile, pathlib
+with zipfile.ZipFile(sys.argv[1], "w", zipfile.ZIP_DEFLATED) as z:
+    for p in sorted(pathlib.Path("enrolment_reconciliation").rglob("*.py")):
+        z.write(p)
+PYZIP
+  )
+  cp spark-submit.sh "$dir/bin/"
+  cp jobs/enrolment_reconciliation_job.py "$dir/jobs/"
+  cp conf/enrolment-reconciliation.conf "$dir/conf/"
+  cp conf/templates/* "$dir/conf/templates/"
+  cp -r deploy "$dir/deploy"
+  printf 'enrolment-reconciliation %s\ncommit %s\nbuilt %s\n' \
+    "$("$PY" -c 'import importlib.metadata as m; print(m.version("enrolment-reconciliation"))')" \
+    "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" "$(date -u +%FT%TZ)" > "$dir/RELEASE"
+  if [ -n "${RELEASE_NO_VENV:-}" ]; then return; fi  # an image installs the wheel itself
+  log "installing the job and its dependencies into $dir/venv"
+  "${RELEASE_PYTHON:-python3}" -m venv "$dir/venv"
+  "$dir/venv/bin/python" -m pip install -q --upgrade pip
+  "$dir/venv/bin/python" -m pip install -q "$(ls "$dir"/wheels/*.whl)[charts]"
+  log "release ready: $dir/bin/spark-submit.sh <mode> --config $dir/conf/production.conf (from conf/templates/)"
+}
+
+image() {
+  # podman and buildah from Debian's archive; runc where the host's cgroups need it
+  if ! command -v podman >/dev/null || ! command -v debootstrap >/dev/null \
+      || ! command -v runc >/dev/null; then
+    log "installing podman, buildah, debootstrap and runc (Debian)"
+    apt-get update -qq && apt-get install -y -qq podman buildah debootstrap runc >/dev/null
+  fi
+  local context="$STACK_DIR/image/release"
+  rm -rf "$context"
+  RELEASE_NO_VENV=1 release "$context"
+  local started; started="$(date +%s)"
+  deploy/image/build-image.sh "$context" "${1:-localhost/enrolment-reconciliation:dev}"
+  log "image built in $(( $(date +%s) - started )) s (the base from Debian's archive, then the job)"
+}
+
 test_suite() {
   setup
   start_stack
@@ -160,5 +233,8 @@ case "${1:-}" in
   stack-stop) bash stack/stack.sh stop ;;
   status) bash stack/stack.sh status ;;
   lint) "$VENV/bin/ruff" check lib jobs tests benchmarks devkit && "$VENV/bin/mypy" ;;
-  *) echo "usage: $0 run|test|backfill-demo|bench|bench-throttle|bench-sync|profile|notebook|render-notebooks|setup|stack-start|stack-stop|status|lint" >&2; exit 2 ;;
+  jars) shift; jars "$@" ;;
+  release) shift; release "$@" ;;
+  image) shift; setup; image "$@" ;;
+  *) echo "usage: $0 run|test|backfill-demo|bench|bench-throttle|bench-sync|profile|notebook|render-notebooks|jars|release|image|setup|stack-start|stack-stop|status|lint" >&2; exit 2 ;;
 esac

@@ -1,90 +1,149 @@
 #!/usr/bin/env bash
-# ./spark-submit.sh <stream|sync|backfill|explain> [--master URL] [--config FILE] [--env NAME] [--set k=v]...
-#                   [mode options]      (./spark-submit.sh <mode> --help lists them)
-# Wraps Spark's spark-submit with the connector and Kafka jars, the packaged library and the
-# config. The library is shipped to executors as a zip (--py-files); executors need the Python
-# dependencies of pyproject.toml installed (see README, "Beyond one machine").
+# ./spark-submit.sh <stream|sync|backfill|explain> [job options] [spark-submit options]
+# ./spark-submit.sh --help           the modes and every setting;  <mode> --help  a mode's options
+#
+# Wraps Spark's spark-submit: adds the connector and Kafka jars and the packaged job, and passes
+# every spark-submit option straight through (--master, --deploy-mode, --conf, --properties-file,
+# --driver-memory, --executor-memory, --executor-cores, --num-executors, --queue, --jars, ...);
+# spark-defaults.conf is honoured: nothing here sets a key the operator set there or on the
+# command line. Everything else is the job's (--config, --env, --set, the mode's options).
+#
+# Runs from a checkout (after ./dev.sh setup) or from a release laid out by ./dev.sh release DIR
+# (venv/, jars/, lib/enrolment_reconciliation.zip, conf/, jobs/, state/ beside this script's
+# folder). In client mode (the default) the driver runs here; for --deploy-mode cluster see the
+# README ("On a cluster").
 set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-STACK_DIR="${STACK_DIR:-$ROOT/.stack}"
-PY="${ER_PYTHON:-$ROOT/.venv/bin/python}"
-SPARK_SUBMIT="${SPARK_SUBMIT:-$(dirname "$PY")/spark-submit}"
-
-if [ $# -lt 1 ] || [[ "$1" == -* ]]; then
-  echo "usage: $0 <stream|sync|backfill|explain> [--master URL] [options]  (see --help of a mode)" >&2
-  exit 2
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+if [ -x "$HERE/../venv/bin/python" ]; then    # a release: bin/spark-submit.sh
+  ROOT="$(cd "$HERE/.." && pwd)"
+  PY="${ER_PYTHON:-$ROOT/venv/bin/python}"
+  jars_dir="${ER_SPARK_JARS_DIR:-$ROOT/jars}"
+  zip_path="$ROOT/lib/enrolment_reconciliation.zip"
+else                                          # a checkout
+  ROOT="$HERE"
+  PY="${ER_PYTHON:-$ROOT/.venv/bin/python}"
+  jars_dir="${ER_SPARK_JARS_DIR:-${STACK_DIR:-$ROOT/.stack}/lib/spark}"
+  zip_path="$ROOT/build/enrolment_reconciliation.zip"
 fi
+SPARK_SUBMIT="${SPARK_SUBMIT:-$(dirname "$PY")/spark-submit}"
+job=("$PY" -m enrolment_reconciliation)
+[ -d "$ROOT/lib/enrolment_reconciliation" ] && export PYTHONPATH="$ROOT/lib${PYTHONPATH:+:$PYTHONPATH}"
 
-master="${ER_SPARK_MASTER:-local[*]}"
-args=()
+case "${1:-}" in
+  ""|-*)  # --help and friends need no Spark
+    if [ $# -ge 1 ]; then exec "${job[@]}" "$@"; fi
+    "${job[@]}" --help >&2
+    exit 2 ;;
+esac
+mode="$1"; shift
+
+# spark-submit's own options (SparkSubmitArguments): they go to spark-submit, the rest to the job
+spark_opts=() job_args=() user_jars="" user_py_files=""
 while [ $# -gt 0 ]; do
   case "$1" in
-    --master) master="$2"; shift 2 ;;
-    --master=*) master="${1#--master=}"; shift ;;
-    *) args+=("$1"); shift ;;
+    --jars) user_jars="$2"; shift 2 ;;
+    --jars=*) user_jars="${1#*=}"; shift ;;
+    --py-files) user_py_files="$2"; shift 2 ;;
+    --py-files=*) user_py_files="${1#*=}"; shift ;;
+    --master|--deploy-mode|--name|--packages|--exclude-packages|--repositories|--files|--archives|\
+    --conf|-c|--properties-file|--driver-memory|--driver-java-options|--driver-library-path|\
+    --driver-class-path|--driver-cores|--executor-memory|--executor-cores|--num-executors|\
+    --total-executor-cores|--queue|--proxy-user|--principal|--keytab)
+      spark_opts+=("$1" "$2"); shift 2 ;;
+    --master=*|--deploy-mode=*|--name=*|--packages=*|--exclude-packages=*|--repositories=*|\
+    --files=*|--archives=*|--conf=*|--properties-file=*|--driver-memory=*|--driver-java-options=*|\
+    --driver-library-path=*|--driver-class-path=*|--driver-cores=*|--executor-memory=*|\
+    --executor-cores=*|--num-executors=*|--total-executor-cores=*|--queue=*|--proxy-user=*|\
+    --principal=*|--keytab=*)
+      spark_opts+=("$1"); shift ;;
+    --supervise|--verbose|-v) spark_opts+=("$1"); shift ;;
+    *) job_args+=("$1"); shift ;;
   esac
 done
-
-export ER_CONFIG="${ER_CONFIG:-$ROOT/conf/enrolment-reconciliation.conf}"
-# sync --via-stream starts no Spark: it asks the running stream, so it answers in seconds
-if [ "${args[0]}" = sync ] && printf '%s\n' "${args[@]}" | grep -qx -- --via-stream; then
-  PYTHONPATH="$ROOT/lib${PYTHONPATH:+:$PYTHONPATH}" exec "$PY" \
-    "$ROOT/jobs/enrolment_reconciliation_job.py" "${args[@]}"
+# a mode's --help needs no Spark either
+if printf '%s\n' "${job_args[@]}" | grep -qxE -- '-h|--help'; then
+  exec "${job[@]}" "$mode" "${job_args[@]}"
+fi
+if [ -n "${ER_SPARK_MASTER:-}" ] && ! printf '%s\n' "${spark_opts[@]}" | grep -q -- '^--master'; then
+  spark_opts+=(--master "$ER_SPARK_MASTER")
 fi
 
-jars_dir="${ER_SPARK_JARS_DIR:-$STACK_DIR/lib/spark}"
+export ER_CONFIG="${ER_CONFIG:-$ROOT/conf/enrolment-reconciliation.conf}"
+[ -f "$ER_CONFIG" ] || unset ER_CONFIG
+export ER_STATE_DIR="${ER_STATE_DIR:-$ROOT/state}"  # state.location when the config sets none
+
+# sync --via-stream starts no Spark: it asks the running stream, so it answers in seconds
+if [ "$mode" = sync ] && printf '%s\n' "${job_args[@]}" | grep -qx -- --via-stream; then
+  exec "${job[@]}" sync "${job_args[@]}"
+fi
+
 if [ -z "${ER_SPARK_JARS:-}" ]; then
-  [ -n "$(ls "$jars_dir"/*.jar 2>/dev/null)" ] || bash "$ROOT/stack/fetch-jars.sh" >&2
+  if [ -z "$(ls "$jars_dir"/*.jar 2>/dev/null)" ]; then
+    [ -f "$ROOT/stack/fetch-jars.sh" ] || { echo "no jars in $jars_dir" >&2; exit 2; }
+    bash "$ROOT/stack/fetch-jars.sh" >&2
+  fi
   ER_SPARK_JARS="$(ls "$jars_dir"/*.jar | paste -sd, -)"
 fi
 
-# Package lib/ as a zip for the executors (rebuilt each run: cheap, never stale); lib/ holds the
-# job alone.
-mkdir -p "$ROOT/build"
-zip_path="$ROOT/build/enrolment_reconciliation.zip"
-(cd "$ROOT/lib" && rm -f "$zip_path" && "$PY" - "$zip_path" <<'PYZIP'
+# A checkout packages lib/ for the executors on every run (cheap, never stale); a release
+# carries the zip it was built with.
+if [ -d "$ROOT/lib/enrolment_reconciliation" ]; then
+  mkdir -p "$(dirname "$zip_path")"
+  (cd "$ROOT/lib" && rm -f "$zip_path" && "$PY" - "$zip_path" <<'PYZIP'
 import sys, zipfile, pathlib
 with zipfile.ZipFile(sys.argv[1], "w", zipfile.ZIP_DEFLATED) as z:
     for p in sorted(pathlib.Path("enrolment_reconciliation").rglob("*.py")):
         z.write(p)
 PYZIP
-)
+  )
+fi
 
-# Spark's console progress bar only when a person watches (stderr is a terminal).
-progress=false
-[ -t 2 ] && progress=true
+# Whether the operator set a Spark key: on the command line, in --properties-file, or (without
+# one) in spark-defaults.conf. A pattern may match the key or the value (e.g. a GC flag).
+properties_file() {
+  local i
+  for ((i = 0; i < ${#spark_opts[@]}; i++)); do
+    case "${spark_opts[$i]}" in
+      --properties-file) echo "${spark_opts[$((i + 1))]}"; return ;;
+      --properties-file=*) echo "${spark_opts[$i]#*=}"; return ;;
+    esac
+  done
+  local home="${SPARK_HOME:-}"
+  if [ -z "${SPARK_CONF_DIR:-}" ] && [ -z "$home" ]; then  # the pyspark package is Spark's home
+    home="$("$PY" -c 'import os, pyspark; print(os.path.dirname(pyspark.__file__))')"
+  fi
+  echo "${SPARK_CONF_DIR:-$home/conf}/spark-defaults.conf"
+}
+operator_sets() {
+  printf '%s\n' "${spark_opts[@]}" "${SPARK_SUBMIT_OPTS:-}" "${JAVA_TOOL_OPTIONS:-}" | grep -Eq -- "$1" && return 0
+  local file; file="$(properties_file)"
+  [ -f "$file" ] && grep -Ev '^\s*#' "$file" | grep -Eq -- "$1"
+}
+
 export PYSPARK_PYTHON="${PYSPARK_PYTHON:-$PY}"
 export PYSPARK_DRIVER_PYTHON="${PYSPARK_DRIVER_PYTHON:-$PY}"
-submit=(
-  "$SPARK_SUBMIT"
-  --master "$master"
-  --name "enrolment-reconciliation-${args[0]}"
-  --jars "$ER_SPARK_JARS"
-  --py-files "$zip_path"
-  --conf spark.sql.extensions=com.datastax.spark.connector.CassandraSparkExtensions
-  --conf "spark.ui.showConsoleProgress=$progress"
-)
+submit=("$SPARK_SUBMIT")
+operator_sets '^--name' || submit+=(--name "enrolment-reconciliation-$mode")
+submit+=(--jars "$ER_SPARK_JARS${user_jars:+,$user_jars}" --py-files "$zip_path${user_py_files:+,$user_py_files}")
+# Spark's console progress bar only when a person watches (stderr is a terminal)
+if [ -t 2 ] && ! operator_sets 'spark\.ui\.showConsoleProgress'; then
+  submit+=(--conf spark.ui.showConsoleProgress=true)
+fi
 
 # The backfill is a batch job bound by the machine's CPU: a throughput collector spends less of
-# it than G1 (Java's default), whose concurrent marking runs beside the work (at `large`, cold,
-# 1 GiB: GC threads 41 -> 24 CPU-seconds, the run 10% shorter; docs/benchmarks.md). Applied to
-# the driver and the executors unless the operator chose a collector or default JVM options
-# (two collectors on one command line stop the JVM); ER_BACKFILL_JAVA_OPTIONS= turns it off.
-chosen_by_operator() {
-  local defaults="${SPARK_CONF_DIR:-${SPARK_HOME:-/nonexistent}/conf}/spark-defaults.conf"
-  printf '%s\n' "${args[@]}" "${SPARK_SUBMIT_OPTS:-}" "${JAVA_TOOL_OPTIONS:-}" \
-    | grep -Eq -- '-XX:\+Use[A-Za-z0-9]+GC|defaultJavaOptions' && return 0
-  [ -f "$defaults" ] && grep -Eq -- '-XX:\+Use[A-Za-z0-9]+GC|defaultJavaOptions' "$defaults"
-}
+# it than G1 (Java's default), whose concurrent marking runs beside the work (docs/benchmarks.md).
+# Applied to the driver and the executors unless the operator chose a collector or default JVM
+# options (two collectors on one command line stop the JVM); ER_BACKFILL_JAVA_OPTIONS= turns it off.
 backfill_java="${ER_BACKFILL_JAVA_OPTIONS--XX:+UseParallelGC}"
-if [ "${args[0]}" = backfill ] && [ -n "$backfill_java" ] && ! chosen_by_operator; then
+if [ "$mode" = backfill ] && [ -n "$backfill_java" ] \
+    && ! operator_sets '-XX:\+Use[A-Za-z0-9]+GC|defaultJavaOptions'; then
   submit+=(
     --conf "spark.driver.defaultJavaOptions=$backfill_java"
     --conf "spark.executor.defaultJavaOptions=$backfill_java"
   )
 fi
-submit+=("$ROOT/jobs/enrolment_reconciliation_job.py" "${args[@]}" --master "$master")
-case "${args[0]}" in
+submit+=("${spark_opts[@]}" "$ROOT/jobs/enrolment_reconciliation_job.py" "$mode" "${job_args[@]}")
+case "$mode" in
   sync|explain)
     # The result alone on stdout (for jq), everything else on stderr: Spark merges the Python
     # driver's stderr into its stdout, so the driver writes its result to a file printed here.

@@ -38,7 +38,7 @@ class BatchRunner:
     def __init__(self, spark: SparkSession, cfg: JobConfig, keys: list[tuple]) -> None:
         self.spark, self.cfg = spark, cfg
         self.resources = BatchResources.from_config(cfg)
-        self.outbox = Outbox(spark, cfg.stream.checkpoint_location + "/bench-outbox")
+        self.outbox = Outbox(spark, cfg.locations.stream_checkpoint + "/bench-outbox")
         self.rows = [(sync_request(*k).encode(), "bench", 0, i) for i, k in enumerate(keys)]
 
     def __call__(self, profiler: cProfile.Profile | None = None) -> dict[str, Any]:

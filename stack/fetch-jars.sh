@@ -5,8 +5,11 @@
 #   $STACK_DIR/lib/spark      the jars PySpark 3.5.9 needs in spark.jars, exactly those listed in poms/spark.xml (no
 #                             transitive extras): spark-sql-kafka + token provider (newest of $SPARK_KAFKA_VERSIONS),
 #                             kafka-clients 3.4.1, commons-pool2 2.11.1, Spark Cassandra Connector 3.5.1 + its driver deps
+#   $STACK_DIR/lib/hdfs       only when named (stack.sh start hdfs asks for it): Hadoop 3.3.4 NameNode + DataNode
+#                             (hadoop-hdfs, hadoop-common, hadoop-hdfs-client + the runtime deps poms/hdfs.xml keeps),
+#                             the version of the Hadoop client the pyspark 3.5.9 wheel bundles
 #
-# Usage: stack/fetch-jars.sh [cassandra|kafka|spark ...]     (no argument = all)
+# Usage: stack/fetch-jars.sh [cassandra|kafka|spark|hdfs ...]  (no argument = cassandra kafka spark: hdfs only by name)
 # Env:   STACK_DIR (default <repo>/.stack), CASSANDRA_VERSIONS (default "5.0.8 5.0.6 5.0.4"),
 #        SPARK_KAFKA_VERSIONS (default "3.5.9 3.5.8 3.5.7"), MVN (default mvn)
 #
@@ -113,6 +116,7 @@ for t in "${targets[@]}"; do
         kafka) fetch_simple kafka ;;
         spark) fetch_versioned spark @SPARK_KAFKA_VERSION@ "$SPARK_KAFKA_VERSIONS" spark-sql-kafka-0-10_2.12 \
                    -DexcludeTransitive=true ;;
-        *) die "unknown target '$t' (cassandra|kafka|spark)" ;;
+        hdfs) fetch_simple hdfs ;;
+        *) die "unknown target '$t' (cassandra|kafka|spark|hdfs)" ;;
     esac
 done

@@ -32,6 +32,7 @@ TEST_KEYSPACES = (
     "er_test_faults",
     "er_test_faults_ref",
     "er_test_notebook",
+    "er_test_release",
 )
 SMALL_SESSION = {
     "spark.ui.enabled": "false",
@@ -47,7 +48,7 @@ SMALL_SESSION = {
 }
 
 
-ON_DEMAND = ("faults", "soak")
+ON_DEMAND = ("faults", "soak", "hdfs", "image")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

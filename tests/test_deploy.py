@@ -10,6 +10,7 @@ from enrolment_reconciliation.runtime.exit_codes import ExitCode
 from tests.helpers import ROOT
 
 DEPLOY = ROOT / "deploy"
+RELEASE = "/opt/enrolment-reconciliation"  # where the units expect ./dev.sh release DIR
 
 
 def _job_args(command: str) -> list[str]:
@@ -36,16 +37,25 @@ def test_the_crontab_line_runs_a_backfill_the_job_accepts():
     schedule, command = lines[0].split(maxsplit=5)[:5], lines[0].split(maxsplit=5)[5]
     assert schedule == ["30", "1", "*", "*", "*"]
     args = _parser().parse_args(_job_args(command))
-    assert (args.mode, args.env, args.max_writes_per_second) == ("backfill", "prod", 2000)
+    assert (args.mode, args.config, args.max_writes_per_second) == (
+        "backfill",
+        "conf/production.conf",
+        2000,
+    )
+    assert "bin/spark-submit.sh" in command and ". conf/credentials.env" in command
 
 
 def test_the_systemd_units_run_the_backfill_nightly_and_the_stream_always():
     backfill = _unit("enrolment-reconciliation-backfill.service")
     args = _parser().parse_args(_job_args(backfill["Service"]["ExecStart"]))
-    assert (args.mode, args.summary) == (
-        "backfill",
-        "/var/log/enrolment-reconciliation/last-backfill.json",
-    )
+    assert (args.mode, args.config) == ("backfill", f"{RELEASE}/conf/production.conf")
+    for unit in (
+        "enrolment-reconciliation-backfill.service",
+        "enrolment-reconciliation-stream.service",
+    ):
+        service = _unit(unit)["Service"]
+        assert service["ExecStart"].startswith(f"{RELEASE}/bin/spark-submit.sh ")
+        assert service["EnvironmentFile"] == f"{RELEASE}/conf/credentials.env"
     assert backfill["Service"]["Type"] == "oneshot"
     assert backfill["Service"]["SuccessExitStatus"] == str(int(ExitCode.LEASE_HELD))
     timer = _unit("enrolment-reconciliation-backfill.timer")

@@ -6,6 +6,7 @@ wrapper's decisions are checked without starting a JVM.
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 from pathlib import Path
@@ -60,3 +61,55 @@ def test_a_collector_the_operator_chose_is_left_alone(tmp_path):
     opts = "-Dspark.driver.defaultJavaOptions=-XX:+UseZGC"
     assert _java_options(_submitted(tmp_path, "backfill", SPARK_SUBMIT_OPTS=opts)) == {}
     assert _java_options(_submitted(tmp_path, "backfill", ER_BACKFILL_JAVA_OPTIONS="")) == {}
+
+
+def _after(argv: list[str], marker: str) -> list[str]:
+    return argv[argv.index(marker) + 1 :]
+
+
+def test_spark_options_pass_through_and_the_rest_goes_to_the_job(tmp_path):
+    argv = _submitted(
+        tmp_path,
+        "backfill",
+        "--conf",
+        "spark.sql.shuffle.partitions=64",
+        "--driver-memory",
+        "2g",
+        "--dry-run",
+        "/tmp/report",
+        "--deploy-mode=client",
+        "--num-executors",
+        "3",
+        "--queue",
+        "nightly",
+        "--properties-file",
+        "/etc/er/spark.properties",
+        "--set",
+        "backfill.slices=4",
+        "--jars",
+        "/opt/extra.jar",
+    )
+    job = str(ROOT / "jobs" / "enrolment_reconciliation_job.py")
+    spark_side, job_side = argv[: argv.index(job)], _after(argv, job)
+    pairs = set(itertools.pairwise(spark_side))
+    for option in (
+        ("--conf", "spark.sql.shuffle.partitions=64"),
+        ("--driver-memory", "2g"),
+        ("--num-executors", "3"),
+        ("--queue", "nightly"),
+        ("--properties-file", "/etc/er/spark.properties"),
+    ):
+        assert option in pairs, option
+    assert "--deploy-mode=client" in spark_side
+    assert job_side == ["backfill", "--dry-run", "/tmp/report", "--set", "backfill.slices=4"]
+    assert _after(spark_side, "--jars")[0] == "/dev/null,/opt/extra.jar"  # ours, then theirs
+    assert _after(spark_side, "--name")[0] == "enrolment-reconciliation-backfill"
+    assert "--master" not in spark_side  # spark-defaults.conf (or Spark's local[*]) decides
+
+
+def test_nothing_overrides_what_the_operator_set(tmp_path):
+    argv = _submitted(tmp_path, "stream", "--name", "er-prod", "--master", "yarn")
+    assert argv.count("--name") == 1 and _after(argv, "--name")[0] == "er-prod"
+    assert _after(argv, "--master")[0] == "yarn"
+    # not a terminal here: no console progress, and no other --conf the operator did not give
+    assert [a for a in argv if a.startswith("spark.")] == []

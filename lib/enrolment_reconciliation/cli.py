@@ -7,18 +7,22 @@ import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from enrolment_reconciliation.core.counters import Counter
+from enrolment_reconciliation.io.prometheus import RunOutcome, push_run
 from enrolment_reconciliation.runtime.config import (
     ConfigError,
     JobConfig,
     add_config_arguments,
+    check_state_locations,
     load_config,
 )
 from enrolment_reconciliation.runtime.exit_codes import ExitCode
 from enrolment_reconciliation.runtime.faults import is_infrastructure_fault
-from enrolment_reconciliation.runtime.logs import first_line
+from enrolment_reconciliation.runtime.logs import first_line, log_event
 from enrolment_reconciliation.runtime.settings_doc import settings_table
 
 if TYPE_CHECKING:
@@ -26,12 +30,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("enrolment_reconciliation")
 RESULT_MODES = ("sync", "explain")
+PUSHED_MODES = ("backfill", "sync")  # batch runs: they end before any scrape
 
 BACKFILL_EPILOG = """\
-exit codes: 0 done (failed enrolments are counted and on the failed topic), 1 a defect (an
-unexpected error: not retried), 2 bad arguments or configuration, 3 another backfill holds the
-lease, 4 Cassandra, Redis, Kafka or the search service unreachable, or a slice failed on every
-attempt (the next run resumes).
+exit codes: 0 done (failed enrolments are counted and on the failed topic),
+1 a defect (an unexpected error: not retried), 2 bad arguments or configuration,
+3 another backfill holds the lease, 4 Cassandra, Redis, Kafka or the search service
+unreachable, or a slice failed on every attempt (the next run resumes).
 
 A run works through its scope in slices (backfill.slices) and records each finished one; a run
 that stopped is resumed by the next run of the same scope, unless --restart.
@@ -244,22 +249,29 @@ def _sync_via_stream(args: argparse.Namespace, cfg: JobConfig) -> int:
     return ExitCode.OK
 
 
-def _stream(spark: SparkSession, cfg: JobConfig, args: argparse.Namespace) -> int:
+def _stream(
+    spark: SparkSession, cfg: JobConfig, args: argparse.Namespace, outcome: RunOutcome
+) -> int:
     from enrolment_reconciliation.modes.stream import run_stream
 
     run_stream(spark, cfg)
     return ExitCode.OK
 
 
-def _sync(spark: SparkSession, cfg: JobConfig, args: argparse.Namespace) -> int:
+def _sync(
+    spark: SparkSession, cfg: JobConfig, args: argparse.Namespace, outcome: RunOutcome
+) -> int:
     from enrolment_reconciliation.modes.sync import run_sync
 
     result = run_sync(spark, cfg, args.user, args.course, args.batch)
+    outcome.counters = result["counters"]
     _emit(json.dumps(result, indent=2))
     return _found_or_not(result["missing"])
 
 
-def _explain(spark: SparkSession, cfg: JobConfig, args: argparse.Namespace) -> int:
+def _explain(
+    spark: SparkSession, cfg: JobConfig, args: argparse.Namespace, outcome: RunOutcome
+) -> int:
     from enrolment_reconciliation.modes.explain import explain_enrolment, render
 
     explanation = explain_enrolment(spark, cfg, args.user, args.course, args.batch)
@@ -267,7 +279,9 @@ def _explain(spark: SparkSession, cfg: JobConfig, args: argparse.Namespace) -> i
     return _found_or_not(explanation["missing"])
 
 
-def _backfill(spark: SparkSession, cfg: JobConfig, args: argparse.Namespace) -> int:
+def _backfill(
+    spark: SparkSession, cfg: JobConfig, args: argparse.Namespace, outcome: RunOutcome
+) -> int:
     from enrolment_reconciliation.modes.backfill import BackfillOptions, run_backfill
 
     options = BackfillOptions(
@@ -280,11 +294,16 @@ def _backfill(spark: SparkSession, cfg: JobConfig, args: argparse.Namespace) -> 
         repair_certificates=args.repair_certificates,
     )
     summary = run_backfill(spark, cfg, options)
+    outcome.counters = summary["counters"]
+    outcome.slices = summary["slices"]
+    outcome.slices_done = summary["slicesRun"] + (summary["resumedFrom"] or {}).get("slicesDone", 0)
+    rows = summary["counters"].get(Counter.CONSUMPTION_ROWS_SCANNED, 0)
+    outcome.rows_per_second = round(rows / max(summary["seconds"], 1e-9), 1)
     print(json.dumps(summary, indent=2, default=str))
     return ExitCode.OK
 
 
-MODES: dict[str, Callable[[SparkSession, JobConfig, argparse.Namespace], int]] = {
+MODES: dict[str, Callable[[SparkSession, JobConfig, argparse.Namespace, RunOutcome], int]] = {
     "stream": _stream,
     "sync": _sync,
     "explain": _explain,
@@ -292,8 +311,12 @@ MODES: dict[str, Callable[[SparkSession, JobConfig, argparse.Namespace], int]] =
 }
 
 
-def _run_mode(args: argparse.Namespace, cfg: JobConfig) -> int:
-    from enrolment_reconciliation.runtime.session import LONG_RUNNING_UI_LIMITS, build_spark_session
+def _run_mode(args: argparse.Namespace, cfg: JobConfig, outcome: RunOutcome) -> int:
+    from enrolment_reconciliation.runtime.session import (
+        LONG_RUNNING_UI_LIMITS,
+        build_spark_session,
+        session_facts,
+    )
 
     spark = build_spark_session(
         cfg,
@@ -303,9 +326,86 @@ def _run_mode(args: argparse.Namespace, cfg: JobConfig) -> int:
     )
     spark.sparkContext.setLogLevel("WARN")
     try:
-        return MODES[args.mode](spark, cfg, args)
+        log_event(log, "spark-session", **session_facts(spark))
+        check_state_locations(
+            cfg.locations,
+            shared=cfg.state.shared,
+            master=spark.sparkContext.master or "",
+            used=_state_used(args),
+        )
+        return MODES[args.mode](spark, cfg, args, outcome)
     finally:
+        outcome.outbox_pending = _outbox_pending(spark, cfg, args)
         spark.stop()
+
+
+def _outbox_pending(spark: SparkSession, cfg: JobConfig, args: argparse.Namespace) -> int | None:
+    """The outbox batches a run leaves unpublished (reported when it pushes its outcome)."""
+    location = {"backfill": cfg.locations.backfill_outbox, "sync": cfg.locations.stream_outbox}
+    if args.mode not in location or getattr(args, "dry_run", None):
+        return None
+    from enrolment_reconciliation.io.outbox import Outbox
+
+    try:
+        return Outbox(spark, location[args.mode]).pending_count()
+    except Exception as error:  # the run's own error matters more
+        log.warning("counting the outbox's pending batches failed: %s", first_line(error))
+        return None
+
+
+def _run_label(args: argparse.Namespace, cfg: JobConfig | None) -> str:
+    """The ``mode`` label a batch run's metrics are grouped by."""
+    if args.mode != "backfill":
+        return args.mode
+    if args.dry_run:
+        return "backfill-dry-run"
+    repair = args.repair_certificates or (cfg is not None and cfg.backfill.repair_certificates)
+    return "backfill-repair" if repair else "backfill"
+
+
+def _push(
+    cfg: JobConfig | None, args: argparse.Namespace, outcome: RunOutcome, *, starting: bool = False
+) -> None:
+    """A batch run's start or outcome to the Pushgateway, when one is configured (never fails
+    the run)."""
+    if cfg is None or not cfg.metrics.pushgateway_url or args.mode not in PUSHED_MODES:
+        return
+    outcome.mode = _run_label(args, cfg)
+    try:
+        push_run(
+            cfg.metrics.pushgateway_url,
+            cfg.metrics.pushgateway_job,
+            cfg.env,
+            outcome,
+            starting=starting,
+        )
+        log_event(
+            log,
+            "metrics-pushed",
+            gateway=cfg.metrics.pushgateway_url,
+            mode=outcome.mode,
+            starting=starting,
+        )
+    except Exception as error:
+        log_event(
+            log,
+            "metrics-push-failed",
+            level=logging.WARNING,
+            gateway=cfg.metrics.pushgateway_url,
+            error=first_line(error),
+        )
+
+
+def _state_used(args: argparse.Namespace) -> tuple[str, ...]:
+    """The settings whose locations a mode reads or writes."""
+    if args.mode == "stream":
+        return ("stream.checkpoint.location", "stream.outbox.location")
+    if args.mode == "sync":
+        return ("stream.outbox.location",)
+    if args.mode == "backfill":
+        staging = ("backfill.staging.location",)
+        return staging if args.dry_run else (*staging, "backfill.outbox.location")
+    return ()
 
 
 def exit_code_for(error: BaseException) -> ExitCode:
@@ -339,14 +439,20 @@ def _failed(mode: str, error: BaseException) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     _configure_logging(args.mode)
+    outcome = RunOutcome(args.mode)
+    cfg = None
     try:
         cfg = config_from_args(args)
         log.info("configuration: %s", cfg)  # credentials are masked in the repr
         if args.mode == "sync" and args.via_stream:
             return _sync_via_stream(args, cfg)
-        return _run_mode(args, cfg)
+        _push(cfg, args, outcome, starting=True)
+        code = _run_mode(args, cfg, outcome)
     except Exception as error:
-        return _failed(args.mode, error)
+        code = _failed(args.mode, error)
+    outcome.ended, outcome.exit_code = time.time(), int(code)
+    _push(cfg, args, outcome)
+    return code
 
 
 if __name__ == "__main__":

@@ -15,15 +15,21 @@ import sys
 
 FAULT_POINT_ENV = "ER_FAULT_POINT"
 FAULT_ACTION_ENV = "ER_FAULT_ACTION"  # kill (the default) | raise
+FAULT_SKIP_ENV = "ER_FAULT_SKIP"  # let this many passes of the milestone go by first (0)
 
 
 class InjectedDefectError(RuntimeError):
     """A bug, injected at a milestone (no store is involved: a defect, never retried)."""
 
 
-def _fault_at(point: str, action: str) -> None:
+def _fault_at(point: str, action: str, skip: int) -> None:
+    passes = [0]
+
     def observer(name: str) -> None:
         if name != point:
+            return
+        passes[0] += 1
+        if passes[0] <= skip:
             return
         if action == "raise":
             print(f"fault injection: a defect at {name}", file=sys.stderr, flush=True)
@@ -39,4 +45,8 @@ def _fault_at(point: str, action: str) -> None:
 
 
 if os.environ.get(FAULT_POINT_ENV):
-    _fault_at(os.environ[FAULT_POINT_ENV], os.environ.get(FAULT_ACTION_ENV, "kill"))
+    _fault_at(
+        os.environ[FAULT_POINT_ENV],
+        os.environ.get(FAULT_ACTION_ENV, "kill"),
+        int(os.environ.get(FAULT_SKIP_ENV, "0")),
+    )

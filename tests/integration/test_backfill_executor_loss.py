@@ -58,7 +58,9 @@ def test_a_lost_executor_costs_a_slice_not_the_run(spark, tmp_path):
         "kafka.broker-servers": cfg.kafka.broker_servers,
         "lms-cassandra.keyspace": KEYSPACE,
         "redis.database.relationCache.id": cfg.redis.relation_cache_db,
-        "backfill.outbox.location": cfg.backfill.outbox_location,
+        "backfill.outbox.location": cfg.locations.backfill_outbox,
+        "state.location": tmp_path / "state",
+        "state.shared": "true",  # one host: the driver's disk is the workers' disk
         "service.search.basePath": "http://127.0.0.1:9/search",
         "backfill.slices": SLICES,
         "backfill.slice.retry.backoff.seconds": 2,

@@ -16,6 +16,7 @@ from devkit.sample.data import SampleData, generate_sample
 from enrolment_reconciliation.batch.milestones import AFTER_ENROLMENT_WRITE, AFTER_SLICE_RECORDED
 from enrolment_reconciliation.io.backfill_runs import RunRecords
 from enrolment_reconciliation.io.cassandra import connect
+from enrolment_reconciliation.io.outbox import Outbox
 from enrolment_reconciliation.modes import backfill
 from enrolment_reconciliation.modes.backfill import BackfillOptions, run_backfill
 from enrolment_reconciliation.modes.backfill import run as backfill_run
@@ -112,7 +113,7 @@ def test_several_slices_give_the_tables_and_events_of_one(spark, sample, tmp_pat
 
 def staged_runs(cfg: JobConfig) -> list[str]:
     """The runs whose staged users and aggregates are on disk (scope/run folders)."""
-    root = Path(cfg.backfill.staging_location)
+    root = Path(cfg.locations.backfill_staging)
     return sorted(f"{s.name}/{r.name}" for s in root.glob("*") for r in s.glob("*"))
 
 
@@ -275,3 +276,35 @@ def test_a_defect_in_a_slice_is_not_retried(spark, sample, tmp_path, monkeypatch
     with pytest.raises(ZeroDivisionError, match="injected"):
         run_backfill(spark, cfg, BackfillOptions(restart=True))
     assert len(calls) == 1 and logged(caplog, "slice-retry") == []
+
+
+def test_another_runs_unapplied_slice_is_settled_by_the_table(spark, sample, tmp_path):
+    cfg = sliced(tmp_path)
+    load(cfg, sample)
+    done, pending = [e for e in sample.enrolments()][:2]
+    cluster, session = connect(cfg.cassandra, keyspace=cfg.cassandra.keyspace)
+    try:  # the crashed run had written status 2 for one enrolment, not yet for the other
+        for enrolment, status in ((done, 2), (pending, 1)):
+            session.execute(
+                "UPDATE user_enrolments SET status = %s"
+                " WHERE userid = %s AND courseid = %s AND batchid = %s",
+                (status, enrolment.userid, enrolment.courseid, enrolment.batchid),
+            )
+    finally:
+        cluster.shutdown()
+    topic = cfg.kafka.certissue_topic
+    rows = [
+        ("certificate", f"settled-{e.userid}", e.userid, e.courseid, e.batchid,
+         json.dumps({"mid": f"settled-{e.userid}", "topic": topic}))
+        for e in (done, pending)
+    ]  # fmt: skip
+    outbox = Outbox(spark, cfg.locations.backfill_outbox)
+    crashed = "backfill-20261201T013000-abcdef-00002-of-00004"  # a run that will not resume
+    outbox.stage_rows(crashed, rows)
+    assert outbox.unapplied_batches() == [crashed]
+
+    run_backfill(spark, cfg, BackfillOptions(restart=True))
+    mids = [m["mid"] for m in messages_on(cfg, topic, timeout_ms=2000)]
+    assert f"settled-{done.userid}" in mids  # its status 2 is visible: its request goes out
+    assert f"settled-{pending.userid}" not in mids  # not complete: no request before status 2
+    assert outbox.unapplied_batches() == [] and outbox.applied_batches() == []

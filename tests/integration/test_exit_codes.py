@@ -13,6 +13,7 @@ from enrolment_reconciliation.batch.milestones import AFTER_ENROLMENT_WRITE
 from enrolment_reconciliation.runtime.exit_codes import ExitCode
 from tests.fault_injection.sitecustomize import FAULT_ACTION_ENV, FAULT_POINT_ENV
 from tests.helpers import config_for, produce, seed, spark_submit, sync_request
+from tests.integration.conftest import pushed
 
 pytestmark = pytest.mark.integration
 
@@ -50,7 +51,7 @@ def test_every_mode_exits_4_when_cassandra_cannot_be_reached(tmp_path):
     assert '"event": "giving-up"' in runs["stream"].stdout  # the stream judged it and gave up
 
 
-def test_a_defect_in_a_backfill_is_attempted_once_and_exits_1(cql, tmp_path):
+def test_a_defect_in_a_backfill_is_attempted_once_and_exits_1(cql, tmp_path, pushgateway):
     env = f"defect{uuid.uuid4().hex[:8]}"
     cfg, args = config_for(env, tmp_path)
     seed(cql, cfg)  # user001 completes course001: the slice reaches its enrolment write
@@ -65,6 +66,8 @@ def test_a_defect_in_a_backfill_is_attempted_once_and_exits_1(cql, tmp_path):
             f"backfill.outbox.location={tmp_path}/outbox",
             "--set",
             "backfill.slice.retry.backoff.seconds=0.1",
+            "--set",
+            f"metrics.pushgateway.url={pushgateway}",
         ],
         **{FAULT_POINT_ENV: AFTER_ENROLMENT_WRITE, FAULT_ACTION_ENV: "raise"},
     )
@@ -74,6 +77,13 @@ def test_a_defect_in_a_backfill_is_attempted_once_and_exits_1(cql, tmp_path):
         assert output.count("fault injection: a defect at") == 1  # one attempt
         assert '"event": "slice-retry"' not in output
         assert "a defect: not retried" in output and "injected defect" in output
+        outcome = {
+            name: value
+            for name, labels, value in pushed(pushgateway)
+            if labels.get("env") == env and labels.get("mode") == "backfill"
+        }
+        assert outcome["enrolment_reconciliation_run_exit_code"] == ExitCode.ERROR
+        assert "enrolment_reconciliation_run_success_timestamp_seconds" not in outcome
     finally:
         cql.execute(f"TRUNCATE {cfg.backfill.runs_table}")  # the stopped run is not resumed
 

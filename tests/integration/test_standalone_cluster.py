@@ -245,6 +245,9 @@ def submit(
         "redis.database.relationCache.id": REDIS_DB,
         "stream.checkpoint.location": tmp_path / "ckpt",
         "backfill.outbox.location": tmp_path / "backfill-outbox",
+        # one host: the driver's disk is the workers' (a cluster master refuses it otherwise)
+        "state.location": tmp_path / "state",
+        "state.shared": "true",
     }
     sets = [arg for key, value in settings.items() for arg in ("--set", f"{key}={value}")]
     command = [

@@ -9,7 +9,7 @@ from prometheus_client import generate_latest
 
 from enrolment_reconciliation.core.counters import Counter, new_counts
 from enrolment_reconciliation.io.prometheus import PrometheusExporter
-from enrolment_reconciliation.modes.stream import LagListener
+from enrolment_reconciliation.modes.stream import ProgressListener
 
 FLINK = "flink_taskmanager_job_task_operator_enrolment_reconciliation"
 REQUESTS = '{job_name="enrolment-reconciliation",operator_name="requests"}'
@@ -39,17 +39,38 @@ def test_counters_accumulate_and_the_original_gauges_count_since_the_last_scrape
     assert second[f"{FLINK}_total_events_count{REQUESTS}"] == 0  # reset on read, as Flink's
 
 
+class _Recorder:
+    def __init__(self) -> None:
+        self.lags: list[tuple[int, int | None]] = []
+        self.commits: list[dict] = []
+
+    def record_lag(self, lag: int, behind_latest: int | None = None) -> None:
+        self.lags.append((lag, behind_latest))
+
+    def commit(self, ends: dict) -> bool:
+        self.commits.append(ends)
+        return True
+
+
+def _progress(*sources: SimpleNamespace, rows: int = 1) -> SimpleNamespace:
+    return SimpleNamespace(progress=SimpleNamespace(sources=list(sources), numInputRows=rows))
+
+
 def test_the_lag_is_what_the_topic_held_unread_when_the_batch_began():
-    lags: list[int] = []
     batch = SimpleNamespace(  # took everything there was: end == latest at planning time
         startOffset=json.dumps({"t": {"0": 40, "1": 7}}),
         endOffset=json.dumps({"t": {"0": 50, "1": 7, "2": 3}}),
         latestOffset=json.dumps({"t": {"0": 50, "1": 7, "2": 3}}),
+        metrics={"maxOffsetsBehindLatest": "0"},
     )
     first = SimpleNamespace(
-        startOffset=None, endOffset='{"u": {"0": 4}}', latestOffset='{"u": {"0": 4}}'
+        startOffset=None, endOffset='{"u": {"0": 4}}', latestOffset='{"u": {"0": 4}}', metrics={}
     )
-    listener = LagListener(lags.append)
-    listener.onQueryProgress(SimpleNamespace(progress=SimpleNamespace(sources=[batch])))
-    listener.onQueryProgress(SimpleNamespace(progress=SimpleNamespace(sources=[first])))
-    assert lags == [13, 4]
+    seen = _Recorder()
+    listener = ProgressListener(seen, seen)  # type: ignore[arg-type]
+    listener.onQueryProgress(_progress(batch))
+    listener.onQueryProgress(_progress(first))
+    listener.onQueryProgress(_progress(first, rows=0))  # no batch ran: nothing to commit
+    assert [lag for lag, _ in seen.lags] == [13, 4, 4]
+    # each applied batch's end offsets go to the consumer group, for the operator's lag tools
+    assert seen.commits == [{"t": {"0": 50, "1": 7, "2": 3}}, {"u": {"0": 4}}]

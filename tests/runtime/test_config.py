@@ -10,6 +10,8 @@ from devkit.paths import PROJECT_ROOT
 from enrolment_reconciliation.runtime.config import (
     CassandraSettings,
     ConfigError,
+    StateLocations,
+    check_state_locations,
     declared_settings,
     load_config,
 )
@@ -169,7 +171,7 @@ def test_each_section_holds_its_own_settings_and_credentials():
     assert isinstance(cfg.cassandra, CassandraSettings)
     assert (cfg.cassandra.host, cfg.cassandra.username) == ("localhost", "lms")
     assert cfg.kafka.group_id == "prod-enrolment-reconciliation-group"
-    assert cfg.stream.outbox_location == cfg.stream.checkpoint_location.rstrip("/") + "/outbox"
+    assert cfg.locations.stream_outbox == cfg.locations.stream_checkpoint + "/outbox"
 
 
 def test_overrides_by_key_give_a_changed_copy():
@@ -181,3 +183,61 @@ def test_overrides_by_key_give_a_changed_copy():
         cfg.with_overrides("backfil.slices=4")
     with pytest.raises(ConfigError, match="must be int"):
         cfg.with_overrides("backfill.slices=many")
+
+
+def test_state_lives_under_one_base_by_env_and_mode_never_under_tmp():
+    cfg = load_config(env="prod", environ={"ER_STATE_DIR": "/srv/er/state"})
+    assert cfg.locations == StateLocations(
+        stream_checkpoint="/srv/er/state/prod/stream",
+        stream_outbox="/srv/er/state/prod/stream/outbox",
+        backfill_outbox="/srv/er/state/prod/backfill/outbox",
+        backfill_staging="/srv/er/state/prod/backfill/staging",
+    )
+    assert cfg.locations.stream_query == "/srv/er/state/prod/stream/query"
+    fallback = load_config(environ={"XDG_STATE_HOME": "/home/er/.local/state"})
+    assert fallback.state.location == "/home/er/.local/state/enrolment-reconciliation"
+    defaults = [f.metadata["default"] for _, f in declared_settings()]
+    assert not [d for d in defaults if isinstance(d, str) and d.startswith("/tmp")]
+    moved = load_config(
+        overrides=["state.location=hdfs://nn:8020/er", "backfill.outbox.location=/x"]
+    )
+    assert moved.locations.stream_checkpoint == "hdfs://nn:8020/er/sunbirddev/stream"
+    assert moved.locations.backfill_outbox == "/x"
+
+
+def test_an_outbox_on_an_object_store_is_refused_with_where_to_put_it():
+    with pytest.raises(ConfigError, match=r"stream.outbox.location is on s3a://.*atomic rename"):
+        load_config(overrides=["state.location=s3a://bucket/er"])
+    on_s3 = ["stream.checkpoint.location=s3a://bucket/cp", "stream.outbox.location=hdfs://nn/o"]
+    assert load_config(overrides=[*on_s3, "backfill.outbox.location=hdfs://nn/b"])
+
+
+def test_a_cluster_master_refuses_state_on_the_driver_s_own_disk():
+    local = load_config(overrides=["state.location=/srv/er/state"]).locations
+    for master in ("spark://master:7077", "yarn", "k8s://https://api:6443"):
+        with pytest.raises(ConfigError, match=r"stream.checkpoint.location is /srv/er/state"):
+            check_state_locations(local, shared=False, master=master)
+    check_state_locations(local, shared=True, master="yarn")  # a mount every host sees
+    check_state_locations(local, shared=False, master="local[*]")
+    on_hdfs = load_config(overrides=["state.location=hdfs://nn:8020/er"]).locations
+    check_state_locations(on_hdfs, shared=False, master="k8s://https://api:6443")
+    # only what the mode uses: explain keeps no state
+    check_state_locations(local, shared=False, master="yarn", used=())
+
+
+def test_the_production_template_is_refused_until_every_choice_is_made():
+    template = PROJECT_ROOT / "conf" / "templates" / "production.conf"
+    with pytest.raises(ConfigError, match="CHOOSE"):
+        load_config(template, env="prod")
+    chosen = [
+        "kafka.broker-servers=kafka-1:9092",
+        "lms-cassandra.host=cassandra-1",
+        "redis.host=redis-1",
+        "service.search.basePath=http://search:9000",
+        "state.location=hdfs://nn:8020/er",
+    ]
+    cfg = load_config(template, env="prod", overrides=chosen)
+    assert (cfg.kafka.input_topic, cfg.cassandra.host) == (
+        "prod.batch.enrolment.sync.request",
+        "cassandra-1",
+    )

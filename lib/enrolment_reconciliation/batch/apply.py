@@ -11,6 +11,7 @@ caller re-runs the batch, and every write is idempotent for the same input.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import reduce
 
@@ -21,8 +22,15 @@ from enrolment_reconciliation.batch import milestones
 from enrolment_reconciliation.batch.clock import PhaseClock
 from enrolment_reconciliation.batch.pipeline import BatchResult
 from enrolment_reconciliation.core.counters import Counter, Counts
-from enrolment_reconciliation.core.schemas import CERTIFICATE
+from enrolment_reconciliation.core.schemas import (
+    CERTIFICATE,
+    COMPLETED,
+    ENROLMENT_TABLE_KEY,
+    to_event_key_names,
+    to_table_key_names,
+)
 from enrolment_reconciliation.io.cassandra import (
+    enrolment_table,
     write_activity_aggregates,
     write_enrolment_updates,
 )
@@ -33,6 +41,7 @@ from enrolment_reconciliation.io.kafka import (
 )
 from enrolment_reconciliation.io.outbox import EVENT_FIELDS, Outbox
 from enrolment_reconciliation.runtime.config import JobConfig
+from enrolment_reconciliation.runtime.logs import log_event
 
 log = logging.getLogger(__name__)
 # Up to this many messages (completion events and failed payloads) a batch stages and publishes
@@ -53,10 +62,47 @@ def failed_messages(failed: DataFrame, cfg: JobConfig) -> DataFrame:
     return failed.select(F.lit(cfg.kafka.failed_topic).alias("topic"), "value")
 
 
-def recover_outbox(outbox: Outbox, cfg: JobConfig) -> int:
-    """Publish events that a crashed run wrote to the outbox and applied, but did not publish."""
-    return outbox.recover(
-        lambda events: write_to_topics(completion_messages(events, cfg), cfg.kafka)
+def recover_outbox(
+    outbox: Outbox, cfg: JobConfig, *, settle: Callable[[str], bool] = lambda batch: False
+) -> int:
+    """Publish what crashed attempts left in the outbox; returns how many batches.
+
+    An applied batch (its writes done) is published as it is. An unapplied one whose batch
+    ``settle`` says no attempt will redo (a backfill run's, after a new run started) is settled
+    by the table: the events of enrolments that are complete now (status 2 was written before
+    the crash) are published, the others dropped (the enrolment is not complete; a later run
+    completes it and sends them then). Only then may the folder go: no certificate request is
+    lost, and none goes out before its status 2 is visible.
+    """
+
+    def publish(events: DataFrame) -> None:
+        write_to_topics(completion_messages(events, cfg), cfg.kafka)
+
+    recovered = outbox.recover(publish)
+    for batch in outbox.unapplied_batches():
+        if not settle(batch):
+            continue
+        events = outbox.pending(batch)
+        if events is not None:
+            completed = events_of_completed_enrolments(events, cfg)
+            log_event(log, "outbox-settled", level=logging.WARNING, batch=batch)
+            publish(completed)
+        outbox.discard(batch)
+        recovered += 1
+    return recovered
+
+
+def events_of_completed_enrolments(events: DataFrame, cfg: JobConfig) -> DataFrame:
+    """The events whose enrolment is complete in ``user_enrolments`` now (a direct join)."""
+    completed = (
+        enrolment_table(events.sparkSession, cfg.cassandra)
+        .where(F.col("status") == COMPLETED)
+        .select(*ENROLMENT_TABLE_KEY)
+    )
+    return (
+        to_table_key_names(events)
+        .join(completed, ENROLMENT_TABLE_KEY, "left_semi")
+        .transform(to_event_key_names)
     )
 
 

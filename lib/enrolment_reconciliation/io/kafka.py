@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import logging
 import threading
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -13,6 +14,7 @@ from pyspark.sql import functions as F
 if TYPE_CHECKING:
     from enrolment_reconciliation.runtime.config import KafkaSettings, StreamSettings
 
+log = logging.getLogger(__name__)
 _LOGIN_MODULES = {
     "PLAIN": "org.apache.kafka.common.security.plain.PlainLoginModule",
     "SCRAM-SHA-256": "org.apache.kafka.common.security.scram.ScramLoginModule",
@@ -66,13 +68,62 @@ def python_client_options(kafka: KafkaSettings) -> dict[str, str]:
     return options
 
 
+class GroupOffsets:
+    """Commits the stream's progress to ``kafka.groupId``, for monitoring only.
+
+    Spark's Kafka source keeps its offsets in the checkpoint and never commits them to Kafka, so
+    consumer-group tools (``kafka-consumer-groups``, kafka-exporter, Burrow) would see no lag.
+    After each micro-batch the stream commits the batch's end offsets here; the checkpoint stays
+    the truth, and nothing reads these offsets back. A failed commit is logged, never raised:
+    monitoring must not stop the stream.
+    """
+
+    def __init__(self, kafka: KafkaSettings) -> None:
+        self._options = python_client_options(kafka)
+        self._group = kafka.group_id
+        self._consumer: Any = None
+
+    def commit(self, end_offsets: dict[str, dict[str, int]]) -> bool:
+        """Commit ``{topic: {partition: next offset}}``; whether it was committed."""
+        from kafka import TopicPartition
+        from kafka.structs import OffsetAndMetadata
+
+        offsets = {
+            TopicPartition(topic, int(partition)): OffsetAndMetadata(int(offset), "", -1)
+            for topic, partitions in end_offsets.items()
+            for partition, offset in partitions.items()
+        }
+        if not offsets:
+            return False
+        try:
+            if self._consumer is None:
+                from kafka import KafkaConsumer
+
+                self._consumer = KafkaConsumer(
+                    group_id=self._group, enable_auto_commit=False, **self._options
+                )
+            self._consumer.commit(offsets)
+            return True
+        except Exception as error:  # monitoring only: the checkpoint is the truth
+            log.warning(
+                "committing the stream's offsets to group %s failed: %s", self._group, error
+            )
+            return False
+
+    def close(self) -> None:
+        if self._consumer is not None:
+            self._consumer.close()
+            self._consumer = None
+
+
 def read_sync_request_stream(
     spark: SparkSession, kafka: KafkaSettings, stream: StreamSettings
 ) -> DataFrame:
     """The sync-request topic as a stream of (value, topic, partition, offset).
 
-    ``kafka.groupId`` names the consumer group as far as Spark allows: offsets live in the
-    checkpoint (Spark never commits them to Kafka), but brokers, ACLs and tooling see the group.
+    ``kafka.groupId`` names the consumer group: offsets live in the checkpoint (Spark never
+    commits them to Kafka); the stream commits each batch's end offsets to the group for
+    monitoring (:class:`GroupOffsets`).
     """
     reader = (
         spark.readStream.format("kafka")

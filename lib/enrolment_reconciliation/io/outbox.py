@@ -114,6 +114,22 @@ class Outbox:
         folders = self._fs.list_names(self.location, directories=True)
         return sorted(b for b in folders if self._fs.exists(self._path(b, APPLIED_MARKER)))
 
+    def unapplied_batches(self) -> list[str]:
+        """Batches whose events were staged but whose writes may not all have happened (an
+        attempt stopped between the two); a staging folder left half-written is not one."""
+        folders = self._fs.list_names(self.location, directories=True)
+        return sorted(
+            b
+            for b in folders
+            if not b.endswith(".staging")
+            and self.has_pending(b)
+            and not self._fs.exists(self._path(b, APPLIED_MARKER))
+        )
+
+    def pending_count(self) -> int:
+        """Batches whose events are staged and not yet published (applied or not)."""
+        return len(self.applied_batches()) + len(self.unapplied_batches())
+
     def recover(self, publish: Callable[[DataFrame], None]) -> int:
         """Publish every applied batch left by a crash; returns how many were published."""
         batches = self.applied_batches()

@@ -28,7 +28,7 @@ from enrolment_reconciliation.batch.pipeline import BatchResources, reconcile_ba
 from enrolment_reconciliation.batch.read import read_requested
 from enrolment_reconciliation.core.counters import Counts
 from enrolment_reconciliation.core.requests import request_counter_columns, to_sync_requests
-from enrolment_reconciliation.io.kafka import read_sync_request_stream
+from enrolment_reconciliation.io.kafka import GroupOffsets, read_sync_request_stream
 from enrolment_reconciliation.io.outbox import Outbox
 from enrolment_reconciliation.io.probes import stores_down
 from enrolment_reconciliation.io.prometheus import PrometheusExporter
@@ -41,6 +41,7 @@ from enrolment_reconciliation.runtime.faults import (
 )
 from enrolment_reconciliation.runtime.jvm import evict_connector_sessions
 from enrolment_reconciliation.runtime.logs import first_line, log_event
+from enrolment_reconciliation.runtime.session import launcher_value
 
 log = logging.getLogger("enrolment_reconciliation.stream")
 OBSERVATION = "enrolment-reconciliation"
@@ -59,9 +60,15 @@ def observed_requests(spark: SparkSession, cfg: JobConfig) -> DataFrame:
 
 def tune_for_micro_batches(spark: SparkSession) -> None:
     """Small batches: a fixed shuffle width (one partition per core) and no adaptive
-    re-planning, which would add a Spark job per exchange to every micro-batch."""
-    spark.conf.set("spark.sql.adaptive.enabled", "false")
-    spark.conf.set("spark.sql.shuffle.partitions", str(spark.sparkContext.defaultParallelism))
+    re-planning, which would add a Spark job per exchange to every micro-batch; each only
+    where the operator did not set it."""
+    tuned = {
+        "spark.sql.adaptive.enabled": "false",
+        "spark.sql.shuffle.partitions": str(spark.sparkContext.defaultParallelism),
+    }
+    for key, value in tuned.items():
+        if launcher_value(key) is None:
+            spark.conf.set(key, value)
 
 
 class BatchWatchdog:
@@ -74,9 +81,15 @@ class BatchWatchdog:
     recovered in process, and a restart from the checkpoint loses nothing.
     """
 
-    def __init__(self, spark: SparkSession, seconds: float, grace: float | None = None) -> None:
+    def __init__(
+        self,
+        spark: SparkSession,
+        seconds: float,
+        grace: float | None = None,
+        on_timeout: Callable[[], None] = lambda: None,
+    ) -> None:
         self._spark, self._sc = spark, spark.sparkContext
-        self._seconds = seconds
+        self._seconds, self._on_timeout = seconds, on_timeout
         self._grace = grace if grace is not None else min(max(seconds / 2, 10), 120)
 
     def spark_jobs(self, group: str) -> int:
@@ -105,6 +118,7 @@ class BatchWatchdog:
         def cancel() -> None:
             expired.set()
             log_event(log, "batch-timeout", level=logging.ERROR, batch=group)
+            self._on_timeout()
             stuck.start()
             self._sc.cancelJobGroup(group)
             _close_connector_sessions(self._spark)
@@ -128,20 +142,51 @@ class BatchWatchdog:
         return counts
 
 
-class FaultRecord:
-    """How the last failed micro-batch was judged (``runtime.faults``), kept for the restart loop:
-    the error reaches it only as the text of a ``StreamingQueryException`` (the Python error of
-    ``foreachBatch`` crosses the JVM), so the judgement is made where the error is whole."""
+class StreamMonitor:
+    """What the stream's restart loop and its endpoint learn from the micro-batches.
 
-    def __init__(self) -> None:
-        self._infrastructure: bool | None = None
+    A failed micro-batch is judged (``runtime.faults``) where its error is whole, in
+    ``foreachBatch``: the loop sees it only as the text of a ``StreamingQueryException``.
+    """
 
-    def record(self, infrastructure: bool) -> None:
-        self._infrastructure = infrastructure
+    def __init__(
+        self,
+        exporter: PrometheusExporter | None = None,
+        on_batch: Callable[[Counts, float], None] = lambda counts, seconds: None,
+        pending: Callable[[], int] = lambda: 0,
+    ) -> None:
+        self._exporter, self._on_batch, self._pending = exporter, on_batch, pending
+        self._judged: bool | None = None
+        self.applied_since_restart = False  # consecutive failures count from the last batch
 
-    def take(self) -> bool | None:
-        """The judgement of the last failed micro-batch (None: none failed in ``foreachBatch``)."""
-        judged, self._infrastructure = self._infrastructure, None
+    def applied(self, counts: Counts, seconds: float) -> None:
+        self.applied_since_restart = True
+        if self._exporter is not None:
+            self._exporter.record_batch(counts, seconds)
+            self._exporter.record_outbox_pending(self._pending())
+        self._on_batch(counts, seconds)
+
+    def failed(self, infrastructure: bool) -> None:
+        self._judged = infrastructure
+
+    def timed_out(self) -> None:
+        if self._exporter is not None:
+            self._exporter.record_timeout()
+
+    def restarting(self) -> None:
+        self.applied_since_restart = False
+        if self._exporter is not None:
+            self._exporter.record_restart()
+
+    def recovered(self) -> None:
+        """The outbox was recovered at a (re)start: what it holds now."""
+        if self._exporter is not None:
+            self._exporter.record_outbox_pending(self._pending())
+
+    def take_judgement(self) -> bool | None:
+        """Whether the last failed micro-batch failed on the infrastructure (None: no
+        micro-batch failed in ``foreachBatch``)."""
+        judged, self._judged = self._judged, None
         return judged
 
 
@@ -154,12 +199,11 @@ def batch_handler(
     cfg: JobConfig,
     resources: BatchResources,
     outbox: Outbox,
-    on_success: Callable[[Counts, float], None] = lambda counts, seconds: None,
-    faults: FaultRecord | None = None,
+    monitor: StreamMonitor,
 ) -> Callable[[DataFrame, int], None]:
     """The foreachBatch function: reconcile and apply the batch, log one JSON line; a failure is
-    judged (``faults``) and raised, which stops the query before its offsets are committed."""
-    watchdog = BatchWatchdog(spark, cfg.stream.batch_timeout_seconds)
+    judged (``monitor``) and raised, which stops the query before its offsets are committed."""
+    watchdog = BatchWatchdog(spark, cfg.stream.batch_timeout_seconds, on_timeout=monitor.timed_out)
 
     def handle(batch: DataFrame, batch_id: int) -> None:
         started = time.monotonic()
@@ -183,14 +227,13 @@ def batch_handler(
         try:
             counts = watchdog.run(group, work)
         except Exception as error:
-            if faults is not None:
-                faults.record(watch.is_infrastructure(error))
+            monitor.failed(watch.is_infrastructure(error))
             raise
         seconds = time.monotonic() - started
         # what no phase names (the watchdog, the log line's own Spark status calls, Python):
         # so the phases of every line add up to its seconds
         phases["other"] = round(max(0.0, seconds - sum(phases.values())), 3)
-        on_success(counts, seconds)
+        monitor.applied(counts, seconds)
         log_event(
             log,
             "micro-batch",
@@ -245,9 +288,13 @@ class TriggerListener(StreamingQueryListener):
         pass
 
 
-class LagListener(StreamingQueryListener):
-    """Consumer lag as each micro-batch began: requests on the topic the stream had not read
-    when the batch was planned (the batch's own included), published when the batch ends.
+class ProgressListener(StreamingQueryListener):
+    """After each micro-batch: its end offsets committed to the consumer group (for the
+    operator's lag tools), and, with the Prometheus endpoint on, the consumer lag as the batch
+    began and Spark's offsets behind latest.
+
+    The lag counts the requests on the topic the stream had not read when the batch was planned
+    (the batch's own included).
 
     Measured from the batch's *start* offsets: Spark's progress reports as ``latestOffset`` the
     newest offset at planning time, so ``latestOffset - endOffset`` is 0 whenever the batch took
@@ -255,14 +302,15 @@ class LagListener(StreamingQueryListener):
     falling behind.
     """
 
-    def __init__(self, record: Callable[[int], None]) -> None:
-        self._record = record
+    def __init__(self, offsets: GroupOffsets, exporter: PrometheusExporter | None) -> None:
+        self._offsets, self._exporter = offsets, exporter
 
     def onQueryStarted(self, event: Any) -> None:  # noqa: N802 (Spark's listener API)
         pass
 
     def onQueryProgress(self, event: Any) -> None:  # noqa: N802
-        lag = 0
+        lag, behind = 0, 0
+        ends: dict[str, dict[str, int]] = {}
         for source in event.progress.sources:
             starts, latest = (
                 json.loads(source.startOffset or "{}"),  # none yet: read from the beginning
@@ -271,10 +319,17 @@ class LagListener(StreamingQueryListener):
             for topic, partitions in latest.items():
                 for partition, offset in partitions.items():
                     lag += max(0, offset - starts.get(topic, {}).get(partition, 0))
-        self._record(lag)
+            ends |= json.loads(source.endOffset or "{}")
+            behind += int(float((source.metrics or {}).get("maxOffsetsBehindLatest") or 0))
+        if event.progress.numInputRows:  # a batch ran: its end is applied and committed
+            self._offsets.commit(ends)
+        if self._exporter is not None:
+            self._exporter.record_lag(lag, behind)
 
     def onQueryIdle(self, event: Any) -> None:  # noqa: N802
-        pass
+        # a trigger found nothing new (Spark reports idle triggers here, not as progress)
+        if self._exporter is not None:
+            self._exporter.record_lag(0, 0)
 
     def onQueryTerminated(self, event: Any) -> None:  # noqa: N802
         pass
@@ -291,9 +346,11 @@ def run_stream(
     exporter = (
         PrometheusExporter(cfg.metrics.prometheus_port) if cfg.metrics.prometheus_port else None
     )
-    listeners: list[StreamingQueryListener] = [TriggerListener()]
-    if exporter:
-        listeners.append(LagListener(exporter.record_lag))
+    offsets = GroupOffsets(cfg.kafka)
+    listeners: list[StreamingQueryListener] = [
+        TriggerListener(),
+        ProgressListener(offsets, exporter),
+    ]
     for listener in listeners:
         spark.streams.addListener(listener)
     try:
@@ -301,6 +358,7 @@ def run_stream(
     finally:
         for listener in listeners:
             spark.streams.removeListener(listener)
+        offsets.close()
         if exporter:
             exporter.close()
 
@@ -313,26 +371,18 @@ def _run_query(
     exporter: PrometheusExporter | None,
 ) -> None:
     failures = 0
-    faults = FaultRecord()
-    applied_since_restart = False  # consecutive failures count from the last applied batch
-
-    def succeeded(counts: Counts, seconds: float) -> None:
-        nonlocal applied_since_restart
-        applied_since_restart = True
-        if exporter:
-            exporter.record_batch(counts, seconds)
-        on_batch(counts, seconds)
-
+    outbox = Outbox(spark, cfg.locations.stream_outbox)
+    monitor = StreamMonitor(exporter, on_batch, pending=outbox.pending_count)
     while True:
-        outbox = Outbox(spark, cfg.stream.outbox_location)
         published = recover_outbox(outbox, cfg)
+        monitor.recovered()
         if published:
             log_event(log, "outbox-recovered", level=logging.WARNING, batches=published)
         writer = (
             observed_requests(spark, cfg)
             .writeStream.queryName("enrolment-reconciliation")
-            .option("checkpointLocation", cfg.stream.query_checkpoint)
-            .foreachBatch(batch_handler(spark, cfg, resources, outbox, succeeded, faults))
+            .option("checkpointLocation", cfg.locations.stream_query)
+            .foreachBatch(batch_handler(spark, cfg, resources, outbox, monitor))
         )
         if cfg.stream.trigger == "available-now":
             writer = writer.trigger(availableNow=True)
@@ -343,15 +393,15 @@ def _run_query(
             query.awaitTermination()
             return
         except StreamingQueryException as error:
-            judged = faults.take()
+            judged = monitor.take_judgement()
             infrastructure = is_infrastructure_fault(error) if judged is None else judged
             if not infrastructure:  # a defect: a restart would only repeat it
                 log_event(
                     log, "query-failed", level=logging.ERROR, defect=True, error=first_line(error)
                 )
                 raise
-            failures = 1 if applied_since_restart else failures + 1
-            applied_since_restart = False
+            failures = 1 if monitor.applied_since_restart else failures + 1
+            monitor.restarting()
             if failures > cfg.stream.restart_max_attempts:
                 log_event(log, "giving-up", level=logging.ERROR, failures=failures)
                 raise StreamGaveUpError(

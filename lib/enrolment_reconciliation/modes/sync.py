@@ -32,7 +32,7 @@ def run_sync(
 ) -> dict[str, Any]:
     """Reconcile (user, course, batch) and return before/after state, the counters, and what
     of the enrolment was not there (``missing``: the CLI exits ``ExitCode.NOT_FOUND``)."""
-    outbox = Outbox(spark, cfg.stream.outbox_location)
+    outbox = Outbox(spark, cfg.locations.stream_outbox)
     recover_outbox(outbox, cfg)
     raw = sync_request_frame(spark, user, course, batch)
     before = enrolment_state(cfg, user, course, batch)

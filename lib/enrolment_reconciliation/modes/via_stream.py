@@ -185,7 +185,7 @@ def sync_via_stream(
             state = watch.state()
             if state != seen:
                 seen, seen_since = state, time.monotonic()
-            committed = committed_offsets(cfg.stream.query_checkpoint)
+            committed = committed_offsets(cfg.locations.stream_query)
             if committed is not None:
                 done = committed.get(cfg.kafka.input_topic, {}).get(partition, -1) > offset
             else:
@@ -206,5 +206,5 @@ def sync_via_stream(
     raise NoStreamAnswerError(
         f"no stream answered within {timeout:g} s: the request is on {cfg.kafka.input_topic}"
         f" (partition {partition}, offset {offset}) and will be applied when a stream consumes"
-        f" it; is one running with this config (checkpoint {cfg.stream.checkpoint_location})?"
+        f" it; is one running with this config (checkpoint {cfg.locations.stream_checkpoint})?"
     )

@@ -260,13 +260,39 @@ class WriteSettings(_Section):
 
 
 @dataclass(frozen=True, repr=False)
+class StateSettings(_Section):
+    """``state.*``: where the job keeps what must survive its driver (``JobConfig.locations``)."""
+
+    location: str = setting(
+        "state.location",
+        "",
+        "base of the job's state: the stream's checkpoint and outbox, the backfill's outbox and "
+        "staging, laid out by env and mode beneath it; any Hadoop path (`hdfs://`, a shared "
+        "mount). Empty: `$ER_STATE_DIR` (`spark-submit.sh` sets the deployment's `state/`), else "
+        "`~/.local/state/enrolment-reconciliation`. With a cluster master it must be shared",
+    )
+    shared: bool = setting(
+        "state.shared",
+        False,
+        "a local path in `state.location` (or a location below) is a mount every driver host "
+        "sees: allowed with a cluster master (`spark://`, `yarn`, `k8s://`)",
+    )
+
+
+@dataclass(frozen=True, repr=False)
 class StreamSettings(_Section):
     """``stream.*``: the Kafka Structured Streaming mode."""
 
     checkpoint_location: str = setting(
         "stream.checkpoint.location",
-        "/tmp/enrolment-reconciliation/checkpoint",
-        "Spark checkpoint of the stream; the outbox lives beside it",
+        "",
+        "Spark checkpoint of the stream (empty: `<state.location>/<env>/stream`)",
+    )
+    outbox_location: str = setting(
+        "stream.outbox.location",
+        "",
+        "durable outbox of the stream's and `sync`'s completion events (empty: beside the "
+        "checkpoint); never an object store: it relies on an atomic rename",
     )
     trigger: str = setting(
         "stream.trigger.mode",
@@ -306,16 +332,6 @@ class StreamSettings(_Section):
         " resort: several times the slowest micro-batch measured, the first after a start)",
     )
 
-    @property
-    def outbox_location(self) -> str:
-        """The stream's (and ``sync``'s) outbox, beside its query checkpoint."""
-        return self.checkpoint_location.rstrip("/") + "/outbox"
-
-    @property
-    def query_checkpoint(self) -> str:
-        """The streaming query's own checkpoint (offsets, commits) under the location."""
-        return self.checkpoint_location.rstrip("/") + "/query"
-
 
 @dataclass(frozen=True, repr=False)
 class BackfillSettings(_Section):
@@ -333,14 +349,16 @@ class BackfillSettings(_Section):
     )
     outbox_location: str = setting(
         "backfill.outbox.location",
-        "/tmp/enrolment-reconciliation/backfill-outbox",
-        "durable outbox of the backfill's completion events",
+        "",
+        "durable outbox of the backfill's completion events (empty: "
+        "`<state.location>/<env>/backfill/outbox`); never an object store",
     )
     staging_location: str = setting(
         "backfill.staging.location",
-        "/tmp/enrolment-reconciliation/backfill-staging",
-        "where a sliced backfill of every course stages the aggregates it compares with (one "
-        "scan, by slice; a Hadoop path every executor sees), deleted when the run finishes",
+        "",
+        "where a sliced backfill stages its users and the aggregates it compares with, by slice "
+        "(a Hadoop path every executor sees; empty: `<state.location>/<env>/backfill/staging`), "
+        "deleted when the run finishes",
     )
     slices: int = setting(
         "backfill.slices",
@@ -386,9 +404,21 @@ class MetricsSettings(_Section):
     prometheus_port: int = setting(
         "metrics.prometheus.port", 0, "port of the driver's Prometheus endpoint (0: off)"
     )
+    pushgateway_url: str = setting(
+        "metrics.pushgateway.url",
+        "",
+        "Prometheus Pushgateway a batch run (backfill, dry run, repair, `sync`) pushes its "
+        "outcome and counters to when it ends, e.g. `http://pushgateway:9091` (empty: off)",
+    )
+    pushgateway_job: str = setting(
+        "metrics.pushgateway.job",
+        "enrolment-reconciliation",
+        "the `job` label of what a batch run pushes (grouped further by `mode` and `env`)",
+    )
 
 
 SECTIONS: dict[str, type[_Section]] = {
+    "state": StateSettings,
     "kafka": KafkaSettings,
     "cassandra": CassandraSettings,
     "redis": RedisSettings,
@@ -404,12 +434,86 @@ ENV_DEFAULT = "sunbirddev"
 ENV_HELP = "fills `${env}` in topic and group names (`--env`)"
 
 
+STATE_DIR_ENV = "ER_STATE_DIR"
+# Object stores have no atomic rename, which the outbox's "write, then rename into place" needs.
+OBJECT_STORE_SCHEMES = frozenset(
+    {"s3", "s3a", "s3n", "gs", "abfs", "abfss", "wasb", "wasbs", "oss", "cos", "cosn", "obs"}
+)
+CLUSTER_MASTERS = ("spark://", "yarn", "k8s://", "mesos://")
+
+
+def _join(location: str, *names: str) -> str:
+    return "/".join([location.rstrip("/"), *names])
+
+
+def _scheme(location: str) -> str:
+    match = re.match(r"^([a-zA-Z][a-zA-Z0-9+.-]*):", location)
+    return match.group(1).lower() if match else ""
+
+
+@dataclass(frozen=True)
+class StateLocations:
+    """Where each piece of the job's state lives, by the setting that places it."""
+
+    stream_checkpoint: str
+    stream_outbox: str
+    backfill_outbox: str
+    backfill_staging: str
+
+    @property
+    def stream_query(self) -> str:
+        """The streaming query's own checkpoint (offsets, commits) under the location."""
+        return _join(self.stream_checkpoint, "query")
+
+    def by_setting(self) -> dict[str, str]:
+        return {
+            "stream.checkpoint.location": self.stream_checkpoint,
+            "stream.outbox.location": self.stream_outbox,
+            "backfill.outbox.location": self.backfill_outbox,
+            "backfill.staging.location": self.backfill_staging,
+        }
+
+
+OUTBOXES = ("stream.outbox.location", "backfill.outbox.location")
+
+
+def check_state_locations(
+    locations: StateLocations,
+    *,
+    shared: bool,
+    master: str,
+    used: Iterable[str] | None = None,
+) -> None:
+    """Refuse, before anything runs, state that would not survive: an outbox on an object store
+    (no atomic rename), or a path on the driver's own disk when the driver runs on a cluster.
+    ``used``: the settings whose locations the mode uses (all by default)."""
+    for key, location in locations.by_setting().items():
+        if used is not None and key not in used:
+            continue
+        scheme = _scheme(location)
+        if key in OUTBOXES and scheme in OBJECT_STORE_SCHEMES:
+            raise ConfigError(
+                f"{key} is on {scheme}://, an object store without an atomic rename, which the "
+                f"outbox relies on: put it on HDFS or a shared mount ({key}, or state.location "
+                "for every piece of state)"
+            )
+        local = scheme in ("", "file")
+        if local and not shared and master.startswith(CLUSTER_MASTERS):
+            raise ConfigError(
+                f"{key} is {location}, on the driver's own disk, and the master is {master}: a "
+                "driver that comes back on another host would not find it. Set state.location "
+                "to shared storage (hdfs://...), or state.shared=true if the path is a mount "
+                "every driver host sees"
+            )
+
+
 @dataclass(frozen=True)
 class JobConfig:
     """Every setting the job reads, by section, in one immutable value built by
     :func:`load_config`."""
 
     env: str
+    state: StateSettings
     kafka: KafkaSettings
     cassandra: CassandraSettings
     redis: RedisSettings
@@ -419,6 +523,19 @@ class JobConfig:
     stream: StreamSettings
     backfill: BackfillSettings
     metrics: MetricsSettings
+
+    @property
+    def locations(self) -> StateLocations:
+        """Every piece of state: a setting given for it, or its place under
+        ``<state.location>/<env>``."""
+        base = _join(self.state.location, self.env)
+        checkpoint = self.stream.checkpoint_location or _join(base, "stream")
+        return StateLocations(
+            stream_checkpoint=checkpoint,
+            stream_outbox=self.stream.outbox_location or _join(checkpoint, "outbox"),
+            backfill_outbox=self.backfill.outbox_location or _join(base, "backfill", "outbox"),
+            backfill_staging=self.backfill.staging_location or _join(base, "backfill", "staging"),
+        )
 
     def with_overrides(self, *assignments: str) -> JobConfig:
         """A copy with some settings changed, by their HOCON keys (notebooks, tests)::
@@ -553,11 +670,35 @@ def spark_interval(key: str, value: str) -> str:
     return f"{millis} milliseconds"
 
 
-def _validate(cfg: JobConfig) -> JobConfig:
+def default_state_location(environ: Mapping[str, str]) -> str:
+    """``$ER_STATE_DIR`` (the deployment's ``state/``), else the user's state folder: never a
+    folder a reboot may empty, such as ``/tmp``."""
+    if environ.get(STATE_DIR_ENV):
+        return environ[STATE_DIR_ENV]
+    base = environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return _join(base, "enrolment-reconciliation")
+
+
+TO_CHOOSE = "CHOOSE"  # conf/templates/production.conf marks what an operator must fill in
+
+
+def _validate(cfg: JobConfig, environ: Mapping[str, str]) -> JobConfig:
+    if cfg.env == TO_CHOOSE:
+        raise ConfigError(f"env is {TO_CHOOSE}: the production template's value; set it")
+    for name, f in declared_settings():
+        if getattr(getattr(cfg, name), f.name) == TO_CHOOSE:
+            raise ConfigError(
+                f"{f.metadata['keys'][0]} is {TO_CHOOSE}: the production template's value; set it"
+            )
     if cfg.write.batch_size < 1:
         raise ConfigError("threshold.batch.write.size must be at least 1")
     interval = spark_interval("stream.trigger.interval", cfg.stream.trigger_interval)
-    return replace(cfg, stream=replace(cfg.stream, trigger_interval=interval))
+    state = cfg.state
+    if not state.location:
+        state = replace(state, location=default_state_location(environ))
+    cfg = replace(cfg, state=state, stream=replace(cfg.stream, trigger_interval=interval))
+    check_state_locations(cfg.locations, shared=True, master="")  # an outbox on an object store
+    return cfg
 
 
 # --- loading --------------------------------------------------------------------------------------
@@ -622,7 +763,7 @@ def load_config(
         name: _section_values(section, tree, env_name, environ)
         for name, section in SECTIONS.items()
     }
-    return _validate(JobConfig(env=env_name, **sections))  # type: ignore[arg-type]
+    return _validate(JobConfig(env=env_name, **sections), environ)  # type: ignore[arg-type]
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:

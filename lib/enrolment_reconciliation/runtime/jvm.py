@@ -66,6 +66,12 @@ def evict_connector_sessions(spark: SparkSession) -> None:
     getattr(jvm, CONNECTOR).cql.CassandraConnector.evictCache()
 
 
+def driver_max_heap_bytes(spark: SparkSession) -> int:
+    """The most heap the driver's JVM may use (``-Xmx``, set from ``spark.driver.memory``)."""
+    jvm, _ = _gateway(spark.sparkContext)
+    return int(jvm.java.lang.Runtime.getRuntime().maxMemory())
+
+
 def executor_addresses(spark: SparkSession) -> set[str]:
     """``host:port`` of every executor the driver knows now (the driver's own included)."""
     _, jsc = _gateway(spark.sparkContext)

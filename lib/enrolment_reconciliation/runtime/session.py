@@ -12,9 +12,11 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pyspark.sql import SparkSession
+
+from enrolment_reconciliation.runtime.jvm import driver_max_heap_bytes
 
 if TYPE_CHECKING:
     from enrolment_reconciliation.runtime.config import CassandraSettings, JobConfig, WriteSettings
@@ -50,15 +52,7 @@ def _under_spark_submit() -> bool:
 
 def _unset_by_launcher(defaults: dict[str, str]) -> dict[str, str]:
     """The entries of ``defaults`` whose key spark-submit did not set."""
-    if not defaults or not _under_spark_submit():
-        return dict(defaults)
-    from pyspark import SparkConf
-
-    from enrolment_reconciliation.runtime.jvm import attach_to_launcher_gateway
-
-    attach_to_launcher_gateway()
-    launched = SparkConf()  # loads the spark.* system properties spark-submit passed
-    return {k: v for k, v in defaults.items() if not launched.contains(k)}
+    return {k: v for k, v in defaults.items() if launcher_value(k) is None}
 
 
 def spark_jars() -> list[str]:
@@ -69,7 +63,7 @@ def spark_jars() -> list[str]:
     if not folder:
         raise FileNotFoundError(
             "the connector and Kafka jars are not known: run under spark-submit.sh, or set "
-            "ER_SPARK_JARS_DIR to the folder `enrolment-reconciliation-jars DIR` filled"
+            "ER_SPARK_JARS_DIR to a folder of them (a release's jars/, or `./dev.sh jars DIR`)"
         )
     jars = sorted(str(p) for p in Path(folder).glob("*.jar"))
     if not jars:
@@ -107,6 +101,12 @@ def cassandra_conf(cassandra: CassandraSettings, write: WriteSettings) -> dict[s
     return conf
 
 
+def _with_extension(launched: str | None) -> str:
+    """``spark.sql.extensions`` with the connector's added to what the operator gave."""
+    given = [e for e in (launched or "").split(",") if e.strip()]
+    return ",".join([*given, CASSANDRA_EXTENSIONS] if CASSANDRA_EXTENSIONS not in given else given)
+
+
 def build_spark_session(
     cfg: JobConfig,
     *,
@@ -115,10 +115,13 @@ def build_spark_session(
     extra_conf: dict[str, str] | None = None,
     defaults: dict[str, str] | None = None,
 ) -> SparkSession:
-    """Create (or reuse) the SparkSession with the jars, extensions and Cassandra connection.
+    """Create (or reuse) the SparkSession with the connector's extension and the job's own
+    Cassandra connection, and nothing else that the operator may have chosen.
 
-    ``defaults`` are used where spark-submit (``--conf``, spark-defaults.conf) left a key unset;
-    ``extra_conf`` always applies.
+    Every other setting is a default: used only where spark-submit (``--conf``, a properties
+    file, ``spark-defaults.conf``) left the key unset. Shuffle partitions are left to Spark's
+    adaptive execution (coalesced to ``spark.sql.adaptive.advisoryPartitionSizeInBytes``) unless
+    the operator sets them. ``extra_conf`` always applies (tests).
 
     Example::
 
@@ -126,21 +129,20 @@ def build_spark_session(
     """
     # Python workers must see the same packages as the driver (cassandra-driver for the writer).
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    under_spark_submit = _under_spark_submit()
     builder = SparkSession.builder.appName(app_name)
-    if master:
-        builder = builder.master(master)
-    elif not _under_spark_submit():
-        builder = builder.master(os.environ.get("ER_SPARK_MASTER", "local[*]"))
-    if not _under_spark_submit():
+    if not under_spark_submit:
+        builder = builder.master(master or os.environ.get("ER_SPARK_MASTER") or "local[*]")
         builder = builder.config("spark.jars", ",".join(spark_jars()))
+    chosen = {
+        "spark.sql.codegen.cache.maxEntries": CODEGEN_CACHE_ENTRIES,
+        "spark.sql.session.timeZone": "UTC",  # Cassandra's timestamps are UTC
+        "spark.ui.showConsoleProgress": "false",  # spark-submit.sh turns it on for a terminal
+        **(defaults or {}),
+    }
     settings = {
-        **_unset_by_launcher(
-            {"spark.sql.codegen.cache.maxEntries": CODEGEN_CACHE_ENTRIES, **(defaults or {})}
-        ),
-        "spark.sql.extensions": CASSANDRA_EXTENSIONS,
-        "spark.sql.shuffle.partitions": "8",
-        "spark.sql.session.timeZone": "UTC",
-        "spark.ui.showConsoleProgress": "false",
+        **_unset_by_launcher(chosen),
+        "spark.sql.extensions": _with_extension(launcher_value("spark.sql.extensions")),
         **cassandra_conf(cfg.cassandra, cfg.write),
         **(extra_conf or {}),
     }
@@ -151,3 +153,41 @@ def build_spark_session(
     for key, value in cassandra_conf(cfg.cassandra, cfg.write).items():
         spark.conf.set(key, value)
     return spark
+
+
+def launcher_value(key: str) -> str | None:
+    """The value spark-submit was given for ``key`` (``--conf``, a properties file,
+    ``spark-defaults.conf``), if any."""
+    if not _under_spark_submit():
+        return None
+    from pyspark import SparkConf
+
+    from enrolment_reconciliation.runtime.jvm import attach_to_launcher_gateway
+
+    attach_to_launcher_gateway()
+    launched = SparkConf()
+    return launched.get(key) if launched.contains(key) else None
+
+
+FACTS = {
+    "master": "spark.master",
+    "deployMode": "spark.submit.deployMode",
+    "appId": "spark.app.id",
+    "driverMemory": "spark.driver.memory",
+    "executorMemory": "spark.executor.memory",
+    "executorCores": "spark.executor.cores",
+    "shufflePartitions": "spark.sql.shuffle.partitions",
+    "adaptive": "spark.sql.adaptive.enabled",
+}
+
+
+def session_facts(spark: SparkSession) -> dict[str, Any]:
+    """What the running application was given (a few settings an operator checks first), and
+    the driver's heap as its JVM sees it."""
+    conf = spark.sparkContext.getConf()
+    facts: dict[str, Any] = {
+        name: spark.conf.get(key, None) if key.startswith("spark.sql.") else conf.get(key, None)
+        for name, key in FACTS.items()
+    }
+    facts["driverHeapMb"] = driver_max_heap_bytes(spark) // 2**20
+    return facts

@@ -91,10 +91,13 @@ class Scope:
 
 def outbox_batch(run: BackfillRun, index: int) -> str:
     """The outbox folder of a slice: the same for the same slice of a retried or resumed run,
-    so the events an interrupted attempt staged are merged into the next one's."""
-    if run.slices == 1:
-        return OUTBOX_PREFIX
-    return f"{OUTBOX_PREFIX}-{index:05d}-of-{run.slices:05d}"
+    so the events an interrupted attempt staged are merged into the next one's; named by the
+    run, so another run's folder is never taken for one of this run's."""
+    return f"{run_outbox_prefix(run)}{index:05d}-of-{run.slices:05d}"
+
+
+def run_outbox_prefix(run: BackfillRun) -> str:
+    return f"{OUTBOX_PREFIX}-{run.run_id}-"
 
 
 def compares_staged_aggregates(narrowed: bool) -> bool:

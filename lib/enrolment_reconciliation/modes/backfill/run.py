@@ -170,7 +170,8 @@ class _SlicedRun:
         lease: Lease | None = None,
     ) -> None:
         self.spark, self.cfg, self.options, self.sink, self.lease = spark, cfg, options, sink, lease
-        self.clock = PhaseClock()
+        self.clock = PhaseClock()  # the run's phases
+        self.halves = PhaseClock()  # every slice's two halves, summed
         self.resources = BatchResources.from_config(cfg)
         self.resources.scan_once = True  # one structure for the whole run, read once
         self.filters = options.filters(spark)
@@ -179,10 +180,10 @@ class _SlicedRun:
 
     def run(self, session: Session) -> dict[str, Any]:
         """Set up, work through the pending slices, and return the run's summary."""
+        run, staging = self._begin(session)
         if self.sink.records_runs:
             with self.clock.logged("recover-outbox"):
-                self.sink.recover()
-        run, staging = self._begin(session)
+                self.sink.recover(run)
         resumed_after = len(run.finished)
         log_event(
             log,
@@ -274,7 +275,7 @@ class _SlicedRun:
         return RunStaging(
             self.spark,
             self.cfg.cassandra,
-            self.cfg.backfill.staging_location,
+            self.cfg.locations.backfill_staging,
             scope=self.scope.digest + ("-dry-run" if dry else ""),
             run_id=run.run_id,
             slices=run.slices,
@@ -333,7 +334,7 @@ class _SlicedRun:
                     repairs.unpersist()
 
         counts = self._with_retries(index, tally, attempt)
-        self.clock.add(halves.seconds)
+        self.halves.add(halves.seconds)
         tally.add(counts)
         self.sink.slice_done(run, index, counts)
         slice_log.slice_done(
@@ -409,7 +410,7 @@ class _SlicedRun:
             "resumedFrom": resumed,
             "retries": tally.retries,
             "seconds": round(time.monotonic() - self.clock.started, 3),
-            "phases": self.clock.seconds,
+            "phases": self.clock.seconds | self.halves.seconds,
             "summary": backfill_summary(tally.counts),
             "counters": tally.counts,
         }

@@ -20,7 +20,7 @@ from enrolment_reconciliation.batch.pipeline import BatchResult
 from enrolment_reconciliation.core.counters import Counts
 from enrolment_reconciliation.io.backfill_runs import BackfillRun, RunRecords, new_run_id
 from enrolment_reconciliation.io.outbox import Outbox
-from enrolment_reconciliation.modes.backfill.plan import Scope, outbox_batch
+from enrolment_reconciliation.modes.backfill.plan import Scope, outbox_batch, run_outbox_prefix
 from enrolment_reconciliation.modes.backfill.report import DryRunReport
 from enrolment_reconciliation.runtime.config import JobConfig
 from enrolment_reconciliation.runtime.logs import log_event
@@ -36,8 +36,9 @@ class Sink(Protocol):
     #: whether runs are recorded, so one can be resumed
     records_runs: bool
 
-    def recover(self) -> int:
-        """Publish what an earlier, crashed run left applied but unpublished; how many batches."""
+    def recover(self, run: BackfillRun) -> int:
+        """Publish what earlier, crashed attempts left in the outbox (``run``'s own unapplied
+        slices excepted: its next attempt redoes them); how many batches."""
         ...
 
     def resumable(self, scope: Scope, *, max_age_hours: float) -> BackfillRun | None:
@@ -71,13 +72,17 @@ class TableSink:
 
     def __init__(self, spark: SparkSession, cfg: JobConfig, session: Session) -> None:
         self._cfg = cfg
-        self._outbox = Outbox(spark, cfg.backfill.outbox_location)
+        self._outbox = Outbox(spark, cfg.locations.backfill_outbox)
         self._records = RunRecords(
             session, keyspace=cfg.cassandra.keyspace, table=cfg.backfill.runs_table
         )
 
-    def recover(self) -> int:
-        recovered = recover_outbox(self._outbox, self._cfg)
+    def recover(self, run: BackfillRun) -> int:
+        # another run's unapplied slice is not redone by this one: settle it by the table
+        mine = run_outbox_prefix(run)
+        recovered = recover_outbox(
+            self._outbox, self._cfg, settle=lambda batch: not batch.startswith(mine)
+        )
         if recovered:
             log_event(log, "outbox-recovered", level=logging.WARNING, batches=recovered)
         return recovered
@@ -112,7 +117,7 @@ class ReportSink:
     def __init__(self, spark: SparkSession, directory: str, *, repairs: bool) -> None:
         self.report = DryRunReport(spark, directory, repairs=repairs)
 
-    def recover(self) -> int:
+    def recover(self, run: BackfillRun) -> int:
         return 0  # a dry run publishes nothing, not even what a crashed real run left
 
     def resumable(self, scope: Scope, *, max_age_hours: float) -> BackfillRun | None:
