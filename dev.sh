@@ -83,8 +83,10 @@ run() {
   "$PY" -m devkit.demo prepare --config "$conf" "${overrides[@]}"
   started="$(date +%s%3N)"
   log "running the streaming job: ./spark-submit.sh stream --trigger available-now"
-  ./spark-submit.sh stream --trigger available-now --config "$conf" "${overrides[@]}" \
-    2>"$STACK_DIR/logs/demo-spark.log" | grep -E '"event"|ERROR' || true
+  local spark_log="$STACK_DIR/logs/demo-spark.log"
+  ER_LOG_FORMAT=json ./spark-submit.sh stream --trigger available-now --config "$conf" \
+    "${overrides[@]}" 2>"$spark_log" || log "the stream failed: see $spark_log"
+  "$PY" -m devkit.show_events "$spark_log" micro-batch query-failed giving-up
   "$PY" -m devkit.demo summary --config "$conf" "${overrides[@]}" --since "$started"
   log "the stack is still running: ./dev.sh stack-stop stops it (logs in $STACK_DIR/logs)"
 }
@@ -100,13 +102,17 @@ backfill_demo() {
   # a sample this small fits one slice; four show how a large run works through its scope
   overrides+=(--set backfill.slices=4)
   log "dry run in 4 slices: ./spark-submit.sh backfill --dry-run $report --set backfill.slices=4"
-  ./spark-submit.sh backfill --dry-run "$report" --config "$conf" "${overrides[@]}" \
-    2>"$STACK_DIR/logs/backfill-demo-spark.log" | grep -E '"event": "(phase|slice)"' | sed -E 's/^[0-9-]+ [0-9:,]+ [A-Z]+ [a-z_.]+: //' || true
+  local spark_log="$STACK_DIR/logs/backfill-demo-spark.log"
+  ER_LOG_FORMAT=json ./spark-submit.sh backfill --dry-run "$report" --config "$conf" \
+    "${overrides[@]}" >/dev/null 2>"$spark_log" || log "the dry run failed: see $spark_log"
+  "$PY" -m devkit.show_events "$spark_log" slice-plan phase slice
   log "report: $(ls "$report" | paste -sd' ')"
   for run in first second; do
     log "$run run: ./spark-submit.sh backfill --set backfill.slices=4"
-    ./spark-submit.sh backfill --config "$conf" "${overrides[@]}" \
-      2>>"$STACK_DIR/logs/backfill-demo-spark.log" | grep -E '"event": "(phase|slice|backfill-run)"|^  "summary"|^    "' | grep -v '"[a-z.-]*-count"' | sed -E 's/^[0-9-]+ [0-9:,]+ [A-Z]+ [a-z_.]+: //' || true
+    ER_LOG_FORMAT=json ./spark-submit.sh backfill --config "$conf" "${overrides[@]}" \
+      2>"$spark_log" | "$PY" -c 'import json, sys; print(json.dumps(json.load(sys.stdin)["summary"]))' \
+      || log "the backfill failed: see $spark_log"
+    "$PY" -m devkit.show_events "$spark_log" backfill-run slice
   done
 }
 
@@ -180,6 +186,7 @@ PYZIP
   cp jobs/enrolment_reconciliation_job.py "$dir/jobs/"
   cp conf/enrolment-reconciliation.conf "$dir/conf/"
   cp conf/templates/* "$dir/conf/templates/"
+  cp -r conf/spark "$dir/conf/"
   cp -r deploy "$dir/deploy"
   printf 'enrolment-reconciliation %s\ncommit %s\nbuilt %s\n' \
     "$("$PY" -c 'import importlib.metadata as m; print(m.version("enrolment-reconciliation"))')" \

@@ -120,6 +120,11 @@ operator_sets() {
   [ -f "$file" ] && grep -Ev '^\s*#' "$file" | grep -Eq -- "$1"
 }
 
+# Logs: every line on standard error (the driver's and Spark's), one JSON object each unless a
+# person watches (a terminal); a run's result alone on standard output.
+if [ -t 2 ]; then log_format=text; else log_format=json; fi
+export ER_LOG_FORMAT="${ER_LOG_FORMAT:-$log_format}"
+
 export PYSPARK_PYTHON="${PYSPARK_PYTHON:-$PY}"
 export PYSPARK_DRIVER_PYTHON="${PYSPARK_DRIVER_PYTHON:-$PY}"
 submit=("$SPARK_SUBMIT")
@@ -135,26 +140,33 @@ fi
 # Applied to the driver and the executors unless the operator chose a collector or default JVM
 # options (two collectors on one command line stop the JVM); ER_BACKFILL_JAVA_OPTIONS= turns it off.
 backfill_java="${ER_BACKFILL_JAVA_OPTIONS--XX:+UseParallelGC}"
+driver_java="" executor_java=""
 if [ "$mode" = backfill ] && [ -n "$backfill_java" ] \
     && ! operator_sets '-XX:\+Use[A-Za-z0-9]+GC|defaultJavaOptions'; then
-  submit+=(
-    --conf "spark.driver.defaultJavaOptions=$backfill_java"
-    --conf "spark.executor.defaultJavaOptions=$backfill_java"
-  )
+  driver_java="$backfill_java" executor_java="$backfill_java"
 fi
+# Spark's own lines as JSON too, unless the operator configured logging
+log4j_json="$ROOT/conf/spark/log4j2-json.properties"
+if [ "$ER_LOG_FORMAT" = json ] && [ -f "$log4j_json" ] \
+    && ! operator_sets 'log4j2?\.configuration|defaultJavaOptions' \
+    && [ ! -f "${SPARK_CONF_DIR:-/nonexistent}/log4j2.properties" ]; then
+  driver_java="${driver_java:+$driver_java }-Dlog4j2.configurationFile=file:$log4j_json"
+fi
+[ -z "$driver_java" ] || submit+=(--conf "spark.driver.defaultJavaOptions=$driver_java")
+[ -z "$executor_java" ] || submit+=(--conf "spark.executor.defaultJavaOptions=$executor_java")
 submit+=("${spark_opts[@]}" "$ROOT/jobs/enrolment_reconciliation_job.py" "$mode" "${job_args[@]}")
-case "$mode" in
-  sync|explain)
-    # The result alone on stdout (for jq), everything else on stderr: Spark merges the Python
-    # driver's stderr into its stdout, so the driver writes its result to a file printed here.
-    result="$(mktemp)"
-    trap 'rm -f "$result"' EXIT
-    set +e
-    ER_RESULT_FILE="$result" "${submit[@]}" 1>&2
-    code=$?
-    set -e
-    cat "$result"
-    exit "$code"
-    ;;
-  *) exec "${submit[@]}" ;;
-esac
+# The result alone on standard output (for jq), everything else on standard error: Spark merges
+# the Python driver's standard error into its standard output, so the driver writes its result
+# to a file printed here once the run ends.
+result="$(mktemp)"
+trap 'rm -f "$result"' EXIT
+set +e
+ER_RESULT_FILE="$result" "${submit[@]}" 1>&2 &
+child=$!
+trap 'kill -TERM "$child" 2>/dev/null' TERM INT  # a supervisor's stop reaches the job
+wait "$child"
+code=$?
+if [ "$code" -gt 128 ] && kill -0 "$child" 2>/dev/null; then wait "$child"; code=$?; fi
+set -e
+cat "$result"
+exit "$code"

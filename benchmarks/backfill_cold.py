@@ -28,7 +28,6 @@ import argparse
 import dataclasses
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -57,14 +56,13 @@ from benchmarks.cpu import CpuAccount
 from devkit.paths import PROJECT_ROOT, SPARK_SUBMIT
 from devkit.sample.data import SampleData
 from devkit.sample.loader import load_sample_with_spark, restore_with_spark
-from devkit.stack import stack_overrides
+from devkit.stack import log_events, stack_overrides
 from enrolment_reconciliation.io.cassandra import connect, read_table
 from enrolment_reconciliation.runtime.config import JobConfig, load_config
 from enrolment_reconciliation.runtime.session import build_spark_session
 
 # The JVM options spark-submit.sh gives a backfill (its throughput collector)
 BACKFILL_JAVA_OPTIONS = "-XX:+UseParallelGC"
-LINE = re.compile(r"^\S+ \S+ INFO \S+: (\{.*\})$")
 
 
 def _digest(df: DataFrame, columns: list[str]) -> dict[str, int]:
@@ -155,8 +153,8 @@ class ColdRun:
         proc = subprocess.Popen(
             [str(SPARK_SUBMIT), "backfill", *args],
             cwd=PROJECT_ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,  # the summary: read from --summary FILE
+            stderr=subprocess.PIPE,  # the logs, read as they come
             text=True,
             start_new_session=True,
         )
@@ -169,12 +167,12 @@ class ColdRun:
             killer = threading.Timer(kill_after, kill)
             killer.start()
         with PeakMemory(proc.pid) as memory, CpuAccount(proc.pid) as cpu:
-            assert proc.stdout is not None
-            for text in proc.stdout:
-                match = LINE.match(text.strip())
-                if not match:
+            assert proc.stderr is not None
+            for text in proc.stderr:
+                events = log_events(text)
+                if not events:
                     continue
-                line = json.loads(match.group(1))
+                line = events[0]
                 self.lines.append((time.monotonic() - started, line))
                 if line.get("event") == "slice" and line["done"] in heap_at:
                     heap = live_heap_mb(proc.pid)

@@ -24,6 +24,24 @@ from enrolment_reconciliation.runtime.config import JobConfig, load_config
 from enrolment_reconciliation.runtime.exit_codes import ExitCode
 
 
+def log_events(text: str, event: str | None = None) -> list[dict[str, Any]]:
+    """The job's structured log lines in ``text`` (a run's standard error, a log file), one
+    JSON object each (or, on a terminal, ``<time> <level> <logger>: {...}``); only ``event``'s
+    when given."""
+    found = []
+    for line in text.splitlines():
+        start = line.find("{")
+        if start < 0:
+            continue
+        try:
+            record = json.loads(line[start:])
+        except ValueError:
+            continue
+        if isinstance(record, dict) and "event" in record and event in (None, record["event"]):
+            found.append(record)
+    return found
+
+
 def stack_settings() -> dict[str, str]:
     """Host/port settings written by `stack/stack.sh start` (defaults if absent)."""
     settings = {
@@ -139,13 +157,12 @@ class StreamProcess:
                 self.proc = self._start()
             time.sleep(1)
 
-    def _events(self, event: str) -> list[str]:
-        marker = f'"event": "{event}"'
-        return [x for x in self.log.read_text(errors="replace").splitlines() if marker in x]
+    def _events(self, event: str) -> list[dict[str, Any]]:
+        return log_events(self.log.read_text(errors="replace"), event)
 
     def batches(self) -> list[dict[str, Any]]:
         """The job's ``micro-batch`` log records, oldest first."""
-        return [json.loads(line.split(": ", 1)[1]) for line in self._events("micro-batch")]
+        return self._events("micro-batch")
 
     def processed(self) -> int:
         """Requests the micro-batches have reported so far."""

@@ -1,4 +1,5 @@
-"""Entry point for spark-submit: ``./spark-submit.sh <stream|sync> [options]``."""
+"""Entry point for spark-submit: ``./spark-submit.sh <stream|sync|backfill|explain> [options]``
+(the command line, ``enrolment_reconciliation.cli``)."""
 
 import sys
 

@@ -24,8 +24,8 @@ from pyspark.sql.types import (
 )
 
 from devkit.paths import PROJECT_ROOT
+from devkit.stack import log_events, stack_overrides
 from devkit.stack import stack_config as _stack_config
-from devkit.stack import stack_overrides
 from devkit.stack import sync_request as _sync_request
 from enrolment_reconciliation.core.progress import (
     to_user_consumption,
@@ -290,13 +290,9 @@ def spark_submit(mode: str, args: list[str], *, timeout: int = 600, **env: str):
     )
 
 
-def json_lines(stdout: str, event: str) -> list[dict]:
-    """The job's JSON log lines of one ``event``."""
-    return [
-        json.loads(line.split(": ", 1)[1])
-        for line in stdout.splitlines()
-        if f'"event": "{event}"' in line
-    ]
+def json_lines(text: str, event: str) -> list[dict]:
+    """The job's JSON log lines of one ``event`` (a run's standard error)."""
+    return log_events(text, event)
 
 
 # --- the stream's end-to-end tests ----------------------------------------------------------------

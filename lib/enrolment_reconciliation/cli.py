@@ -22,7 +22,7 @@ from enrolment_reconciliation.runtime.config import (
 )
 from enrolment_reconciliation.runtime.exit_codes import ExitCode
 from enrolment_reconciliation.runtime.faults import is_infrastructure_fault
-from enrolment_reconciliation.runtime.logs import first_line, log_event
+from enrolment_reconciliation.runtime.logs import configure_logging, first_line, log_event
 from enrolment_reconciliation.runtime.settings_doc import settings_table
 
 if TYPE_CHECKING:
@@ -32,7 +32,23 @@ log = logging.getLogger("enrolment_reconciliation")
 RESULT_MODES = ("sync", "explain")
 PUSHED_MODES = ("backfill", "sync")  # batch runs: they end before any scrape
 
-BACKFILL_EPILOG = """\
+SETTINGS_HINT = """
+Every setting (--set KEY=VALUE, or a --config file): `spark-submit.sh --help` lists them with
+their defaults. Spark's own options (--conf, --driver-memory, --deploy-mode, ...) pass through
+to spark-submit.
+"""
+
+STREAM_EPILOG = (
+    """\
+exit codes: 1 a defect, 2 bad arguments or configuration, 4 a store or service unreachable
+after stream.restart.max.attempts restarts, 75 a micro-batch stuck beyond its watchdog (a
+supervisor restarts the stream from its checkpoint: nothing is lost).
+"""
+    + SETTINGS_HINT
+)
+
+BACKFILL_EPILOG = (
+    """\
 exit codes: 0 done (failed enrolments are counted and on the failed topic),
 1 a defect (an unexpected error: not retried), 2 bad arguments or configuration,
 3 another backfill holds the lease, 4 Cassandra, Redis, Kafka or the search service
@@ -41,9 +57,12 @@ unreachable, or a slice failed on every attempt (the next run resumes).
 A run works through its scope in slices (backfill.slices) and records each finished one; a run
 that stopped is resumed by the next run of the same scope, unless --restart.
 """
+    + SETTINGS_HINT
+)
 
 
-RESULT_EPILOG = """\
+RESULT_EPILOG = (
+    """\
 The result is printed alone on standard output (JSON for sync and explain --json: pipe it to
 jq); logs go to standard error.
 
@@ -52,6 +71,8 @@ exit codes: 0 done, 1 a defect (an unexpected error), 2 bad arguments or configu
 consumption for it, or no structure for its course (each said on standard error; the result is
 printed all the same).
 """
+    + SETTINGS_HINT
+)
 
 
 def _csv(value: str) -> tuple[str, ...]:
@@ -60,7 +81,11 @@ def _csv(value: str) -> tuple[str, ...]:
 
 def _parser() -> argparse.ArgumentParser:
     common = add_config_arguments(argparse.ArgumentParser(add_help=False))
-    common.add_argument("--master", help="Spark master (spark-submit.sh passes it to Spark)")
+    common.add_argument(
+        "--master",
+        help="Spark master when run without spark-submit.sh (python -m "
+        "enrolment_reconciliation); spark-submit.sh hands --master to spark-submit",
+    )
     parser = argparse.ArgumentParser(
         prog="spark-submit.sh",
         description="Sunbird enrolment reconciliation on Apache Spark.",
@@ -68,7 +93,15 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     modes = parser.add_subparsers(dest="mode", required=True)
-    stream = modes.add_parser("stream", parents=[common], help="Kafka Structured Streaming")
+    stream = modes.add_parser(
+        "stream",
+        parents=[common],
+        help="Kafka Structured Streaming",
+        description="Reconcile the sync requests of the input topic as they come, in "
+        "micro-batches (processing-time), or until the topic is drained (available-now).",
+        epilog=STREAM_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     stream.add_argument("--trigger", help="processing-time=<interval> | available-now")
     stream.add_argument("--checkpoint", help="checkpoint location (stream.checkpoint.location)")
     stream.add_argument(
@@ -76,7 +109,11 @@ def _parser() -> argparse.ArgumentParser:
         choices=("earliest", "latest"),
         help="where a new checkpoint starts reading (stream.starting.offsets)",
     )
-    stream.add_argument("--max-offsets-per-trigger", type=int)
+    stream.add_argument(
+        "--max-offsets-per-trigger",
+        type=int,
+        help="most requests per micro-batch, 0: no limit (stream.max.offsets.per.trigger)",
+    )
     _add_sync_mode(modes, common)
     _add_explain_mode(modes, common)
     _add_backfill_mode(modes, common)
@@ -189,29 +226,21 @@ def config_from_args(args: argparse.Namespace) -> JobConfig:
     return load_config(args.config, env=args.env, overrides=overrides)
 
 
-def _configure_logging(mode: str) -> None:
-    """Logs to standard error for ``sync`` and ``explain`` (their result alone is on standard
-    output, for ``jq`` and scripts); the stream's and the backfill's log lines are their output
-    (progress, counters, the summary), on standard output."""
-    logging.basicConfig(
-        level=logging.INFO,
-        stream=sys.stderr if mode in RESULT_MODES else sys.stdout,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        force=True,  # whatever an import configured before, this is the job's logging
-    )
-    for noisy in ("py4j", "cassandra", "kafka"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-
-
 def _emit(text: str) -> None:
-    """Print a mode's result: to ``ER_RESULT_FILE`` when ``spark-submit.sh`` set one (Spark
-    merges the driver's stderr into its stdout; the script prints the file on its stdout)."""
+    """Print a mode's result, the one thing on standard output (logs go to standard error): to
+    ``ER_RESULT_FILE`` when ``spark-submit.sh`` set one (Spark merges the driver's standard
+    error into its standard output; the script prints the file on its own standard output)."""
     target = os.environ.get("ER_RESULT_FILE")
     if target:
         with open(target, "a", encoding="utf-8") as out:
             out.write(text + "\n")
     else:
         print(text, flush=True)
+
+
+def _result_json(result: dict[str, Any]) -> str:
+    """A run's result as one JSON line (``jq`` pretty-prints it)."""
+    return json.dumps(result, default=str)
 
 
 def _found_or_not(missing: list[str]) -> int:
@@ -232,13 +261,13 @@ def _sync_via_stream(args: argparse.Namespace, cfg: JobConfig) -> int:
     try:
         result = sync_via_stream(cfg, args.user, args.course, args.batch, timeout=args.timeout)
     except RequestFailedError as failed:
-        _emit(json.dumps(failed.result, indent=2))
+        _emit(_result_json(failed.result))
         log.error("the stream could not sync it: %s", failed.reason)
         return ExitCode.NOT_FOUND if failed.structure else ExitCode.USAGE
     except NoStreamAnswerError as error:
         log.error("%s", error)
         return ExitCode.UNREACHABLE
-    _emit(json.dumps(result, indent=2))
+    _emit(_result_json(result))
     if result["before"]["enrolment"] is None and result["after"]["enrolment"] is None:
         from enrolment_reconciliation.modes.enrolment_state import missing_parts
 
@@ -265,7 +294,7 @@ def _sync(
 
     result = run_sync(spark, cfg, args.user, args.course, args.batch)
     outcome.counters = result["counters"]
-    _emit(json.dumps(result, indent=2))
+    _emit(_result_json(result))
     return _found_or_not(result["missing"])
 
 
@@ -275,7 +304,7 @@ def _explain(
     from enrolment_reconciliation.modes.explain import explain_enrolment, render
 
     explanation = explain_enrolment(spark, cfg, args.user, args.course, args.batch)
-    _emit(json.dumps(explanation, indent=2, default=str) if args.json else render(explanation))
+    _emit(_result_json(explanation) if args.json else render(explanation))
     return _found_or_not(explanation["missing"])
 
 
@@ -299,7 +328,7 @@ def _backfill(
     outcome.slices_done = summary["slicesRun"] + (summary["resumedFrom"] or {}).get("slicesDone", 0)
     rows = summary["counters"].get(Counter.CONSUMPTION_ROWS_SCANNED, 0)
     outcome.rows_per_second = round(rows / max(summary["seconds"], 1e-9), 1)
-    print(json.dumps(summary, indent=2, default=str))
+    _emit(_result_json(summary))
     return ExitCode.OK
 
 
@@ -341,7 +370,8 @@ def _run_mode(args: argparse.Namespace, cfg: JobConfig, outcome: RunOutcome) -> 
 
 def _outbox_pending(spark: SparkSession, cfg: JobConfig, args: argparse.Namespace) -> int | None:
     """The outbox batches a run leaves unpublished (reported when it pushes its outcome)."""
-    location = {"backfill": cfg.locations.backfill_outbox, "sync": cfg.locations.stream_outbox}
+    # the backfill's own outbox; sync shares the stream's, whose endpoint reports it
+    location = {"backfill": cfg.locations.backfill_outbox}
     if args.mode not in location or getattr(args, "dry_run", None):
         return None
     from enrolment_reconciliation.io.outbox import Outbox
@@ -422,23 +452,39 @@ def exit_code_for(error: BaseException) -> ExitCode:
     return ExitCode.ERROR
 
 
+FAULT_KINDS = {
+    ExitCode.ERROR: "defect",
+    ExitCode.USAGE: "usage",
+    ExitCode.LEASE_HELD: "lease-held",
+    ExitCode.UNREACHABLE: "unreachable",
+}
+
+
 def _failed(mode: str, error: BaseException) -> int:
+    """Log a run's end by an error as one ``run-failed`` event (with the traceback of a defect,
+    which says where it broke) and return its exit code."""
     code = exit_code_for(error)
-    what = first_line(error, 1000)
-    if code == ExitCode.ERROR:  # a defect: the traceback says where it broke
-        log.error(
-            "%s failed (exit %d, a defect, not retried): %s", mode, code, what, exc_info=error
-        )
-    elif code == ExitCode.UNREACHABLE:
-        log.error("%s stopped (exit %d, a store or service unreachable): %s", mode, code, what)
-    else:
-        log.error("%s (exit %d): %s", mode, code, what)
+    what = {
+        ExitCode.ERROR: "a defect: not retried",
+        ExitCode.UNREACHABLE: "a store or service unreachable",
+    }.get(code, FAULT_KINDS.get(code, "failed"))
+    log_event(
+        log,
+        "run-failed",
+        level=logging.ERROR,
+        traceback=error if code == ExitCode.ERROR else None,
+        mode=mode,
+        exitCode=int(code),
+        kind=FAULT_KINDS.get(code, "other"),
+        error=first_line(error, 1000),
+        message=f"{mode} stopped (exit {int(code)}, {what})",
+    )
     return code
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    _configure_logging(args.mode)
+    configure_logging()
     outcome = RunOutcome(args.mode)
     cfg = None
     try:

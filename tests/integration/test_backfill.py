@@ -296,20 +296,16 @@ def test_backfill_command_line_exit_codes(loaded, lease_session, tmp_path):
     holder.acquire("backfill")
     refused = spark_submit("backfill", args)
     assert refused.returncode == 3, refused.stdout[-2000:] + refused.stderr[-2000:]
-    assert f"another backfill is running: the lease is held by {holder.owner}" in refused.stdout
+    assert f"another backfill is running: the lease is held by {holder.owner}" in refused.stderr
     holder.release("backfill")
     summary_file = tmp_path / "summary.json"
     done = spark_submit("backfill", [*args, "--summary", str(summary_file)])
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     summary = json.loads(summary_file.read_text())
     assert summary["summary"]["scanned"] > 0 and summary["summary"]["changed"] > 0
-    phases = [
-        json.loads(line.split(": ", 1)[1])["phase"]
-        for line in done.stdout.splitlines()
-        if '"event": "phase"' in line
-    ]
+    phases = [line["phase"] for line in json_lines(done.stderr, "phase")]
     # users counted to plan the slices (one here), the outbox of crashed runs, the slices
     assert phases == ["slice-users", "recover-outbox", "slices", "record-run"]
     assert list(summary["phases"]) == [*phases, "read-and-reconcile", "write-and-publish"]
-    [line] = json_lines(done.stdout, "slice")
+    [line] = json_lines(done.stderr, "slice")
     assert (line["done"], line["of"], line["enrolments"]) == (1, 1, summary["summary"]["scanned"])

@@ -80,16 +80,16 @@ def test_a_lost_executor_costs_a_slice_not_the_run(spark, tmp_path):
             [*command, *sets, "--summary", str(tmp_path / "summary.json")],
             cwd=ROOT,
             env=env,
-            stdout=subprocess.PIPE,
-            stderr=(tmp_path / "driver.err").open("w"),
+            stdout=(tmp_path / "driver.result").open("w"),  # the result: the summary
+            stderr=subprocess.PIPE,  # the logs, read as they come
             text=True,
         )
         killed: list[int] = []
         lines: list[str] = []
-        assert proc.stdout is not None
+        assert proc.stderr is not None
         deadline = time.monotonic() + 600
         starts = 0
-        for line in proc.stdout:
+        for line in proc.stderr:
             lines.append(line)
             starts += '"event": "slice-start"' in line
             if not killed and starts == 2:  # the second slice is reading: kill in its midst
@@ -102,7 +102,7 @@ def test_a_lost_executor_costs_a_slice_not_the_run(spark, tmp_path):
         returncode = proc.wait()
         logs = executor_logs(cluster)
     output = "".join(lines)
-    (tmp_path / "driver.out").write_text(output)
+    (tmp_path / "driver.err").write_text(output)
     assert returncode == 0, output[-4000:] + logs[-3000:]
     assert killed, "the run ended before its first slice line: nothing was killed"
     summary = json.loads(Path(tmp_path / "summary.json").read_text())

@@ -14,12 +14,14 @@ from devkit.paths import STACK_DIR
 from tests.helpers import config_for, produce, run_job, seed, sync_request
 
 pytestmark = pytest.mark.integration
+# what kafka-consumer-groups.sh runs (Kafka 3.9's tools, resolved by stack/poms/kafka.xml)
+CONSUMER_GROUP_COMMAND = "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand"
 
 
 def group_lag(bootstrap: str, group: str) -> dict[int, int | None]:
     """LAG per partition of ``group``, from the class ``kafka-consumer-groups.sh`` runs."""
     described = subprocess.run(
-        ["java", "-cp", f"{STACK_DIR}/lib/kafka/*", "kafka.admin.ConsumerGroupCommand",
+        ["java", "-cp", f"{STACK_DIR}/lib/kafka/*", CONSUMER_GROUP_COMMAND,
          "--bootstrap-server", bootstrap, "--describe", "--group", group],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip

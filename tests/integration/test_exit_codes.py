@@ -1,6 +1,6 @@
 """The exit codes a scheduler sees, from one judgement of a fault (``runtime.faults``): 4 for a
-store that cannot be reached, in every mode; 1 for a defect, attempted once; 5 for an enrolment
-that is not there."""
+store that cannot be reached, in every mode; 1 for a defect, attempted once (5 for an enrolment
+that is not there: tests/integration/test_explain.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from enrolment_reconciliation.batch.milestones import AFTER_ENROLMENT_WRITE
 from enrolment_reconciliation.runtime.exit_codes import ExitCode
 from tests.fault_injection.sitecustomize import FAULT_ACTION_ENV, FAULT_POINT_ENV
-from tests.helpers import config_for, produce, seed, spark_submit, sync_request
+from tests.helpers import config_for, json_lines, produce, seed, spark_submit, sync_request
 from tests.integration.conftest import pushed
 
 pytestmark = pytest.mark.integration
@@ -48,7 +48,7 @@ def test_every_mode_exits_4_when_cassandra_cannot_be_reached(tmp_path):
         output = run.stdout[-3000:] + run.stderr[-3000:]
         assert run.returncode == ExitCode.UNREACHABLE, f"{mode}: {output}"
         assert "a store or service unreachable" in run.stdout + run.stderr, f"{mode}: {output}"
-    assert '"event": "giving-up"' in runs["stream"].stdout  # the stream judged it and gave up
+    assert json_lines(runs["stream"].stderr, "giving-up")  # the stream judged it and gave up
 
 
 def test_a_defect_in_a_backfill_is_attempted_once_and_exits_1(cql, tmp_path, pushgateway):
@@ -86,12 +86,3 @@ def test_a_defect_in_a_backfill_is_attempted_once_and_exits_1(cql, tmp_path, pus
         assert "enrolment_reconciliation_run_success_timestamp_seconds" not in outcome
     finally:
         cql.execute(f"TRUNCATE {cfg.backfill.runs_table}")  # the stopped run is not resumed
-
-
-def test_sync_of_an_enrolment_that_is_not_there_exits_5(cql, tmp_path):
-    env = f"missing{uuid.uuid4().hex[:8]}"
-    cfg, args = config_for(env, tmp_path)
-    seed(cql, cfg)
-    run = spark_submit("sync", [*args, "--user", "nobody", "--course", "course001", "--batch", "B"])
-    assert run.returncode == ExitCode.NOT_FOUND, run.stdout[-3000:] + run.stderr[-3000:]
-    assert "not found: no user_enrolments row for user nobody" in run.stderr

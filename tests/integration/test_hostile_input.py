@@ -48,7 +48,7 @@ def test_the_hostile_corpus_never_fails_a_batch_and_each_message_gets_its_reason
     result = run_job([*args, "--max-offsets-per-trigger", "16"])
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
-    batches = json_lines(result.stdout, "micro-batch")
+    batches = json_lines(result.stderr, "micro-batch")
     assert len(batches) >= 4  # the corpus really was spread over several micro-batches
     assert sum(b["counters"]["requests.total-events-count"] for b in batches) == len(messages)
     failed = {f["source"]["offset"]: f["reason"] for f in messages_on(cfg, cfg.kafka.failed_topic)}

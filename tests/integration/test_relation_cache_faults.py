@@ -101,7 +101,7 @@ def test_relation_cache_faults_are_handled_per_course(cql, tmp_path):
         ("user004", "u9"): 0.0,  # a unit without leafnodes counts 0
         ("user004", "uold"): 1.0,  # the stale unit, as the original computes it
     }
-    counters = json_lines(result.stdout, "micro-batch")[0]["counters"]
+    counters = json_lines(result.stderr, "micro-batch")[0]["counters"]
     assert counters["failed.failed-events-count"] == 1
     certificates = messages_on(cfg, cfg.kafka.certissue_topic)
     assert sorted(c["edata"]["userIds"][0] for c in certificates) == ["user001", "user004"]

@@ -165,8 +165,14 @@ def test_bad_messages_go_to_the_failed_topic_while_valid_ones_are_applied(stream
     assert all(f["source"]["topic"] == cfg.kafka.input_topic for f in failed)
     status = cql.execute("SELECT status FROM user_enrolments WHERE userid='user001'").one()
     assert status.status == 2
+    # off a terminal every line of a run's standard error, the job's and Spark's, is one JSON
+    # object (time, level, logger, event, ...); standard output holds only a result (none here)
+    records = [json.loads(line) for line in result.stderr.splitlines() if line.strip()]
+    assert records and all({"time", "level", "logger", "event"} <= set(r) for r in records)
+    assert {r["logger"] for r in records if r["event"] == "spark-log"}  # Spark's own lines too
+    assert result.stdout == ""
     # one JSON log line per micro-batch with the counters
-    lines = json_lines(result.stdout, "micro-batch")
+    lines = json_lines(result.stderr, "micro-batch")
     assert [line["counters"]["requests.total-events-count"] for line in lines] == [7]
     assert lines[0]["counters"]["requests.skipped-events-count"] == 1
     assert lines[0]["counters"]["failed.failed-events-count"] == 3
@@ -176,7 +182,7 @@ def test_bad_messages_go_to_the_failed_topic_while_valid_ones_are_applied(stream
     named = {"read-plan", "read", "structure", "plan", "reconcile", "publish", "release", "other"}
     assert named <= set(phases)
     assert abs(sum(phases.values()) - lines[0]["seconds"]) <= 0.01 + 0.001 * len(phases)
-    triggers = {t["batchId"]: t for t in json_lines(result.stdout, "trigger")}
+    triggers = {t["batchId"]: t for t in json_lines(result.stderr, "trigger")}
     batch = triggers[lines[0]["batchId"]]
     assert batch["partsMs"]["addBatch"] >= lines[0]["seconds"] * 1000 * 0.9
     assert batch["outsideBatchMs"] == batch["triggerMs"] - batch["partsMs"]["addBatch"] >= 0
@@ -201,4 +207,4 @@ def test_crash_between_status_write_and_publish_loses_no_certificate(cql, tmp_pa
     key = ("user001", "course001", "Batch1")
     assert [c["mid"] for c in certs] == ["LP." + name_uuid(*key, "issue-certificate")]
     assert [a["mid"] for a in audits] == ["LP.AUDIT." + name_uuid(*key, "enrol-complete")]
-    assert '"event": "outbox-recovered"' in restarted.stdout
+    assert json_lines(restarted.stderr, "outbox-recovered")

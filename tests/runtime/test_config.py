@@ -128,22 +128,40 @@ def test_credentials_come_from_the_environment_and_never_show_in_repr():
     assert sorted(cfg.secrets()) == ["r3d1s-pw", "s3cr3t-pw"]
 
 
-def test_an_undeclared_set_key_is_reported_with_the_closest_declared_one(caplog):
-    with caplog.at_level("WARNING"):
-        cfg = load_config(overrides=["lms-casandra.host=elsewhere", "task.parallelism=2"])
-    assert cfg.cassandra.host == "localhost"
-    messages = [r.getMessage() for r in caplog.records]
-    assert (
-        "--set lms-casandra.host: no setting has this key, it is ignored;"
-        " did you mean 'lms-cassandra.host'?" in messages
+def test_an_unknown_key_is_refused_with_the_closest_declared_one(tmp_path):
+    with pytest.raises(ConfigError) as refused:
+        load_config(overrides=["lms-casandra.host=elsewhere"])
+    assert str(refused.value) == (
+        "--set lms-casandra.host: no setting has this key; did you mean 'lms-cassandra.host'?"
     )
-    assert "--set task.parallelism: no setting has this key, it is ignored" in messages
+    misspelt = tmp_path / "prod.conf"
+    misspelt.write_text('kafka { broker-server = "k:9092" }\nbackfill.slices = 4\n')
+    with pytest.raises(ConfigError, match=r"kafka.broker-server: .*'kafka.broker-servers'\?"):
+        load_config(misspelt)
+    # the Flink job family's own keys load (ignored), and so do an operator's variables
+    misspelt.write_text(
+        'task.parallelism = 2\nvars.host = "c-1"\nlms-cassandra.host = ${vars.host}\n'
+    )
+    assert load_config(misspelt).cassandra.host == "c-1"
+
+
+def test_a_misspelt_key_stops_the_command_line_with_exit_2(tmp_path, capsys):
+    from enrolment_reconciliation.cli import main
+
+    conf = tmp_path / "prod.conf"
+    conf.write_text("stream.trigger.intervall = 1s\n")
+    code = main(["explain", "--config", str(conf), "--user", "u", "--course", "c", "--batch", "b"])
+    assert code == 2
+    assert "did you mean 'stream.trigger.interval'" in capsys.readouterr().err
 
 
 def test_the_readme_configuration_table_is_the_declared_settings():
-    readme = (PROJECT_ROOT / "README.md").read_text()
-    between = readme.split("<!-- settings:begin -->\n")[1].split("\n<!-- settings:end -->")[0]
+    # the table lives in docs/configuration.md, which the README links
+    page = (PROJECT_ROOT / "docs" / "configuration.md").read_text()
+    between = page.split("<!-- settings:begin -->\n")[1].split("\n<!-- settings:end -->")[0]
     assert between == settings_table(markdown=True)
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    assert "(docs/configuration.md)" in readme
 
 
 def test_help_lists_every_setting():

@@ -22,6 +22,8 @@ from datetime import UTC, datetime
 
 from cassandra.cluster import Session
 
+from enrolment_reconciliation.runtime.faults import InfrastructureError
+
 log = logging.getLogger(__name__)
 
 LEASE_TABLE_CQL = (
@@ -34,8 +36,9 @@ class LeaseHeldError(RuntimeError):
     """Another run holds the lease."""
 
 
-class LeaseLostError(RuntimeError):
-    """The lease expired while the run held it and another run took it over."""
+class LeaseLostError(InfrastructureError):
+    """The lease expired while the run held it (its renewals did not reach Cassandra) and another
+    run took it over: this run stops, resumable (exit 4)."""
 
 
 @dataclass(frozen=True)

@@ -153,11 +153,15 @@ class StreamMonitor:
         self,
         exporter: PrometheusExporter | None = None,
         on_batch: Callable[[Counts, float], None] = lambda counts, seconds: None,
-        pending: Callable[[], int] = lambda: 0,
     ) -> None:
-        self._exporter, self._on_batch, self._pending = exporter, on_batch, pending
+        self._exporter, self._on_batch = exporter, on_batch
+        self._pending: Callable[[], int] = lambda: 0
         self._judged: bool | None = None
         self.applied_since_restart = False  # consecutive failures count from the last batch
+
+    def count_pending(self, pending: Callable[[], int]) -> None:
+        """How to count the outbox's batches not yet published."""
+        self._pending = pending
 
     def applied(self, counts: Counts, seconds: float) -> None:
         self.applied_since_restart = True
@@ -288,6 +292,19 @@ class TriggerListener(StreamingQueryListener):
         pass
 
 
+def end_offsets(progress: Any) -> dict[str, dict[str, int]]:
+    """``{topic: {partition: offset}}`` a query's progress ended at (a progress event's
+    ``sources`` or ``StreamingQuery.lastProgress``, a dict); empty without one."""
+    ends: dict[str, dict[str, int]] = {}
+    if not progress:
+        return ends
+    sources = progress["sources"] if isinstance(progress, dict) else progress.sources
+    for source in sources:
+        end = source["endOffset"] if isinstance(source, dict) else source.endOffset
+        ends |= json.loads(end) if isinstance(end, str) else (end or {})
+    return ends
+
+
 class ProgressListener(StreamingQueryListener):
     """After each micro-batch: its end offsets committed to the consumer group (for the
     operator's lag tools), and, with the Prometheus endpoint on, the consumer lag as the batch
@@ -310,7 +327,6 @@ class ProgressListener(StreamingQueryListener):
 
     def onQueryProgress(self, event: Any) -> None:  # noqa: N802
         lag, behind = 0, 0
-        ends: dict[str, dict[str, int]] = {}
         for source in event.progress.sources:
             starts, latest = (
                 json.loads(source.startOffset or "{}"),  # none yet: read from the beginning
@@ -319,10 +335,9 @@ class ProgressListener(StreamingQueryListener):
             for topic, partitions in latest.items():
                 for partition, offset in partitions.items():
                     lag += max(0, offset - starts.get(topic, {}).get(partition, 0))
-            ends |= json.loads(source.endOffset or "{}")
             behind += int(float((source.metrics or {}).get("maxOffsetsBehindLatest") or 0))
         if event.progress.numInputRows:  # a batch ran: its end is applied and committed
-            self._offsets.commit(ends)
+            self._offsets.commit(end_offsets(event.progress))
         if self._exporter is not None:
             self._exporter.record_lag(lag, behind)
 
@@ -354,7 +369,7 @@ def run_stream(
     for listener in listeners:
         spark.streams.addListener(listener)
     try:
-        _run_query(spark, cfg, resources, on_batch, exporter)
+        _run_query(spark, cfg, resources, StreamMonitor(exporter, on_batch), offsets)
     finally:
         for listener in listeners:
             spark.streams.removeListener(listener)
@@ -367,12 +382,12 @@ def _run_query(
     spark: SparkSession,
     cfg: JobConfig,
     resources: BatchResources,
-    on_batch: Callable[[Counts, float], None],
-    exporter: PrometheusExporter | None,
+    monitor: StreamMonitor,
+    offsets: GroupOffsets,
 ) -> None:
     failures = 0
     outbox = Outbox(spark, cfg.locations.stream_outbox)
-    monitor = StreamMonitor(exporter, on_batch, pending=outbox.pending_count)
+    monitor.count_pending(outbox.pending_count)
     while True:
         published = recover_outbox(outbox, cfg)
         monitor.recovered()
@@ -391,6 +406,8 @@ def _run_query(
         query = writer.start()
         try:
             query.awaitTermination()
+            # drained (available-now): the listener may not have heard of the last batch yet
+            offsets.commit(end_offsets(query.lastProgress))
             return
         except StreamingQueryException as error:
             judged = monitor.take_judgement()

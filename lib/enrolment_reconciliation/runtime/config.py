@@ -3,15 +3,16 @@ section of the file.
 
 Each setting is declared once, as a field of its section (:class:`KafkaSettings`,
 :class:`CassandraSettings`, ...) whose metadata carries its HOCON key(s), default and meaning;
-the loader, ``--help`` and the README's configuration table are derived from those declarations
+the loader, ``--help`` and the configuration table (docs/configuration.md) are derived from them
 (``runtime.settings_doc``). An I/O function takes the section it needs, not the whole job's
 configuration. Credentials come only from environment variables, each in the section of the
 store it opens, and are masked in ``repr`` so they never reach a log line.
 
 The file is HOCON as in the Sunbird job family, so an operator's existing Flink-job ``.conf``
 (with the base-config connection keys) loads unchanged. ``--env`` sets the ``env`` key that fills
-``${env}`` in topic and group names; ``--set key=value`` overrides any key (an undeclared key is
-reported with the closest declared one).
+``${env}`` in topic and group names; ``--set key=value`` overrides any key. A key no setting
+declares (a typo would quietly run a default) stops the job, naming the closest declared one;
+keys of the Flink job family's own configuration are ignored (``IGNORED_PREFIXES``).
 
 Example::
 
@@ -407,8 +408,9 @@ class MetricsSettings(_Section):
     pushgateway_url: str = setting(
         "metrics.pushgateway.url",
         "",
-        "Prometheus Pushgateway a batch run (backfill, dry run, repair, `sync`) pushes its "
-        "outcome and counters to when it ends, e.g. `http://pushgateway:9091` (empty: off)",
+        "Prometheus Pushgateway a batch run (backfill, dry run, repair, `sync`) pushes to as it "
+        "starts and, with its outcome and counters, as it ends, e.g. `http://pushgateway:9091` "
+        "(empty: off)",
     )
     pushgateway_job: str = setting(
         "metrics.pushgateway.job",
@@ -559,7 +561,7 @@ class JobConfig:
 
 # --- declarations -------------------------------------------------------------------------------
 def declared_settings() -> Iterator[tuple[str, Field]]:
-    """Every declared setting as (section name, field), in the order of the README table."""
+    """Every declared setting as (section name, field), in the order of the settings table."""
     for name, section in SECTIONS.items():
         for f in fields(section):
             if "keys" in f.metadata:
@@ -702,14 +704,59 @@ def _validate(cfg: JobConfig, environ: Mapping[str, str]) -> JobConfig:
 
 
 # --- loading --------------------------------------------------------------------------------------
-def undeclared_override_warnings(keys: Iterable[str]) -> list[str]:
-    """A warning for each ``--set`` key that no setting declares, naming the closest one."""
-    declared = declared_keys()
-    return [
-        "--set " + _unknown_key_message(key, "no setting has this key, it is ignored")
-        for key in keys
-        if key not in declared
-    ]
+# Keys of the Sunbird Flink job family's configuration (its base-config.conf and the original
+# job's file) that mean nothing to this job: an operator's existing file loads with them, and they
+# are ignored. Any other key no setting declares is a mistake (a typo would quietly run a default)
+# and stops the job. ``vars.*`` is free for an operator's own substitutions.
+IGNORED_PREFIXES = (
+    "job.",
+    "task.",
+    "redisdb.",
+    "dp-redis.",
+    "kafka.zookeeper",
+    "kafka.producer.",
+    "kafka.consumer.",
+    "kafka.auto.offset.reset",
+    "kafka.output.system.event.topic",
+    "redis.database.",
+    "redis.connection.",
+    "lms-cassandra.isMultiDCEnabled",
+    "lms-cassandra.consistency.",
+    "service.",
+    "vars.",
+)
+
+
+def _leaf_keys(tree: ConfigTree, prefix: str = "") -> Iterator[str]:
+    for key, value in tree.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, ConfigTree):
+            yield from _leaf_keys(value, f"{path}.")
+        else:
+            yield path
+
+
+def undeclared_keys(keys: Iterable[str]) -> list[str]:
+    """The keys no setting declares and the Flink job family does not explain."""
+    declared = set(declared_keys())
+    return [k for k in keys if k not in declared and not k.startswith(IGNORED_PREFIXES)]
+
+
+def _refuse_undeclared(tree: ConfigTree, set_keys: list[str], file: Path | None) -> None:
+    unknown_set = undeclared_keys(set_keys)
+    if unknown_set:
+        raise ConfigError(
+            "; ".join(
+                "--set " + _unknown_key_message(k, "no setting has this key") for k in unknown_set
+            )
+        )
+    unknown = undeclared_keys(_leaf_keys(tree))
+    if unknown:
+        where = f"in {file}" if file is not None else "in the configuration"
+        raise ConfigError(
+            f"{where}: "
+            + "; ".join(_unknown_key_message(k, "no setting has this key") for k in unknown)
+        )
 
 
 def _section_values(
@@ -753,10 +800,9 @@ def load_config(
         key, line = _hocon_assignment(override)
         set_keys.append(key)
         lines.append(line)
-    for warning in undeclared_override_warnings(set_keys):
-        log.warning(warning)
     basedir = str(file.parent) if file is not None else None
     tree = ConfigFactory.parse_string("\n".join(lines), basedir=basedir)
+    _refuse_undeclared(tree, set_keys, file)
     env_name = str(_lookup(tree, ENV_KEY) or ENV_DEFAULT)
     environ = os.environ if environ is None else environ
     sections = {
@@ -778,6 +824,6 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override any config key (repeatable; `--help` lists the keys)",
+        help="override a setting (repeatable; `spark-submit.sh --help` lists every key)",
     )
     return parser

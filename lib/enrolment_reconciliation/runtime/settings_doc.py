@@ -1,7 +1,8 @@
-"""The settings rendered for people: the ``--help`` list and the README's configuration table,
+"""The settings rendered for people: the ``--help`` list and the configuration table,
 both from the declarations in ``runtime.config``.
 
-``python -m enrolment_reconciliation.runtime.settings_doc --markdown`` prints the README table.
+``python -m enrolment_reconciliation.runtime.settings_doc --markdown`` prints the table of
+docs/configuration.md.
 """
 
 from __future__ import annotations
@@ -28,13 +29,14 @@ def _rows() -> list[tuple[str, str, str]]:
 
 
 def settings_table(markdown: bool = True) -> str:
-    """Every setting with its key, default and meaning: the README table and ``--help`` text."""
+    """Every setting with its key, default and meaning: docs/configuration.md's table and the
+    ``--help`` text."""
     rows = _rows()
     if not markdown:
         width = max(len(k) for k, _, _ in rows)
         return "\n".join(f"  {k:<{width}}  {h} (default: {d})" for k, d, h in rows)
     lines = ["| key | default | meaning |", "|---|---|---|"]
-    lines += [f"| `{k}` | `{d}` | {h} |" for k, d, h in rows]
+    lines += [f"| `{k}` | `{d}` | {h.replace('|', chr(92) + '|')} |" for k, d, h in rows]
     credentials = ", ".join(f"`{v}`" for v in credential_variables())
     lines.append(f"| (environment) | | credentials, never in the file or a log: {credentials} |")
     return "\n".join(lines)
