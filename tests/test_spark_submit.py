@@ -28,7 +28,9 @@ def _submitted(tmp_path: Path, *args: str, **env: str) -> list[str]:
         for k, v in os.environ.items()
         if k not in ("SPARK_CONF_DIR", "SPARK_SUBMIT_OPTS", "JAVA_TOOL_OPTIONS")
     }
-    environ |= {"SPARK_SUBMIT": str(fake), "ER_SPARK_JARS": "/dev/null", **env}
+    # text logs unless a test asks for JSON: the JSON logging of Spark is a driver option too
+    environ |= {"SPARK_SUBMIT": str(fake), "ER_SPARK_JARS": "/dev/null", "ER_LOG_FORMAT": "text"}
+    environ |= env
     subprocess.run([str(ROOT / "spark-submit.sh"), *args], env=environ, check=True, timeout=60)
     return seen.read_text().splitlines()
 
@@ -113,3 +115,40 @@ def test_nothing_overrides_what_the_operator_set(tmp_path):
     assert _after(argv, "--master")[0] == "yarn"
     # not a terminal here: no console progress, and no other --conf the operator did not give
     assert [a for a in argv if a.startswith("spark.")] == []
+
+
+def test_help_needs_no_spark_and_lists_every_setting():
+    done = subprocess.run(
+        [str(ROOT / "spark-submit.sh"), "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    for key in ("state.location", "kafka.broker-servers", "backfill.slices"):
+        assert key in done.stdout
+    mode = subprocess.run(
+        [str(ROOT / "spark-submit.sh"), "backfill", "--help"], capture_output=True, text=True
+    )
+    assert mode.returncode == 0 and "spark-submit.sh --help` lists them" in mode.stdout
+
+
+def test_a_cluster_master_with_state_on_the_driver_s_disk_exits_2_before_spark_starts(tmp_path):
+    done = subprocess.run(
+        [str(ROOT / "spark-submit.sh"), "backfill", "--master", "spark://127.0.0.1:1",
+         "--set", f"state.location={tmp_path}/state"],
+        capture_output=True, text=True, timeout=120,
+        env={**os.environ, "ER_LOG_FORMAT": "json"},
+    )  # fmt: skip
+    assert done.returncode == 2, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "backfill.outbox.location is" in done.stderr and "state.shared=true" in done.stderr
+
+
+def test_off_a_terminal_spark_s_own_lines_are_json_unless_the_operator_chose_logging(tmp_path):
+    options = _java_options(_submitted(tmp_path, "stream", ER_LOG_FORMAT="json"))
+    assert options == {
+        "spark.driver.defaultJavaOptions": "-Dlog4j2.configurationFile=file:"
+        f"{ROOT / 'conf' / 'spark' / 'log4j2-json.properties'}"
+    }
+    conf_dir = tmp_path / "conf"
+    conf_dir.mkdir()
+    (conf_dir / "log4j2.properties").write_text("rootLogger.level = info\n")
+    chosen = _submitted(tmp_path, "stream", ER_LOG_FORMAT="json", SPARK_CONF_DIR=str(conf_dir))
+    assert _java_options(chosen) == {}

@@ -344,9 +344,15 @@ def _run_mode(args: argparse.Namespace, cfg: JobConfig, outcome: RunOutcome) -> 
     from enrolment_reconciliation.runtime.session import (
         LONG_RUNNING_UI_LIMITS,
         build_spark_session,
+        launcher_value,
         session_facts,
     )
 
+    # state a driver on a cluster would lose is refused before any Spark starts
+    master = args.master or launcher_value("spark.master") or "local[*]"
+    check_state_locations(
+        cfg.locations, shared=cfg.state.shared, master=master, used=_state_used(args)
+    )
     spark = build_spark_session(
         cfg,
         master=args.master,
@@ -356,12 +362,6 @@ def _run_mode(args: argparse.Namespace, cfg: JobConfig, outcome: RunOutcome) -> 
     spark.sparkContext.setLogLevel("WARN")
     try:
         log_event(log, "spark-session", **session_facts(spark))
-        check_state_locations(
-            cfg.locations,
-            shared=cfg.state.shared,
-            master=spark.sparkContext.master or "",
-            used=_state_used(args),
-        )
         return MODES[args.mode](spark, cfg, args, outcome)
     finally:
         outcome.outbox_pending = _outbox_pending(spark, cfg, args)
