@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import subprocess
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -247,19 +248,30 @@ def produce(cfg: JobConfig, messages: list[bytes | None]) -> None:
     producer.close()
 
 
-def messages_on(cfg: JobConfig, topic: str, timeout_ms: int = 4000) -> list[dict]:
-    from kafka import KafkaConsumer
+def messages_on(cfg: JobConfig, topic: str, timeout_ms: int = 10000) -> list[dict]:
+    """Every message on ``topic`` now, parsed: read from the beginning up to the end offsets the
+    topic had when asked (no waiting for more to come; none if the topic does not exist)."""
+    from kafka import KafkaConsumer, TopicPartition
 
     consumer = KafkaConsumer(
-        topic,
-        bootstrap_servers=cfg.kafka.broker_servers,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        consumer_timeout_ms=timeout_ms,
-        group_id=None,
+        bootstrap_servers=cfg.kafka.broker_servers, enable_auto_commit=False, group_id=None
     )
     try:
-        return [json.loads(m.value) for m in consumer]
+        partitions = consumer.partitions_for_topic(topic) or set()
+        assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
+        if not assigned:
+            return []
+        consumer.assign(assigned)
+        consumer.seek_to_beginning(*assigned)
+        ends = consumer.end_offsets(assigned)
+        records: list = []
+        deadline = time.monotonic() + timeout_ms / 1000
+        while any(consumer.position(tp) < end for tp, end in ends.items()):
+            assert time.monotonic() < deadline, f"{topic}: not read to its end in {timeout_ms} ms"
+            for batch in consumer.poll(timeout_ms=200).values():
+                records += batch
+        records.sort(key=lambda r: (r.partition, r.offset))
+        return [json.loads(r.value) for r in records]
     finally:
         consumer.close()
 
