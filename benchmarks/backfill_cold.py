@@ -56,7 +56,7 @@ from benchmarks.cpu import CpuAccount
 from devkit.paths import PROJECT_ROOT, SPARK_SUBMIT
 from devkit.sample.data import SampleData
 from devkit.sample.loader import load_sample_with_spark, restore_with_spark
-from devkit.stack import log_events, stack_overrides
+from devkit.stack import expire_lease, log_events, stack_overrides
 from enrolment_reconciliation.io.cassandra import connect, read_table
 from enrolment_reconciliation.runtime.config import JobConfig, load_config
 from enrolment_reconciliation.runtime.session import build_spark_session
@@ -109,15 +109,6 @@ def distinct_mids(cfg: JobConfig, topic: str) -> int:
         return len({json.loads(m.value)["mid"] for m in consumer})
     finally:
         consumer.close()
-
-
-def expire_lease(cfg: JobConfig) -> None:
-    """What the lease's TTL does ``backfill.lease.seconds`` after a killed run, at once."""
-    cluster, session = connect(cfg.cassandra, keyspace=cfg.cassandra.keyspace)
-    try:
-        session.execute(f"TRUNCATE {cfg.backfill.lease_table}")
-    finally:
-        cluster.shutdown()
 
 
 def quiet_cassandra(cfg: JobConfig, *, timeout: float = 600.0) -> float:

@@ -1,6 +1,6 @@
 """Print the job's structured log events from a log file, one short line each (the demo).
 
-    python -m devkit.show_events LOG micro-batch slice phase
+python -m devkit.show_events LOG micro-batch slice phase
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ from devkit.paths import JARS_DIR, PROJECT_ROOT, SPARK_SUBMIT, STACK_ENV
 from enrolment_reconciliation.core.counters import Counter
 from enrolment_reconciliation.core.requests import sync_request_event
 from enrolment_reconciliation.core.schemas import SYNC_ACTION
+from enrolment_reconciliation.io.cassandra import connect
 from enrolment_reconciliation.runtime.config import JobConfig, load_config
 from enrolment_reconciliation.runtime.exit_codes import ExitCode
 
@@ -199,3 +200,13 @@ class StreamProcess:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
         self._out.close()
+
+
+def expire_lease(cfg: JobConfig) -> None:
+    """What the backfill lease's TTL does ``backfill.lease.seconds`` after a killed run, at
+    once (a killed run never releases it)."""
+    cluster, session = connect(cfg.cassandra, keyspace=cfg.cassandra.keyspace)
+    try:
+        session.execute(f"TRUNCATE {cfg.backfill.lease_table}")
+    finally:
+        cluster.shutdown()

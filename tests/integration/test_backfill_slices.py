@@ -57,15 +57,6 @@ def no_earlier_runs(tmp_path) -> None:
         cluster.shutdown()
 
 
-def expire_lease(cfg: JobConfig) -> None:
-    """What the lease's TTL does a while after a run was killed, at once."""
-    cluster, session = connect(cfg.cassandra, keyspace=cfg.cassandra.keyspace)
-    try:
-        session.execute(f"TRUNCATE {cfg.backfill.lease_table}")
-    finally:
-        cluster.shutdown()
-
-
 def finished_slices(cfg: JobConfig, run_id: str) -> dict[int, dict]:
     cluster, session = connect(cfg.cassandra, keyspace=cfg.cassandra.keyspace)
     try:

@@ -34,7 +34,7 @@ import pytest
 from devkit.paths import PROJECT_ROOT, STACK_ENV
 from devkit.sample.data import SampleData, generate_sample
 from devkit.sample.loader import load_sample
-from devkit.stack import stack_overrides
+from devkit.stack import expire_lease, log_events, stack_overrides
 from enrolment_reconciliation.batch.milestones import AFTER_ENROLMENT_WRITE, AFTER_SLICE_RECORDED
 from enrolment_reconciliation.modes.backfill import BackfillOptions, run_backfill
 from enrolment_reconciliation.modes.stream import run_stream
@@ -125,10 +125,7 @@ class Driver:
         )
 
     def events(self, event: str) -> list[dict]:
-        marker = '{"event": "' + event + '"'
-        text = self.log.read_text(errors="replace") if self.log.exists() else ""
-        lines = [line for line in text.splitlines() if marker in line]
-        return [json.loads(line[line.index(marker) :]) for line in lines]
+        return log_events(self.log.read_text(errors="replace") if self.log.exists() else "", event)
 
     def tail(self) -> str:
         return self.log.read_text(errors="replace")[-4000:]
@@ -166,6 +163,14 @@ def _same_as_uninterrupted(cfg: JobConfig, reference: JobConfig) -> dict[str, in
     return {"events": len(expected), "duplicates": sum(len(c) - 1 for c in delivered.values())}
 
 
+def _hdfs_names(spark, directory: str) -> list[str]:
+    """The names in an HDFS directory, read through the test session's Hadoop client."""
+    jvm = spark.sparkContext._jvm
+    path = jvm.org.apache.hadoop.fs.Path(directory)
+    filesystem = path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    return [status.getPath().getName() for status in filesystem.listStatus(path)]
+
+
 def _finish(proc: subprocess.Popen, driver: Driver, timeout: float = 600) -> int:
     try:
         return proc.wait(timeout=timeout)
@@ -176,7 +181,7 @@ def _finish(proc: subprocess.Popen, driver: Driver, timeout: float = 600) -> int
 
 @pytest.fixture(scope="module")
 def sample() -> SampleData:
-    return generate_sample(seed=17, courses=3, users=14, batches_per_course=2)
+    return generate_sample(seed=23, courses=3, users=14, batches_per_course=2)  # 6 to complete
 
 
 def test_the_stream_loses_nothing_when_its_driver_dies_with_its_disk(
@@ -186,16 +191,30 @@ def test_the_stream_loses_nothing_when_its_driver_dies_with_its_disk(
     state = f"{hdfs}/er-test/{env}"
     cfg, args = _settings(KEYSPACE, env, state)
     reference, _ = _settings(REFERENCE, f"{env}ref", str(tmp_path / "reference-state"))
-    requests = [sync_request(e.userid, e.courseid, e.batchid).encode() for e in sample.enrolments()]
+    before = {(e.userid, e.courseid, e.batchid): e.status for e in sample.enrolments()}
     for target in (reference, cfg):
         load_sample(sample, target, truncate=True)
-        produce(target, requests)
+    produce(reference, [sync_request(*key).encode() for key in before])
     run_stream(
         spark,
         reference.with_overrides(
             "stream.trigger.mode=available-now", f"stream.max.offsets.per.trigger={BATCH}"
         ),
     )
+    # the requests that complete an enrolment spread over the topic, one first: the micro-batch
+    # killed before its publish and the ones after it have certificates to publish
+    after = read_tables(reference).enrolments
+    completing = [key for key, status in before.items() if status != 2 and after[key][0] == 2]
+    others = [key for key in before if key not in completing]
+    step = len(others) // len(completing)
+    order = [
+        key
+        for i, first in enumerate(completing)
+        for key in (first, *others[i * step : (i + 1) * step])
+    ] + others[len(completing) * step :]
+    assert sorted(order) == sorted(before) and len(completing) >= 3
+    requests = [sync_request(*key).encode() for key in order]
+    produce(cfg, requests)
     driver = Driver(cluster, tmp_path / "driver", args)
     stream = ["--max-offsets-per-trigger", str(BATCH)]
 
@@ -205,9 +224,10 @@ def test_the_stream_loses_nothing_when_its_driver_dies_with_its_disk(
     crashed = driver.start("stream", ["--trigger", "available-now", *stream], **at_publish)
     assert _finish(crashed, driver) != 0, driver.tail()
     # 2. started on an empty disk, it recovers the outbox; killed again once a batch is applied
+    batches_before = len(driver.events("micro-batch"))  # the log holds every run's lines
     running = driver.start("stream", ["--trigger", "processing-time=1s", *stream])
     deadline = time.monotonic() + 300
-    while not driver.events("micro-batch"):
+    while len(driver.events("micro-batch")) == batches_before:
         assert running.poll() is None, driver.tail()
         assert time.monotonic() < deadline, driver.tail()
         time.sleep(0.5)
@@ -217,6 +237,9 @@ def test_the_stream_loses_nothing_when_its_driver_dies_with_its_disk(
     # 3. once more on an empty disk, it drains the topic from its checkpoint on HDFS
     drained = driver.start("stream", ["--trigger", "available-now", *stream])
     assert _finish(drained, driver) == 0, driver.tail()
+    # what the drivers shared was on HDFS: the query's commits, one per micro-batch applied
+    commits = _hdfs_names(spark, f"{cfg.locations.stream_query}/commits")
+    assert len([name for name in commits if name.isdigit()]) >= len(requests) // BATCH
     figures = _same_as_uninterrupted(cfg, reference)
     print("hdfs stream:", json.dumps(figures | {"requests": len(requests)}))
 
@@ -232,15 +255,19 @@ def test_a_backfill_resumes_from_hdfs_when_its_driver_dies_with_its_disk(
     uninterrupted = run_backfill(spark, reference, BackfillOptions(restart=True))
     driver = Driver(cluster, tmp_path / "driver", args)
 
+    expire_lease(cfg)  # another test's killed run may hold it still
     killed = driver.start(
         "backfill", ["--restart"], **{FAULT_POINT_ENV: AFTER_SLICE_RECORDED, FAULT_SKIP_ENV: "1"}
     )
-    assert _finish(killed, driver) != 0, driver.tail()
-    assert len(driver.events("slice")) == 2  # two slices written, published and recorded
+    assert _finish(killed, driver) not in (0, 3), driver.tail()  # killed, not refused
+    expire_lease(cfg)  # a killed run never releases the lease: its TTL does, later
+    # what the resumed run needs of the killed one is on HDFS: the users it staged
+    assert _hdfs_names(spark, cfg.locations.backfill_staging), "nothing staged on HDFS"
     summary = tmp_path / "summary.json"
     resumed = driver.start("backfill", ["--summary", str(summary)])
     assert _finish(resumed, driver) == 0, driver.tail()
     result = json.loads(summary.read_text())
+    # two slices were written, published and recorded before the kill (their record on HDFS)
     assert result["resumedFrom"]["slicesDone"] == 2 and result["slicesRun"] == SLICES - 2
     assert result["summary"] == uninterrupted["summary"]
     figures = _same_as_uninterrupted(cfg, reference)

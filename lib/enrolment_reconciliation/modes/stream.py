@@ -292,6 +292,17 @@ class TriggerListener(StreamingQueryListener):
         pass
 
 
+def parse_offsets(offsets: Any) -> dict[str, dict[str, int]]:
+    """A Kafka source's offsets as ``{topic: {partition: offset}}``: from the JSON text a
+    progress event holds, a dict already parsed, or nothing. PySpark renders a missing offset
+    (a query's first batch has no start) as the text ``"None"``."""
+    if isinstance(offsets, dict):
+        return offsets
+    if not offsets or offsets in ("None", "null"):
+        return {}
+    return json.loads(offsets)
+
+
 def end_offsets(progress: Any) -> dict[str, dict[str, int]]:
     """``{topic: {partition: offset}}`` a query's progress ended at (a progress event's
     ``sources`` or ``StreamingQuery.lastProgress``, a dict); empty without one."""
@@ -301,7 +312,7 @@ def end_offsets(progress: Any) -> dict[str, dict[str, int]]:
     sources = progress["sources"] if isinstance(progress, dict) else progress.sources
     for source in sources:
         end = source["endOffset"] if isinstance(source, dict) else source.endOffset
-        ends |= json.loads(end) if isinstance(end, str) else (end or {})
+        ends |= parse_offsets(end)
     return ends
 
 
@@ -328,10 +339,8 @@ class ProgressListener(StreamingQueryListener):
     def onQueryProgress(self, event: Any) -> None:  # noqa: N802
         lag, behind = 0, 0
         for source in event.progress.sources:
-            starts, latest = (
-                json.loads(source.startOffset or "{}"),  # none yet: read from the beginning
-                json.loads(source.latestOffset or "{}"),
-            )
+            # no start yet: the query reads from the beginning
+            starts, latest = parse_offsets(source.startOffset), parse_offsets(source.latestOffset)
             for topic, partitions in latest.items():
                 for partition, offset in partitions.items():
                     lag += max(0, offset - starts.get(topic, {}).get(partition, 0))
