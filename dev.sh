@@ -218,8 +218,8 @@ test_suite() {
   setup
   start_stack
   log "ruff and mypy"
-  "$VENV/bin/ruff" check lib jobs tests benchmarks devkit
-  "$VENV/bin/ruff" format --check lib jobs tests benchmarks devkit
+  "$VENV/bin/ruff" check lib jobs tests benchmarks devkit notebooks
+  "$VENV/bin/ruff" format --check lib jobs tests benchmarks devkit notebooks
   "$VENV/bin/mypy"
   log "pytest"
   "$VENV/bin/pytest" -q "$@"
@@ -239,7 +239,7 @@ case "${1:-}" in
   stack-start) bash stack/stack.sh start ;;
   stack-stop) bash stack/stack.sh stop ;;
   status) bash stack/stack.sh status ;;
-  lint) "$VENV/bin/ruff" check lib jobs tests benchmarks devkit && "$VENV/bin/mypy" ;;
+  lint) "$VENV/bin/ruff" check lib jobs tests benchmarks devkit notebooks && "$VENV/bin/mypy" ;;
   jars) shift; jars "$@" ;;
   release) shift; release "$@" ;;
   image) shift; setup; image "$@" ;;
