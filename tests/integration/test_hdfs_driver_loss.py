@@ -227,12 +227,15 @@ def test_the_stream_loses_nothing_when_its_driver_dies_with_its_disk(
     batches_before = len(driver.events("micro-batch"))  # the log holds every run's lines
     running = driver.start("stream", ["--trigger", "processing-time=1s", *stream])
     deadline = time.monotonic() + 300
-    while len(driver.events("micro-batch")) == batches_before:
-        assert running.poll() is None, driver.tail()
-        assert time.monotonic() < deadline, driver.tail()
-        time.sleep(0.5)
-    os.killpg(running.pid, signal.SIGKILL)
-    running.wait()
+    try:
+        while len(driver.events("micro-batch")) == batches_before:
+            assert running.poll() is None, driver.tail()
+            assert time.monotonic() < deadline, driver.tail()
+            time.sleep(0.5)
+    finally:  # killed also when the wait failed: no driver outlives the test
+        if running.poll() is None:
+            os.killpg(running.pid, signal.SIGKILL)
+        running.wait()
     assert driver.events("outbox-recovered")
     # 3. once more on an empty disk, it drains the topic from its checkpoint on HDFS
     drained = driver.start("stream", ["--trigger", "available-now", *stream])
