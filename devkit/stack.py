@@ -207,6 +207,8 @@ def expire_lease(cfg: JobConfig) -> None:
     once (a killed run never releases it)."""
     cluster, session = connect(cfg.cassandra, keyspace=cfg.cassandra.keyspace)
     try:
-        session.execute(f"TRUNCATE {cfg.backfill.lease_table}")
+        keyspace = cluster.metadata.keyspaces[cfg.cassandra.keyspace]
+        if cfg.backfill.lease_table in keyspace.tables:  # made by the first backfill
+            session.execute(f"TRUNCATE {cfg.backfill.lease_table}")
     finally:
         cluster.shutdown()
