@@ -56,7 +56,7 @@ from benchmarks.cpu import CpuAccount
 from devkit.paths import PROJECT_ROOT, SPARK_SUBMIT
 from devkit.sample.data import SampleData
 from devkit.sample.loader import load_sample_with_spark, restore_with_spark
-from devkit.stack import expire_lease, log_events, stack_overrides
+from devkit.stack import expire_lease, log_events, messages_on, stack_overrides
 from enrolment_reconciliation.io.cassandra import connect, read_table
 from enrolment_reconciliation.runtime.config import JobConfig, load_config
 from enrolment_reconciliation.runtime.session import build_spark_session
@@ -94,21 +94,7 @@ def table_digests(spark: SparkSession, cfg: JobConfig) -> dict[str, dict[str, in
 
 
 def distinct_mids(cfg: JobConfig, topic: str) -> int:
-    from kafka import KafkaConsumer
-
-    consumer = KafkaConsumer(
-        topic,
-        bootstrap_servers=cfg.kafka.broker_servers,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        consumer_timeout_ms=5000,
-        group_id=None,
-        max_partition_fetch_bytes=8 * 2**20,
-    )
-    try:
-        return len({json.loads(m.value)["mid"] for m in consumer})
-    finally:
-        consumer.close()
+    return len({event["mid"] for event in messages_on(cfg, topic, timeout_ms=600_000)})
 
 
 def quiet_cassandra(cfg: JobConfig, *, timeout: float = 600.0) -> float:

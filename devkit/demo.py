@@ -11,13 +11,13 @@ import contextlib
 import json
 from collections import Counter
 
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
 from devkit.sample.data import generate_sample
 from devkit.sample.loader import load_sample
-from devkit.stack import sync_request
+from devkit.stack import messages_on, sync_request
 from enrolment_reconciliation.io.cassandra import connect
 from enrolment_reconciliation.runtime.config import JobConfig, add_config_arguments, load_config
 
@@ -75,21 +75,6 @@ def prepare(cfg: JobConfig, seed: int, courses: int, users: int) -> None:
     )
 
 
-def _drain(cfg: JobConfig, topic: str) -> list[dict]:
-    consumer = KafkaConsumer(
-        topic,
-        bootstrap_servers=cfg.kafka.broker_servers,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        consumer_timeout_ms=5000,
-        group_id=None,
-    )
-    try:
-        return [json.loads(m.value) for m in consumer]
-    finally:
-        consumer.close()
-
-
 def summary(cfg: JobConfig, since_ms: int) -> None:
     cluster, session = connect(cfg.cassandra, keyspace=cfg.cassandra.keyspace)
     try:
@@ -101,11 +86,13 @@ def summary(cfg: JobConfig, since_ms: int) -> None:
         )
     finally:
         cluster.shutdown()
-    audit = [e for e in _drain(cfg, cfg.kafka.audit_topic) if e.get("ets", 0) >= since_ms - 1000]
-    certs = [
-        e for e in _drain(cfg, cfg.kafka.certissue_topic) if e.get("ets", 0) >= since_ms - 1000
-    ]
-    failed = _drain(cfg, cfg.kafka.failed_topic)
+
+    def this_run(events: list[dict]) -> list[dict]:
+        return [e for e in events if e.get("ets", 0) >= since_ms - 1000]
+
+    audit = this_run(messages_on(cfg, cfg.kafka.audit_topic))
+    certs = this_run(messages_on(cfg, cfg.kafka.certissue_topic))
+    failed = messages_on(cfg, cfg.kafka.failed_topic)
     print("\n=== enrolment-reconciliation: summary ===")
     print(
         f"enrolments updated: {sum(touched.values())} "

@@ -212,3 +212,36 @@ def expire_lease(cfg: JobConfig) -> None:
             session.execute(f"TRUNCATE {cfg.backfill.lease_table}")
     finally:
         cluster.shutdown()
+
+
+def messages_on(cfg: JobConfig, topic: str, timeout_ms: int = 60000) -> list[dict]:
+    """Every message on ``topic`` now, parsed, in offset order per partition: read from the
+    beginning up to the end offsets the topic had when asked, so it returns as soon as it has
+    them (no waiting for silence; none if the topic does not exist). ``timeout_ms`` bounds the
+    read of a topic that is there."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(
+        bootstrap_servers=cfg.kafka.broker_servers,
+        enable_auto_commit=False,
+        group_id=None,
+        max_partition_fetch_bytes=8 * 2**20,  # a benchmark's topics hold many events
+    )
+    try:
+        partitions = consumer.partitions_for_topic(topic) or set()
+        assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
+        if not assigned:
+            return []
+        consumer.assign(assigned)
+        consumer.seek_to_beginning(*assigned)
+        ends = consumer.end_offsets(assigned)
+        records: list = []
+        deadline = time.monotonic() + timeout_ms / 1000
+        while any(consumer.position(tp) < end for tp, end in ends.items()):
+            assert time.monotonic() < deadline, f"{topic}: not read to its end in {timeout_ms} ms"
+            for batch in consumer.poll(timeout_ms=200).values():
+                records += batch
+        records.sort(key=lambda r: (r.partition, r.offset))
+        return [json.loads(r.value) for r in records]
+    finally:
+        consumer.close()

@@ -4,10 +4,8 @@ the local stack's settings, and small clients for Cassandra, Redis and Kafka."""
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import subprocess
-import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,7 +23,7 @@ from pyspark.sql.types import (
 )
 
 from devkit.paths import PROJECT_ROOT
-from devkit.stack import log_events, stack_overrides
+from devkit.stack import log_events, messages_on, stack_overrides
 from devkit.stack import stack_config as _stack_config
 from devkit.stack import sync_request as _sync_request
 from enrolment_reconciliation.core.progress import (
@@ -248,34 +246,6 @@ def produce(cfg: JobConfig, messages: list[bytes | None]) -> None:
     producer.close()
 
 
-def messages_on(cfg: JobConfig, topic: str, timeout_ms: int = 10000) -> list[dict]:
-    """Every message on ``topic`` now, parsed: read from the beginning up to the end offsets the
-    topic had when asked (no waiting for more to come; none if the topic does not exist)."""
-    from kafka import KafkaConsumer, TopicPartition
-
-    consumer = KafkaConsumer(
-        bootstrap_servers=cfg.kafka.broker_servers, enable_auto_commit=False, group_id=None
-    )
-    try:
-        partitions = consumer.partitions_for_topic(topic) or set()
-        assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
-        if not assigned:
-            return []
-        consumer.assign(assigned)
-        consumer.seek_to_beginning(*assigned)
-        ends = consumer.end_offsets(assigned)
-        records: list = []
-        deadline = time.monotonic() + timeout_ms / 1000
-        while any(consumer.position(tp) < end for tp, end in ends.items()):
-            assert time.monotonic() < deadline, f"{topic}: not read to its end in {timeout_ms} ms"
-            for batch in consumer.poll(timeout_ms=200).values():
-                records += batch
-        records.sort(key=lambda r: (r.partition, r.offset))
-        return [json.loads(r.value) for r in records]
-    finally:
-        consumer.close()
-
-
 FAULT_INJECTION = ROOT / "tests" / "fault_injection"  # its sitecustomize reads ER_FAULT_POINT
 
 
@@ -402,15 +372,21 @@ def read_tables(cfg: JobConfig) -> Tables:
     return Tables(enrolments, aggregates)
 
 
-def events_of(cfg: JobConfig) -> dict[str, dict]:
-    """Certificate and AUDIT events by mid, without their timestamps."""
-    found = {}
+def event_copies(cfg: JobConfig) -> dict[str, list[dict]]:
+    """Certificate and AUDIT events by mid, every copy, without their timestamps (the batch
+    time differs between runs, and between a copy and its resend)."""
+    copies: dict[str, list[dict]] = {}
     for topic in (cfg.kafka.certissue_topic, cfg.kafka.audit_topic):
-        for event in messages_on(cfg, topic, timeout_ms=2000):
+        for event in messages_on(cfg, topic):
             for stamp in ("ets", "syncts"):
                 event.pop(stamp, None)
-            found[event["mid"]] = event
-    return found
+            copies.setdefault(event["mid"], []).append(event)
+    return copies
+
+
+def events_of(cfg: JobConfig) -> dict[str, dict]:
+    """Certificate and AUDIT events by mid, without their timestamps (the last copy of each)."""
+    return {mid: copies[-1] for mid, copies in event_copies(cfg).items()}
 
 
 class KilledAtFaultPoint(BaseException):

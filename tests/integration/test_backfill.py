@@ -154,7 +154,7 @@ def test_dry_run_touches_nothing_and_reports_what_the_real_run_then_does(spark, 
     dry = run_backfill(spark, loaded, BackfillOptions(dry_run=report.as_uri()))
     assert read_tables(loaded) == before
     assert events_of(loaded) == {}
-    assert messages_on(loaded, loaded.kafka.failed_topic, timeout_ms=2000) == []
+    assert messages_on(loaded, loaded.kafka.failed_topic) == []
 
     written = json.loads((report / "summary.json").read_text())
     assert written["summary"] == dry["summary"]

@@ -201,7 +201,7 @@ def test_a_killed_run_resumes_where_it_stopped_and_loses_no_event(
     assert completed > 0 and len(events) == 2 * completed
     for topic in (cfg.kafka.certissue_topic, cfg.kafka.audit_topic):
         # every event delivered at least once; a duplicate carries the same mid
-        mids = {m["mid"] for m in messages_on(cfg, topic, timeout_ms=2000)}
+        mids = {m["mid"] for m in messages_on(cfg, topic)}
         assert len(mids) == completed and mids <= set(events), topic
 
     # a run of the same scope now starts anew (the last one finished), and changes nothing
@@ -297,7 +297,7 @@ def test_another_runs_unapplied_slice_is_settled_by_the_table(spark, sample, tmp
     assert outbox.unapplied_batches() == [crashed]
 
     run_backfill(spark, cfg, BackfillOptions(restart=True))
-    mids = [m["mid"] for m in messages_on(cfg, topic, timeout_ms=2000)]
+    mids = [m["mid"] for m in messages_on(cfg, topic)]
     assert f"settled-{done.userid}" in mids  # its status 2 is visible: its request goes out
     assert f"settled-{pending.userid}" not in mids  # not complete: no request before status 2
     assert outbox.unapplied_batches() == [] and outbox.applied_batches() == []

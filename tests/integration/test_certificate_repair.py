@@ -57,7 +57,7 @@ def repair_config(tmp_path: Path, slices: int = 1) -> JobConfig:
 
 
 def certificate_requests(cfg: JobConfig) -> list[dict]:
-    return messages_on(cfg, cfg.kafka.certissue_topic, timeout_ms=2000)
+    return messages_on(cfg, cfg.kafka.certissue_topic)
 
 
 def key_of(event: dict) -> Key:
@@ -102,7 +102,7 @@ def test_a_repair_sends_one_request_per_eligible_enrolment_and_the_dry_run_lists
     assert len(requests) == len(expected) + completed_now
     audited = {
         (a["actor"]["id"], a["object"]["rollup"]["l1"], a["context"]["cdata"][0]["id"])
-        for a in messages_on(cfg, cfg.kafka.audit_topic, timeout_ms=2000)
+        for a in messages_on(cfg, cfg.kafka.audit_topic)
     }
     assert len(audited) == completed_now and not audited & expected
     assert set(per_key) - expected == audited

@@ -15,7 +15,6 @@ import signal
 import subprocess
 import time
 import uuid
-from collections import defaultdict
 from pathlib import Path
 
 import pytest
@@ -25,7 +24,7 @@ from devkit.sample.loader import load_sample
 from devkit.stack import StreamProcess, stack_overrides
 from enrolment_reconciliation.modes.stream import run_stream
 from enrolment_reconciliation.runtime.config import JobConfig, load_config
-from tests.helpers import as_cli_args, messages_on, produce, read_tables, sync_request
+from tests.helpers import as_cli_args, event_copies, produce, read_tables, sync_request
 
 REDIS_DB = 13
 BATCH = 12  # requests per micro-batch: many batches, so the kills land in all their phases
@@ -47,17 +46,6 @@ def _config(keyspace: str, tmp: Path) -> tuple[JobConfig, list[str]]:
 def _requests(sample: SampleData) -> list[bytes]:
     keys = [(e.userid, e.courseid, e.batchid) for e in sample.enrolments()]
     return [sync_request(*k).encode() for k in keys]
-
-
-def _events(cfg: JobConfig) -> dict[str, list[dict]]:
-    copies: dict[str, list[dict]] = defaultdict(list)
-    for topic in (cfg.kafka.certissue_topic, cfg.kafka.audit_topic):
-        for event in messages_on(cfg, topic, timeout_ms=3000):
-            # the batch time stamps differ between runs and between a copy and its resend
-            copies[event["mid"]].append(
-                {k: v for k, v in event.items() if k not in ("ets", "syncts")}
-            )
-    return copies
 
 
 def _run_with_kills(
@@ -106,7 +94,7 @@ def _campaign(spark, tmp_path: Path, *, kills: int, users: int, seed: int) -> di
     )
     # kills within a cold uninterrupted run's length: later ones would land in idle start-ups
     window = max(8.0, COLD_START_SECONDS + time.monotonic() - ref_started)
-    expected_tables, expected_events = read_tables(reference), _events(reference)
+    expected_tables, expected_events = read_tables(reference), event_copies(reference)
 
     load_sample(sample, crashed, truncate=True)
     produce(crashed, requests)
@@ -116,7 +104,7 @@ def _campaign(spark, tmp_path: Path, *, kills: int, users: int, seed: int) -> di
     figures["seconds"] = round(time.monotonic() - started, 1)
 
     assert read_tables(crashed) == expected_tables
-    delivered = _events(crashed)
+    delivered = event_copies(crashed)
     assert set(delivered) == set(expected_events)  # every event at least once, none invented
     for mid, copies in delivered.items():
         assert all(c == expected_events[mid][0] for c in copies), mid  # duplicates identical

@@ -25,7 +25,6 @@ import signal
 import subprocess
 import time
 import uuid
-from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -42,7 +41,7 @@ from enrolment_reconciliation.runtime.config import JobConfig, load_config
 from tests.fault_injection.sitecustomize import FAULT_POINT_ENV, FAULT_SKIP_ENV
 from tests.helpers import (
     as_cli_args,
-    messages_on,
+    event_copies,
     produce,
     read_tables,
     sync_request,
@@ -143,20 +142,9 @@ def _settings(keyspace: str, env: str, state: str) -> tuple[JobConfig, list[str]
     return load_config(env=env, overrides=overrides), ["--env", env, *as_cli_args(overrides)]
 
 
-def _events(cfg: JobConfig) -> dict[str, list[dict]]:
-    """Certificate and AUDIT events by mid, every copy, without the times of the run."""
-    copies: dict[str, list[dict]] = defaultdict(list)
-    for topic in (cfg.kafka.certissue_topic, cfg.kafka.audit_topic):
-        for event in messages_on(cfg, topic, timeout_ms=3000):
-            copies[event["mid"]].append(
-                {k: v for k, v in event.items() if k not in ("ets", "syncts")}
-            )
-    return copies
-
-
 def _same_as_uninterrupted(cfg: JobConfig, reference: JobConfig) -> dict[str, int]:
     assert read_tables(cfg) == read_tables(reference)
-    expected, delivered = _events(reference), _events(cfg)
+    expected, delivered = event_copies(reference), event_copies(cfg)
     assert expected and set(delivered) == set(expected)  # every event, none invented
     for mid, copies in delivered.items():
         assert all(c == expected[mid][0] for c in copies), mid  # a duplicate is the same event
