@@ -18,10 +18,12 @@ pytestmark = pytest.mark.integration
 
 
 def test_every_instrument_reports_its_figures(tmp_path):
+    # as ./dev.sh bench starts it: without the jar folder the suite's conftest exported
+    environ = {k: v for k, v in os.environ.items() if k != "ER_SPARK_JARS_DIR"}
     done = subprocess.run(
         [sys.executable, "-m", "benchmarks.run", "--preset", "smoke", "--out", str(tmp_path)],
         cwd=PROJECT_ROOT,
-        env={**os.environ, "PYTHONPATH": f"{PROJECT_ROOT}:{PROJECT_ROOT / 'lib'}"},
+        env={**environ, "PYTHONPATH": f"{PROJECT_ROOT}:{PROJECT_ROOT / 'lib'}"},
         capture_output=True,
         text=True,
         timeout=1200,
