@@ -238,7 +238,8 @@ def messages_on(cfg: JobConfig, topic: str, timeout_ms: int = 60000) -> list[dic
         records: list = []
         deadline = time.monotonic() + timeout_ms / 1000
         while any(consumer.position(tp) < end for tp, end in ends.items()):
-            assert time.monotonic() < deadline, f"{topic}: not read to its end in {timeout_ms} ms"
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{topic}: not read to its end in {timeout_ms} ms")
             for batch in consumer.poll(timeout_ms=200).values():
                 records += batch
         records.sort(key=lambda r: (r.partition, r.offset))

@@ -38,6 +38,7 @@ from enrolment_reconciliation.batch.milestones import AFTER_ENROLMENT_WRITE, AFT
 from enrolment_reconciliation.modes.backfill import BackfillOptions, run_backfill
 from enrolment_reconciliation.modes.stream import run_stream
 from enrolment_reconciliation.runtime.config import JobConfig, load_config
+from enrolment_reconciliation.runtime.jvm import HadoopFileSystem
 from tests.fault_injection.sitecustomize import FAULT_POINT_ENV, FAULT_SKIP_ENV
 from tests.helpers import (
     as_cli_args,
@@ -152,11 +153,8 @@ def _same_as_uninterrupted(cfg: JobConfig, reference: JobConfig) -> dict[str, in
 
 
 def _hdfs_names(spark, directory: str) -> list[str]:
-    """The names in an HDFS directory, read through the test session's Hadoop client."""
-    jvm = spark.sparkContext._jvm
-    path = jvm.org.apache.hadoop.fs.Path(directory)
-    filesystem = path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
-    return [status.getPath().getName() for status in filesystem.listStatus(path)]
+    """The names in an HDFS directory, read through the job's own Hadoop door."""
+    return HadoopFileSystem(spark, directory).list_names(directory)
 
 
 def _finish(proc: subprocess.Popen, driver: Driver, timeout: float = 600) -> int:
